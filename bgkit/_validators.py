@@ -1,0 +1,290 @@
+"""Field checks for bgkit.toml and their messages, kept apart from the schema.
+
+Each check takes the raw TOML value and returns it (possibly normalised) or raises
+``PydanticCustomError`` whose message says what was expected and what was found.
+``describe_errors`` turns a pydantic ``ValidationError`` into ``key.path: message``
+lines.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import types
+from typing import Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticCustomError
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}")
+_UNIX_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+_HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+_CMAKE_OPTION = re.compile(r"-D[A-Za-z_][A-Za-z0-9_]*(:[A-Z]+)?=[^\n\r]*")
+_OVH_ENDPOINTS = ("ovh-eu", "ovh-ca", "ovh-us", "kimsufi-eu", "kimsufi-ca", "soyoustart-eu",
+                  "soyoustart-ca")
+SECRET_WORDS = ("secret", "password", "passwd", "token", "key", "credential")
+
+
+def show(value: object) -> str:
+    """A found value as a user would recognise it from their TOML file."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return type(value).__name__
+
+
+def _fail(expected: str, value: object) -> PydanticCustomError:
+    return PydanticCustomError("bgkit", "expected {expected}, got {got}",
+                               {"expected": expected, "got": show(value)})
+
+
+def _string(value: object, expected: str) -> str:
+    if not isinstance(value, str):
+        raise _fail(expected, value)
+    return value
+
+
+def _integer(value: object, low: int, high: int, expected: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _fail(expected, value)
+    return value
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def port(value: object) -> int:
+    return _integer(value, 1, 65535, "an integer 1-65535")
+
+
+def count(value: object) -> int:
+    return _integer(value, 0, 2**31 - 1, "a whole number 0 or more")
+
+
+def positive_seconds(value: object) -> float:
+    number = _number(value)
+    if number is None or not 0 < number <= 86400:
+        raise _fail("a number of seconds above 0 and at most 86400", value)
+    return number
+
+
+def positive_number(value: object) -> float:
+    number = _number(value)
+    if number is None or not 0 < number < float("inf"):
+        raise _fail("a number above 0", value)
+    return number
+
+
+def ratio(value: object) -> float:
+    number = _number(value)
+    if number is None or not 0 <= number <= 1:
+        raise _fail("a ratio from 0 to 1 (0.01 = 1 %)", value)
+    return number
+
+
+def name(value: object) -> str:
+    expected = "a name of letters, digits, '.', '_' or '-' (at most 64, not starting with a symbol)"
+    text = _string(value, expected)
+    if not _NAME.fullmatch(text):
+        raise _fail(expected, value)
+    return text
+
+
+def version(value: object) -> str:
+    expected = "a version of letters, digits, '.', '+', '_' or '-' such as 1.4.2"
+    text = _string(value, expected)
+    if not _VERSION.fullmatch(text):
+        raise _fail(expected, value)
+    return text
+
+
+def unix_user(value: object) -> str:
+    expected = "a Unix user or group name (lower-case letters, digits, '_' or '-')"
+    text = _string(value, expected)
+    if not _UNIX_USER.fullmatch(text):
+        raise _fail(expected, value)
+    return text
+
+
+def address(value: object) -> str:
+    """An IPv4/IPv6 address or a DNS host name."""
+    expected = "an IP address or host name"
+    text = _string(value, expected)
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    labels = text.rstrip(".").split(".")
+    looks_numeric = all(label.isdigit() for label in labels)
+    if (len(text) > 253 or looks_numeric
+            or not all(_HOST_LABEL.fullmatch(label) for label in labels)):
+        raise _fail(expected, value)
+    return text
+
+
+def _path(value: object, expected: str) -> str:
+    text = _string(value, expected)
+    if not text or "\x00" in text or "\n" in text:
+        raise _fail(expected, value)
+    return text
+
+
+def any_path(value: object) -> str:
+    return _path(value, "a file system path")
+
+
+def absolute_path(value: object) -> str:
+    expected = "an absolute path such as /opt/app"
+    text = _path(value, expected)
+    if not text.startswith("/") or ".." in text.split("/"):
+        raise _fail(expected, value)
+    return text
+
+
+def relative_path(value: object) -> str:
+    expected = "a path inside the release such as bin/app (no leading '/', no '..')"
+    text = _path(value, expected)
+    if text.startswith("/") or ".." in text.split("/"):
+        raise _fail(expected, value)
+    return text
+
+
+def url_path(value: object) -> str:
+    expected = "an HTTP path starting with '/' such as /health"
+    text = _string(value, expected)
+    if not text.startswith("/") or any(c.isspace() for c in text):
+        raise _fail(expected, value)
+    return text
+
+
+def header_name(value: object) -> str:
+    expected = "an HTTP header name such as X-App-Version"
+    text = _string(value, expected)
+    if not _HEADER.fullmatch(text):
+        raise _fail(expected, value)
+    return text
+
+
+def cmake_option(value: object) -> str:
+    expected = "a CMake cache option such as -DFEATURE=ON"
+    text = _string(value, expected)
+    if not _CMAKE_OPTION.fullmatch(text):
+        raise _fail(expected, value)
+    return text
+
+
+def http_url(value: object) -> str:
+    expected = "an http:// or https:// URL such as http://127.0.0.1:8080"
+    text = _string(value, expected)
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s]*)?", text):
+        raise _fail(expected, value)
+    return text
+
+
+def ovh_endpoint(value: object) -> str:
+    expected = f"one of {', '.join(_OVH_ENDPOINTS)} or an http(s):// URL"
+    text = _string(value, expected)
+    if text in _OVH_ENDPOINTS or re.fullmatch(r"https?://[^\s]+", text):
+        return text
+    raise _fail(expected, value)
+
+
+# --- turning pydantic's errors into key-path messages --------------------------------
+
+_TYPE_WORDS = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "tuple_type": "a list",
+    "list_type": "a list",
+    "model_type": "a table",
+    "dict_type": "a table",
+    "model_attributes_type": "a table",
+}
+
+
+def key_path(loc: tuple[int | str, ...]) -> str:
+    """('pools', 'green', 'hosts', 1, 'port') -> 'pools.green.hosts[1].port'."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text or "(top level)"
+
+
+def _model_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = root
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(part)
+        model = _model_in(field.annotation) if field is not None else None
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) in (Union, types.UnionType, tuple, list):
+        for arg in get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _describe(error: Any, root: type[BaseModel]) -> str:
+    kind = error["type"]
+    loc = tuple(error["loc"])
+    found = error.get("input")
+    if kind == "bgkit":
+        return str(error["msg"])
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "extra_forbidden":
+        leaf = str(loc[-1]).lower()
+        if any(word in leaf for word in SECRET_WORDS):
+            return ("unknown key; secrets never belong in bgkit.toml (OVH keys come from "
+                    "OVH_* variables or ovh.conf, SSH keys from your SSH agent or config)")
+        parent = _model_at(root, loc[:-1])
+        valid = sorted(k for k in parent.model_fields if k != "path") if parent else []
+        return f"unknown key (expected one of: {', '.join(valid)})"
+    if kind == "literal_error":
+        return f"expected {error['ctx']['expected']}, got {show(found)}"
+    if kind == "too_short":
+        ctx = error["ctx"]
+        return f"expected at least {ctx['min_length']} item(s), got {ctx['actual_length']}"
+    if kind == "value_error":
+        return str(error["ctx"]["error"])
+    if kind in _TYPE_WORDS:
+        return f"expected {_TYPE_WORDS[kind]}, got {show(found)}"
+    return f"{error['msg']}, got {show(found)}"
+
+
+def describe_errors(error: ValidationError, root: type[BaseModel]) -> list[str]:
+    """One ``key.path: what was expected, got what`` line per problem."""
+    items = error.errors(include_url=False)
+    locs = [tuple(item["loc"]) for item in items]
+    lines = []
+    for item, loc in zip(items, locs, strict=True):
+        # pydantic also calls a list "too short" when its only items were invalid:
+        # the items' own errors say more, so that echo is dropped.
+        nested = any(other[: len(loc)] == loc and len(other) > len(loc) for other in locs)
+        if item["type"] == "too_short" and nested:
+            continue
+        lines.append(f"{key_path(loc)}: {_describe(item, root)}")
+    return lines

@@ -1,0 +1,225 @@
+"""The ``bgkit`` command: parse, call one library function, map errors to exit codes.
+
+Exit codes: 0 success, 1 the step failed, 2 bad usage or config.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from bgkit import __version__
+from bgkit.config import Config, load_config
+from bgkit.errors import BgkitError, ConfigError, UsageError
+
+__all__ = ["EXIT_CODES", "app", "exit_code_for", "main"]
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+config_option = click.option(
+    "--config", "-c", "config_path", type=click.Path(path_type=Path), default=None,
+    help="bgkit.toml to use (default: $BGKIT_CONFIG, then ./bgkit.toml).")
+runs_dir_option = click.option(
+    "--runs-dir", type=click.Path(path_type=Path), default=None,
+    help="Archive folder (default: [runs].dir of bgkit.toml).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bgkit")
+def app() -> None:
+    """Zero-downtime blue-green deployments of compiled C services."""
+
+
+@app.group("config")
+def config_group() -> None:
+    """Check bgkit.toml."""
+
+
+@config_group.command("check")
+@click.argument("path", type=click.Path(path_type=Path), required=False)
+def config_check(path: Path | None) -> None:
+    """Validate bgkit.toml and print a summary of what it describes."""
+    config = load_config(path)
+    table = Table(title=f"{config.path}: valid", show_header=False)
+    table.add_row("app", f"{config.app.name} {config.app.version} from {config.source_dir}")
+    table.add_row("service", f"port {config.service.port}, health {config.service.health_path},"
+                  f" drain {config.service.drain_timeout_s:g} s")
+    for pool_name in ("blue", "green"):
+        pool = config.pools.get(pool_name)
+        hosts = ", ".join(f"{h.user}@{h.address}:{h.port}" for h in pool.hosts)
+        table.add_row(f"pool {pool_name}", f"{len(pool.hosts)} host(s): {hosts}")
+    table.add_row("load balancer", f"{config.lb.provider}, public {config.lb.public_url}")
+    gates = config.gates
+    table.add_row("gates", f">= {gates.min_samples_per_host} samples/host, errors <= "
+                  f"{gates.max_error_ratio:.2%}, p99 <= {gates.max_p99_ms:g} ms, "
+                  f"p95 ratio <= {gates.max_p95_ratio:g}")
+    table.add_row("runs", str(config.runs_dir))
+    out.print(table)
+
+
+@app.command()
+@config_option
+@click.option("--version", "version", default=None, help="Override [app].version.")
+def build(config_path: Path | None, version: str | None) -> None:
+    """Build, test and package the app into a reproducible release."""
+    from bgkit.artifact import build_release
+
+    config = load_config(config_path)
+    with err.status("building") as status:
+        result = build_release(config, version=version,
+                               on_progress=lambda stage: status.update(f"build: {stage}"))
+    out.print(f"release  {result.release}")
+    out.print(f"artifact {result.artifact}")
+    out.print(f"sha256   {result.sha256}")
+    out.print(f"built in {result.duration_s:.1f} s ({len(result.manifest['files'])} files)")
+
+
+@app.command()
+@click.argument("step")
+@click.option("--parameter", "-p", "parameters", type=(str, str), multiple=True,
+              metavar="NAME VALUE", help="Set a notebook parameter (repeatable).")
+@config_option
+@click.option("--notebooks", "notebooks_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder of step notebooks (default ./notebooks).")
+def run(step: str, parameters: tuple[tuple[str, str], ...], config_path: Path | None,
+        notebooks_dir: Path | None) -> None:
+    """Execute the STEP notebook with papermill and archive it under runs/."""
+    from bgkit.runbook.runner import parse_value, run_step
+
+    config = load_config(config_path)
+    values = {name: parse_value(value) for name, value in parameters}
+    result = run_step(step, config=config, parameters=values, notebooks_dir=notebooks_dir)
+    out.print(f"{result.step} run {result.run_id} {result.outcome} in {result.duration_s:.1f} s")
+    out.print(f"record: {result.path}")
+
+
+def _runs_dir(config_path: Path | None, runs_dir: Path | None) -> Path:
+    if runs_dir is not None:
+        return runs_dir
+    config: Config = load_config(config_path)
+    return config.runs_dir
+
+
+@app.group("runs")
+def runs_group() -> None:
+    """Read the archive of executed runbooks."""
+
+
+@runs_group.command("list")
+@config_option
+@runs_dir_option
+@click.option("--step", default=None, help="Only runs of this step.")
+@click.option("--outcome", default=None, help="Only runs with this outcome.")
+def runs_list(config_path: Path | None, runs_dir: Path | None, step: str | None,
+              outcome: str | None) -> None:
+    """Print the archive as a table, oldest first."""
+    from bgkit.runbook.archive import list_runs
+
+    folder = _runs_dir(config_path, runs_dir)
+    runs = list_runs(folder)
+    if step:
+        runs = runs[runs["step"].str.endswith(step)]
+    if outcome:
+        runs = runs[runs["outcome"] == outcome]
+    if runs.empty:
+        out.print(f"no runs in {folder}")
+        return
+    table = Table(title=f"runs in {folder}")
+    for column in ("time", "step", "run id", "outcome", "duration", "operator", "release"):
+        table.add_column(column)
+    for row in runs.to_dict(orient="records"):
+        colour = "green" if row["outcome"] == "succeeded" else "red"
+        duration = "" if pd_isna(row["duration_s"]) else f"{row['duration_s']:.1f} s"
+        when = "" if pd_isna(row["time"]) else row["time"].strftime("%Y-%m-%d %H:%M:%SZ")
+        table.add_row(when, str(row["step"]), str(row["run_id"]),
+                      f"[{colour}]{escape(str(row['outcome']))}[/]", duration,
+                      escape(str(row["operator"] or "")), escape(str(row["release"] or "")))
+    out.print(table)
+
+
+def pd_isna(value: object) -> bool:
+    import pandas as pd
+
+    return bool(value is None or pd.isna(value))  # type: ignore[call-overload]
+
+
+@runs_group.command("show")
+@click.argument("run_id")
+@config_option
+@runs_dir_option
+def runs_show(run_id: str, config_path: Path | None, runs_dir: Path | None) -> None:
+    """Print one run's parameters, outcome and recorded results."""
+    from bgkit.runbook.archive import find_run, show_run
+
+    details = show_run(find_run(_runs_dir(config_path, runs_dir), run_id))
+    meta = details.metadata
+    out.print(f"[bold]{meta.get('step')} run {meta.get('run_id')}[/]  {details.path}")
+    for key in ("outcome", "reason", "operator", "started_at", "finished_at", "duration_s",
+                "bgkit_version"):
+        value = details.outcome if key == "outcome" else meta.get(key)
+        if value is not None:
+            out.print(f"  {key:<14}{escape(str(value))}")
+    git = meta.get("git") or {}
+    out.print(f"  {'git':<14}{git.get('commit')}{' (dirty)' if git.get('dirty') else ''}")
+    out.print("[bold]parameters[/]")
+    for name, value in details.parameters.items():
+        out.print(f"  {name} = {escape(repr(value))}")
+    out.print("[bold]records[/]")
+    for name, item in details.records.items():
+        _print_record(name, item)
+
+
+def _print_record(name: str, item: dict[str, Any]) -> None:
+    value = item["value"]
+    if item["kind"] == "table" and isinstance(value, list) and value:
+        table = Table(title=name)
+        columns = list(value[0])
+        for column in columns:
+            table.add_column(str(column))
+        for row in value:
+            table.add_row(*(str(row.get(column, "")) for column in columns))
+        out.print(table)
+    else:
+        out.print(f"  {name}: {escape(json.dumps(value, indent=2))}")
+
+
+EXIT_CODES: tuple[tuple[type[BgkitError], int], ...] = (
+    (UsageError, 2),
+    (ConfigError, 2),
+    (BgkitError, 1),
+)
+
+
+def exit_code_for(error: BgkitError) -> int:
+    """The exit code of an error family: the first row of ``EXIT_CODES`` it belongs to."""
+    return next(code for family, code in EXIT_CODES if isinstance(error, family))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    try:
+        app.main(args=argv, prog_name="bgkit", standalone_mode=False)
+    except BgkitError as error:
+        err.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
+        return exit_code_for(error)
+    except click.exceptions.Exit as done:
+        return int(done.exit_code)
+    except click.Abort:
+        err.print("aborted")
+        return 130
+    except click.ClickException as error:
+        error.show()
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

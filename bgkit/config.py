@@ -1,0 +1,283 @@
+"""bgkit.toml -> a frozen, typed :class:`Config`, validated once at the edge.
+
+``load_config(path)`` is the only way in. Every problem is reported at once, each
+naming the file, the key path and what was expected, e.g.::
+
+    bgkit.toml: pools.green.hosts[1].port: expected an integer 1-65535, got "22x"
+
+Relative paths in the file are resolved against the file's own folder.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    model_validator,
+)
+
+from bgkit import _validators as v
+from bgkit.errors import ConfigError
+
+__all__ = [
+    "AppConfig",
+    "Config",
+    "GatesConfig",
+    "HaproxySettings",
+    "HostConfig",
+    "LbConfig",
+    "OvhIplbSettings",
+    "PoolConfig",
+    "PoolsConfig",
+    "RunsConfig",
+    "ServiceConfig",
+    "SystemdConfig",
+    "find_config",
+    "load_config",
+    "parse_config",
+]
+
+CONFIG_ENV = "BGKIT_CONFIG"
+DEFAULT_NAME = "bgkit.toml"
+
+Port = Annotated[int, BeforeValidator(v.port)]
+Address = Annotated[str, BeforeValidator(v.address)]
+Name = Annotated[str, BeforeValidator(v.name)]
+Version = Annotated[str, BeforeValidator(v.version)]
+UnixUser = Annotated[str, BeforeValidator(v.unix_user)]
+AbsPath = Annotated[str, BeforeValidator(v.absolute_path)]
+RelPath = Annotated[str, BeforeValidator(v.relative_path)]
+AnyPath = Annotated[str, BeforeValidator(v.any_path)]
+UrlPath = Annotated[str, BeforeValidator(v.url_path)]
+HeaderName = Annotated[str, BeforeValidator(v.header_name)]
+CmakeOption = Annotated[str, BeforeValidator(v.cmake_option)]
+Seconds = Annotated[float, BeforeValidator(v.positive_seconds)]
+Ratio = Annotated[float, BeforeValidator(v.ratio)]
+PositiveNumber = Annotated[float, BeforeValidator(v.positive_number)]
+Count = Annotated[int, BeforeValidator(v.count)]
+LoopbackOrUrl = Annotated[str, BeforeValidator(v.http_url)]
+PoolName = Literal["blue", "green"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AppConfig(_Model):
+    """``[app]``: what is built."""
+
+    name: Name
+    version: Version
+    source_dir: AnyPath = "."
+    cmake_options: tuple[CmakeOption, ...] = ()
+    build_type: Literal["Release", "RelWithDebInfo", "MinSizeRel", "Debug"] = "Release"
+    dist_dir: AnyPath = "dist"
+
+
+class SystemdConfig(_Model):
+    """``[service.systemd]``: the unit rendered for real servers."""
+
+    unit: Name | None = None
+    user: UnixUser = "bgkit"
+    group: UnixUser | None = None
+    restart: Literal["on-failure", "always"] = "on-failure"
+    limit_nofile: Count = 65536
+    read_write_paths: tuple[AbsPath, ...] = ()
+
+
+class ServiceConfig(_Model):
+    """``[service]``: how the deployed program runs and answers health checks."""
+
+    port: Port
+    executable: RelPath
+    args: tuple[str, ...] = ()
+    health_path: UrlPath = "/health"
+    version_header: HeaderName = "X-App-Version"
+    drain_timeout_s: Seconds = 10.0
+    systemd: SystemdConfig = SystemdConfig()
+
+
+class HostConfig(_Model):
+    """One server: where to reach it over SSH and where releases live."""
+
+    address: Address
+    port: Port = 22
+    user: UnixUser
+    deploy_root: AbsPath
+
+
+class PoolConfig(_Model):
+    hosts: tuple[HostConfig, ...] = Field(min_length=1)
+
+
+class PoolsConfig(_Model):
+    """``[pools.blue]`` and ``[pools.green]``; no host may sit in both."""
+
+    blue: PoolConfig
+    green: PoolConfig
+
+    @model_validator(mode="after")
+    def _hosts_are_distinct(self) -> PoolsConfig:
+        seen: dict[tuple[str, int, str], str] = {}
+        for pool_name in ("blue", "green"):
+            pool: PoolConfig = getattr(self, pool_name)
+            for index, host in enumerate(pool.hosts):
+                key = (host.address, host.port, host.deploy_root)
+                where = f"{pool_name}.hosts[{index}]"
+                if key in seen:
+                    raise ValueError(
+                        f"{where} is the same host and deploy root as {seen[key]}; "
+                        "expected every host to appear once"
+                    )
+                seen[key] = where
+        return self
+
+    def get(self, pool: PoolName) -> PoolConfig:
+        return self.blue if pool == "blue" else self.green
+
+
+class PoolBackends(_Model):
+    blue: Name = "blue"
+    green: Name = "green"
+
+
+class HaproxySettings(_Model):
+    """``[lb.haproxy]``: HAProxy's runtime API and the names used in its config."""
+
+    runtime_api: AnyPath
+    frontend: Name = "app"
+    backends: PoolBackends = PoolBackends()
+
+
+class FarmIds(_Model):
+    blue: Count
+    green: Count
+
+
+class OvhIplbSettings(_Model):
+    """``[lb.ovh_iplb]``: which IP Load Balancing service, frontend and farms."""
+
+    endpoint: Annotated[str, BeforeValidator(v.ovh_endpoint)] = "ovh-eu"
+    service_name: Name
+    frontend_id: Count
+    farm_ids: FarmIds
+
+
+class LbConfig(_Model):
+    """``[lb]``: the load balancer provider and its settings (never secrets)."""
+
+    provider: Literal["haproxy", "ovh-iplb"]
+    public_url: LoopbackOrUrl
+    haproxy: HaproxySettings | None = None
+    ovh_iplb: OvhIplbSettings | None = None
+
+    @model_validator(mode="after")
+    def _provider_has_settings(self) -> LbConfig:
+        section = self.provider.replace("-", "_")
+        if getattr(self, section) is None:
+            raise ValueError(f'provider "{self.provider}" needs a [lb.{section}] table')
+        return self
+
+
+class GatesConfig(_Model):
+    """``[gates]``: thresholds the verify step judges a pool by."""
+
+    min_samples_per_host: Count = 50
+    max_error_ratio: Ratio = 0.0
+    max_p99_ms: PositiveNumber = 500.0
+    max_p95_ratio: PositiveNumber = 1.5
+    require_version: StrictBool = True
+    max_consecutive_failures: Count = 3
+
+
+class RunsConfig(_Model):
+    """``[runs]``: where executed notebooks are archived and how long a cell may run."""
+
+    dir: AnyPath = "runs"
+    cell_timeout_s: Seconds = 1800.0
+    kernel: Name = "python3"
+
+
+class Config(_Model):
+    """The whole of bgkit.toml. ``path`` is the file it came from."""
+
+    app: AppConfig
+    service: ServiceConfig
+    pools: PoolsConfig
+    lb: LbConfig
+    gates: GatesConfig = GatesConfig()
+    runs: RunsConfig = RunsConfig()
+    path: Path = Path(DEFAULT_NAME)
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the file, made absolute against the file's folder."""
+        return (self.path.parent / relative).resolve()
+
+    @property
+    def source_dir(self) -> Path:
+        return self.resolve(self.app.source_dir)
+
+    @property
+    def dist_dir(self) -> Path:
+        return self.resolve(self.app.dist_dir)
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.resolve(self.runs.dir)
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The config file to use: ``explicit``, else ``$BGKIT_CONFIG``, else ./bgkit.toml."""
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get(CONFIG_ENV)
+    if from_env:
+        return Path(from_env)
+    return Path(DEFAULT_NAME)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read and validate bgkit.toml.
+
+    Raises:
+        ConfigError: the file is missing, is not TOML, or breaks the schema; the
+            message lists every problem with its key path.
+    """
+    config_path = find_config(path)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            config_path,
+            [f"no such file (pass --config PATH or set {CONFIG_ENV})"],
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(config_path, [f"cannot read: {error}"]) from error
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(config_path, [f"not valid TOML: {error}"]) from error
+    return parse_config(data, path=config_path)
+
+
+def parse_config(data: Mapping[str, Any], *, path: str | os.PathLike[str]) -> Config:
+    """Validate already-parsed TOML data; ``path`` names it in errors and anchors paths."""
+    source = Path(path)
+    if not isinstance(data, Mapping):
+        raise ConfigError(source, ["expected a table at the top level"])
+    if "path" in data:
+        raise ConfigError(source, ["path: unknown key (the file's own location is implied)"])
+    try:
+        return Config.model_validate({**data, "path": source.absolute()})
+    except ValidationError as error:
+        raise ConfigError(source, v.describe_errors(error, Config)) from None

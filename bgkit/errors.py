@@ -1,0 +1,75 @@
+"""Every error bgkit raises on purpose, in one tree.
+
+    BgkitError                  anything bgkit reports to a user (exit 1)
+    ├── UsageError              bad command-line or notebook input (exit 2)
+    │   └── SecretParameterError  a parameter whose name looks like a secret
+    ├── ConfigError             bgkit.toml is missing, unreadable or invalid (exit 2)
+    ├── BuildError              configure, compile, ctest or install failed (exit 1)
+    ├── RecordError             a value given to record() cannot be archived (exit 1)
+    └── StepFailed              an archived notebook run did not succeed (exit 1)
+
+Foreign errors (subprocess, papermill, nbclient, tomllib, pydantic) are translated
+into these at the boundary where they happen, with ``raise ... from``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = [
+    "BgkitError",
+    "BuildError",
+    "ConfigError",
+    "RecordError",
+    "SecretParameterError",
+    "StepFailed",
+    "UsageError",
+]
+
+
+class BgkitError(Exception):
+    """Base of every error bgkit raises for a user to read."""
+
+
+class UsageError(BgkitError):
+    """The caller asked for something that cannot be done as asked."""
+
+
+class SecretParameterError(UsageError):
+    """A notebook parameter whose name looks like a secret was refused."""
+
+
+class ConfigError(BgkitError):
+    """bgkit.toml could not be loaded; ``problems`` lists each one."""
+
+    def __init__(self, path: Path | str, problems: Sequence[str]) -> None:
+        self.path = str(path)
+        self.problems = tuple(problems)
+        lines = [f"{self.path}: {problem}" for problem in self.problems]
+        super().__init__("\n".join(lines))
+
+
+class BuildError(BgkitError):
+    """A build stage failed; ``output_tail`` holds the end of its output."""
+
+    def __init__(self, stage: str, message: str, output_tail: str = "") -> None:
+        self.stage = stage
+        self.output_tail = output_tail
+        text = f"build failed at {stage}: {message}"
+        if output_tail:
+            text += f"\n--- last lines of {stage} output ---\n{output_tail}"
+        super().__init__(text)
+
+
+class RecordError(BgkitError, TypeError):
+    """record() was given a name or value that cannot be stored as JSON."""
+
+
+class StepFailed(BgkitError):
+    """An archived run ended in any outcome but success; the record says why."""
+
+    def __init__(self, message: str, *, run_path: Path | None = None, outcome: str = "failed"):
+        self.run_path = run_path
+        self.outcome = outcome
+        super().__init__(message)

@@ -1,0 +1,1 @@
+"""Notebook runs: the papermill runner, the run archive, and ``record()``."""

@@ -1,0 +1,50 @@
+"""Shared fixtures: the repository's paths and bgkit.toml files written for a test."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_DIR = REPO / "examples" / "hello-c"
+EXAMPLE_CONFIG = EXAMPLE_DIR / "bgkit.toml"
+
+
+def example_data() -> dict[str, Any]:
+    """The shipped example bgkit.toml as a dict (a fresh copy each call)."""
+    return copy.deepcopy(tomllib.loads(EXAMPLE_CONFIG.read_text()))
+
+
+def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+WriteConfig = Callable[..., Path]
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> WriteConfig:
+    """Write a bgkit.toml into tmp_path: the example, with its outputs kept in tmp_path."""
+
+    def write(changes: dict[str, Any] | None = None, *, name: str = "bgkit.toml") -> Path:
+        data = merge(example_data(), {
+            "app": {"source_dir": str(EXAMPLE_DIR), "dist_dir": str(tmp_path / "dist")},
+            "runs": {"dir": str(tmp_path / "runs")},
+        })
+        merge(data, changes or {})
+        path = tmp_path / name
+        path.write_text(tomli_w.dumps(data))
+        return path
+
+    return write
