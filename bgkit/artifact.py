@@ -75,7 +75,9 @@ class BuildResult:
     def files_table(self) -> pd.DataFrame:
         """One row per path in the release, as listed in manifest.json."""
         columns = ["path", "type", "mode", "size", "sha256"]
-        return pd.DataFrame(self.manifest["files"]).reindex(columns=columns)
+        table = pd.DataFrame(self.manifest["files"]).reindex(columns=columns)
+        table["size"] = table["size"].astype("Int64")
+        return table
 
 
 def release_name(name: str, version: str, source: GitInfo, content_digest: str) -> str:

@@ -21,8 +21,9 @@ from bgkit.errors import BgkitError, ConfigError, UsageError
 
 __all__ = ["EXIT_CODES", "app", "exit_code_for", "main"]
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Piped output (CI logs, tests) gets wide lines instead of rich's 80-column default.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
 
 config_option = click.option(
     "--config", "-c", "config_path", type=click.Path(path_type=Path), default=None,
@@ -181,14 +182,18 @@ def _print_record(name: str, item: dict[str, Any]) -> None:
     value = item["value"]
     if item["kind"] == "table" and isinstance(value, list) and value:
         table = Table(title=name)
-        columns = list(value[0])
+        columns = item.get("columns") or list(value[0])
         for column in columns:
             table.add_column(str(column))
         for row in value:
-            table.add_row(*(str(row.get(column, "")) for column in columns))
+            table.add_row(*(_cell(row.get(column)) for column in columns))
         out.print(table)
     else:
         out.print(f"  {name}: {escape(json.dumps(value, indent=2))}")
+
+
+def _cell(value: object) -> str:
+    return "" if value is None else escape(str(value))
 
 
 EXIT_CODES: tuple[tuple[type[BgkitError], int], ...] = (

@@ -72,8 +72,8 @@ def read_records(nb: Any) -> dict[str, dict[str, Any]]:
         for output in cell.get("outputs", []):
             payload = output.get("data", {}).get(RECORD_MIME)
             if isinstance(payload, dict) and "name" in payload:
-                found[payload["name"]] = {"kind": payload.get("kind", "value"),
-                                          "value": payload.get("value")}
+                found[payload["name"]] = {key: payload[key] for key in
+                                          ("kind", "value", "columns") if key in payload}
     return found
 
 

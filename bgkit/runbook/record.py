@@ -36,10 +36,11 @@ def record(name: str, value: object, *, show: bool = True) -> Any:
         raise RecordError(f"record name {name!r}: expected letters, digits, '_', '.' or '-', "
                           "starting with a letter or '_'")
     kind, payload = to_jsonable(value, where=name)
-    bundle = {
-        RECORD_MIME: {"name": name, "kind": kind, "value": payload},
-        "text/plain": f"recorded {name!r} ({kind})" if show else "",
-    }
+    stored: dict[str, Any] = {"name": name, "kind": kind, "value": payload}
+    if kind == "table":
+        # Notebook JSON is written with sorted keys: keep the column order separately.
+        stored["columns"] = _columns(value)
+    bundle = {RECORD_MIME: stored, "text/plain": f"recorded {name!r} ({kind})" if show else ""}
     _display(bundle)
     return payload
 
@@ -60,6 +61,11 @@ def to_jsonable(value: object, *, where: str = "value") -> tuple[str, Any]:
         value = dataclasses.asdict(value)
     _check(value, where)
     return "value", json.loads(json.dumps(value))
+
+
+def _columns(frame: Any) -> list[str]:
+    shown = frame.reset_index() if _has_named_index(frame) else frame
+    return [str(column) for column in shown.columns]
 
 
 def _has_named_index(frame: Any) -> bool:

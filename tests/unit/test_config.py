@@ -225,9 +225,8 @@ def test_fuzzed_file_text_only_raises_config_error(text: str, tmp_path_factory: 
 @given(tables=st.dictionaries(st.sampled_from(
     ["app", "service", "pools", "lb", "gates", "runs", "extra"]), toml_values, max_size=6))
 def test_fuzzed_top_level_tables_only_raise_config_error(tables: dict[str, Any]) -> None:
-    text = tomli_w.dumps(tables)
+    tomli_w.dumps(tables)  # only what TOML itself can express
     try:
         parse_config(tables, path="fuzz.toml")
-    except ConfigError:
-        pass
-    assert text is not None
+    except ConfigError as error:
+        assert error.problems

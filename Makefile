@@ -1,0 +1,62 @@
+# bgkit: `make demo` and `make test` install what they need, then run.
+# Both are idempotent: a second run skips what is already installed.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Build tools and the real services the tests and the sandbox use.
+APT_PACKAGES := build-essential cmake git openssh-server openssh-client haproxy systemd
+DEMO_CONFIG ?= examples/hello-c/bgkit.toml
+
+.PHONY: help deps apt venv demo test lint typecheck pytest bench clean
+
+help:
+	@echo "make demo   build the sample C service and archive the build runbook under runs/"
+	@echo "make test   lint, type-check and run every test (unit, integration, notebooks)"
+	@echo "make deps   only install the system packages and the .venv"
+
+deps: apt venv
+
+apt:
+	@missing=""; \
+	for pkg in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$pkg"; \
+	done; \
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "bgkit needs Python >= 3.11")'
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: deps
+	$(BIN)/bgkit run 01_build --config $(DEMO_CONFIG)
+	$(BIN)/bgkit runs list --config $(DEMO_CONFIG)
+
+lint: venv
+	$(BIN)/ruff check bgkit tests benchmarks
+
+typecheck: venv
+	$(BIN)/mypy --strict bgkit
+
+pytest: deps
+	$(BIN)/pytest -p no:cacheprovider tests notebooks --nbval-lax
+
+test: deps lint typecheck pytest
+
+bench: deps
+	$(BIN)/python benchmarks/build_bench.py
+
+clean:
+	rm -rf dist .mypy_cache .ruff_cache
