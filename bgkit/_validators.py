@@ -19,7 +19,7 @@ from pydantic_core import PydanticCustomError
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}")
-_UNIX_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+_UNIX_USER = re.compile(r"[A-Za-z_][A-Za-z0-9._-]{0,31}")
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 _CMAKE_OPTION = re.compile(r"-D[A-Za-z_][A-Za-z0-9_]*(:[A-Z]+)?=[^\n\r]*")
@@ -93,6 +93,28 @@ def ratio(value: object) -> float:
     return number
 
 
+def fanout(value: object) -> int:
+    return _integer(value, 1, 1000, "a whole number of hosts at once, 1-1000")
+
+
+def keep_releases(value: object) -> int:
+    return _integer(value, 2, 1000, "a whole number of releases to keep, at least 2 "
+                    "(the live and the previous one are never pruned)")
+
+
+SERVICE_PLACEHOLDERS = ("root", "shared", "current")
+
+
+def service_arg(value: object) -> str:
+    expected = "an argument string; placeholders are {root}, {shared} and {current}"
+    text = _string(value, expected)
+    try:
+        text.format(**{key: "" for key in SERVICE_PLACEHOLDERS})
+    except (KeyError, IndexError, ValueError):
+        raise _fail(expected, value) from None
+    return text
+
+
 def name(value: object) -> str:
     expected = "a name of letters, digits, '.', '_' or '-' (at most 64, not starting with a symbol)"
     text = _string(value, expected)
@@ -110,7 +132,7 @@ def version(value: object) -> str:
 
 
 def unix_user(value: object) -> str:
-    expected = "a Unix user or group name (lower-case letters, digits, '_' or '-')"
+    expected = "a Unix user or group name (letters, digits, '.', '_' or '-')"
     text = _string(value, expected)
     if not _UNIX_USER.fullmatch(text):
         raise _fail(expected, value)

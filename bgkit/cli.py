@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from rich.table import Table
 from bgkit import __version__
 from bgkit.config import Config, load_config
 from bgkit.errors import BgkitError, ConfigError, UsageError
+from bgkit.lb.base import PoolName
 
 __all__ = ["EXIT_CODES", "app", "exit_code_for", "main"]
 
@@ -37,6 +39,12 @@ runs_dir_option = click.option(
 @click.version_option(__version__, prog_name="bgkit")
 def app() -> None:
     """Zero-downtime blue-green deployments of compiled C services."""
+
+
+def _register_subgroups() -> None:
+    from bgkit.sandbox.cli import sandbox_group
+
+    app.add_command(sandbox_group)
 
 
 @app.group("config")
@@ -100,6 +108,53 @@ def run(step: str, parameters: tuple[tuple[str, str], ...], config_path: Path | 
     result = run_step(step, config=config, parameters=values, notebooks_dir=notebooks_dir)
     out.print(f"{result.step} run {result.run_id} {result.outcome} in {result.duration_s:.1f} s")
     out.print(f"record: {result.path}")
+
+
+@app.command()
+@config_option
+@click.option("--release", "release", type=click.Path(path_type=Path), default=None,
+              help="Release tarball (default: the newest in [app].dist_dir).")
+@click.option("--pool", type=click.Choice(["blue", "green"]), default=None,
+              help="Target pool; it must be the idle one (default: the idle one).")
+def deploy(config_path: Path | None, release: Path | None, pool: str | None) -> None:
+    """Deploy a release to every host of the idle pool; the live pool is never touched."""
+    from bgkit.deploy import deploy as deploy_release
+    from bgkit.deploy import hosts_table
+    from bgkit.errors import DeployError
+    from bgkit.progress import LiveProgress, progress_for
+
+    config = load_config(config_path)
+    target: PoolName | None = "blue" if pool == "blue" else "green" if pool == "green" else None
+    display = progress_for(err, "deploy")
+    try:
+        with display if isinstance(display, LiveProgress) else nullcontext():
+            result = deploy_release(config, release=release, pool=target, progress=display)
+    except DeployError as error:
+        _print_frame(hosts_table(error.results), title="per-host result")
+        raise
+    _print_frame(result.table(), title=f"{result.release} on the {result.pool} pool "
+                 f"(live: {result.live_pool})")
+
+
+def _print_frame(frame: Any, *, title: str) -> None:
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(str(column))
+    for row in frame.itertuples(index=False):
+        table.add_row(*(_cell(value) for value in row))
+    out.print(table)
+
+
+@app.command()
+@config_option
+def status(config_path: Path | None) -> None:
+    """Show the live pool and every host's release, service and health."""
+    from bgkit.lb import get_provider
+    from bgkit.status import fleet_status
+
+    config = load_config(config_path)
+    result = fleet_status(config, lb=get_provider(config))
+    _print_frame(result.table(), title=f"live pool: {result.live_pool}")
 
 
 def _runs_dir(config_path: Path | None, runs_dir: Path | None) -> Path:
@@ -210,6 +265,7 @@ def exit_code_for(error: BgkitError) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
+    _register_subgroups()
     try:
         app.main(args=argv, prog_name="bgkit", standalone_mode=False)
     except BgkitError as error:

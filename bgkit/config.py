@@ -32,6 +32,7 @@ from bgkit.errors import ConfigError
 __all__ = [
     "AppConfig",
     "Config",
+    "DeployConfig",
     "GatesConfig",
     "HaproxySettings",
     "HostConfig",
@@ -41,6 +42,7 @@ __all__ = [
     "PoolsConfig",
     "RunsConfig",
     "ServiceConfig",
+    "SshConfig",
     "SystemdConfig",
     "find_config",
     "load_config",
@@ -96,15 +98,44 @@ class SystemdConfig(_Model):
 
 
 class ServiceConfig(_Model):
-    """``[service]``: how the deployed program runs and answers health checks."""
+    """``[service]``: how the deployed program runs and answers health checks.
+
+    ``args`` may use ``{root}``, ``{shared}`` and ``{current}``: the host's deploy root,
+    its ``shared/`` folder for host-local config, and the ``current`` release link.
+    ``manager`` is ``systemd`` on real servers; ``sandbox`` is the start-stop-daemon
+    supervisor of ``bgkit sandbox``.
+    """
 
     port: Port
     executable: RelPath
-    args: tuple[str, ...] = ()
+    args: tuple[Annotated[str, BeforeValidator(v.service_arg)], ...] = ()
+    manager: Literal["systemd", "sandbox"] = "systemd"
     health_path: UrlPath = "/health"
     version_header: HeaderName = "X-App-Version"
     drain_timeout_s: Seconds = 10.0
     systemd: SystemdConfig = SystemdConfig()
+
+
+class DeployConfig(_Model):
+    """``[deploy]``: how releases reach the hosts of the idle pool."""
+
+    fanout: Annotated[int, BeforeValidator(v.fanout)] = 10
+    keep_releases: Annotated[int, BeforeValidator(v.keep_releases)] = 5
+    health_timeout_s: Seconds = 30.0
+    min_free_mb: Count = 100
+    connect_timeout_s: Seconds = 10.0
+    command_timeout_s: Seconds = 120.0
+
+
+class SshConfig(_Model):
+    """``[ssh]``: where host keys and the client key are (paths only, never key material).
+
+    Host keys are always verified against ``known_hosts``; an unknown host is refused.
+    Without ``identity_file`` the SSH agent and ~/.ssh/config decide.
+    """
+
+    known_hosts: AnyPath = "~/.ssh/known_hosts"
+    identity_file: AnyPath | None = None
 
 
 class HostConfig(_Model):
@@ -152,9 +183,15 @@ class PoolBackends(_Model):
 
 
 class HaproxySettings(_Model):
-    """``[lb.haproxy]``: HAProxy's runtime API and the names used in its config."""
+    """``[lb.haproxy]``: HAProxy's runtime API and the map that names the live backend.
+
+    The frontend routes with ``use_backend %[str(live),map(<map_file>,<blue backend>)]``;
+    switching sets the ``live`` entry through the runtime API and rewrites ``map_file``
+    so that a reload keeps the switch. ``runtime_api`` is a socket path or ``host:port``.
+    """
 
     runtime_api: AnyPath
+    map_file: AnyPath
     frontend: Name = "app"
     backends: PoolBackends = PoolBackends()
 
@@ -217,6 +254,8 @@ class Config(_Model):
     lb: LbConfig
     gates: GatesConfig = GatesConfig()
     runs: RunsConfig = RunsConfig()
+    deploy: DeployConfig = DeployConfig()
+    ssh: SshConfig = SshConfig()
     path: Path = Path(DEFAULT_NAME)
 
     def resolve(self, relative: str) -> Path:
@@ -234,6 +273,16 @@ class Config(_Model):
     @property
     def runs_dir(self) -> Path:
         return self.resolve(self.runs.dir)
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.resolve(str(Path(self.ssh.known_hosts).expanduser()))
+
+    @property
+    def identity_file(self) -> Path | None:
+        if self.ssh.identity_file is None:
+            return None
+        return self.resolve(str(Path(self.ssh.identity_file).expanduser()))
 
 
 def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:

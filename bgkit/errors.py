@@ -6,7 +6,11 @@
     ├── ConfigError             bgkit.toml is missing, unreadable or invalid (exit 2)
     ├── BuildError              configure, compile, ctest or install failed (exit 1)
     ├── RecordError             a value given to record() cannot be archived (exit 1)
-    └── StepFailed              an archived notebook run did not succeed (exit 1)
+    ├── StepFailed              an archived notebook run did not succeed (exit 1)
+    ├── LoadBalancerError       the load balancer refused, failed or timed out (exit 1)
+    ├── SandboxError            the local sandbox fleet could not be started or read (exit 1)
+    ├── HostError               one host could not be reached or a command on it failed
+    └── DeployError             a deploy failed on some hosts; carries every host's result
 
 Foreign errors (subprocess, papermill, nbclient, tomllib, pydantic) are translated
 into these at the boundary where they happen, with ``raise ... from``.
@@ -21,7 +25,11 @@ __all__ = [
     "BgkitError",
     "BuildError",
     "ConfigError",
+    "DeployError",
+    "HostError",
+    "LoadBalancerError",
     "RecordError",
+    "SandboxError",
     "SecretParameterError",
     "StepFailed",
     "UsageError",
@@ -72,4 +80,32 @@ class StepFailed(BgkitError):
     def __init__(self, message: str, *, run_path: Path | None = None, outcome: str = "failed"):
         self.run_path = run_path
         self.outcome = outcome
+        super().__init__(message)
+
+
+class LoadBalancerError(BgkitError):
+    """The load balancer could not be read or switched; the message says what to do."""
+
+
+class SandboxError(BgkitError):
+    """The local sandbox could not be started, stopped or read."""
+
+
+class HostError(BgkitError):
+    """A host could not be reached, or a command on it failed.
+
+    ``host`` names it (``user@address:port``); ``hint`` says what to do about it.
+    """
+
+    def __init__(self, host: str, message: str, *, hint: str = "") -> None:
+        self.host = host
+        self.hint = hint
+        super().__init__(f"{host}: {message}" + (f" ({hint})" if hint else ""))
+
+
+class DeployError(BgkitError):
+    """A deploy stopped; ``results`` holds every host's outcome, failed or not."""
+
+    def __init__(self, message: str, *, results: Sequence[object] = ()) -> None:
+        self.results = tuple(results)
         super().__init__(message)

@@ -1,0 +1,240 @@
+"""Remote shell commands for the release layout on a host, and parsers of their output.
+
+    <root>/releases/<release>/   one folder per release, never changed once in place
+    <root>/current -> releases/<release>    swapped atomically (temporary link + mv -T)
+    <root>/previous -> releases/<release>   what current pointed at before the last swap
+    <root>/shared/                host-local config, pid files and logs; outlives releases
+    <root>/.incoming/             uploads waiting to be checked and unpacked
+
+Every value is quoted with ``shlex.quote``; these functions only build strings.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "INSTALLED_MARKER",
+    "Layout",
+    "Preflight",
+    "check_libraries",
+    "discard",
+    "extract",
+    "install_release",
+    "list_releases",
+    "make_root",
+    "missing_libraries",
+    "parse_preflight",
+    "parse_releases",
+    "parse_sha256sum",
+    "preflight",
+    "prune",
+    "read_file",
+    "releases_to_prune",
+    "sha256sum",
+    "swap_current",
+    "write_file",
+]
+
+INSTALLED_MARKER = ".bgkit-sha256"
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where one release lives under one host's deploy root."""
+
+    root: str
+    release: str
+
+    @property
+    def releases(self) -> str:
+        return f"{self.root}/releases"
+
+    @property
+    def release_dir(self) -> str:
+        return f"{self.releases}/{self.release}"
+
+    @property
+    def partial_dir(self) -> str:
+        return f"{self.releases}/.{self.release}.partial"
+
+    @property
+    def incoming(self) -> str:
+        return f"{self.root}/.incoming/{self.release}.tar.gz"
+
+    @property
+    def current(self) -> str:
+        return f"{self.root}/current"
+
+    @property
+    def previous(self) -> str:
+        return f"{self.root}/previous"
+
+    @property
+    def shared(self) -> str:
+        return f"{self.root}/shared"
+
+
+def _q(value: str) -> str:
+    return shlex.quote(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Preflight:
+    """What a host said before anything on it changed."""
+
+    arch: str
+    free_kb: int
+    writable: bool
+    current: str  # release name current points at, "" if none
+    installed_sha256: str  # sha256 recorded for this release if already installed, else ""
+
+
+def preflight(layout: Layout) -> str:
+    """Report arch, free space, writability, current release and install state. No changes."""
+    root, marker = _q(layout.root), _q(f"{layout.release_dir}/{INSTALLED_MARKER}")
+    return "; ".join([
+        f"probe={root}",
+        'while [ ! -d "$probe" ]; do probe=$(dirname "$probe"); done',
+        "printf 'arch=%s\\n' \"$(uname -m)\"",
+        "printf 'free_kb=%s\\n' \"$(df -Pk \"$probe\" | awk 'NR==2 {print $4}')\"",
+        "if [ -w \"$probe\" ]; then echo writable=yes; else echo writable=no; fi",
+        f"printf 'current=%s\\n' \"$(readlink {_q(layout.current)} 2>/dev/null || true)\"",
+        f"printf 'installed=%s\\n' \"$(cat {marker} 2>/dev/null || true)\"",
+    ])
+
+
+def parse_preflight(text: str) -> Preflight:
+    """Parse :func:`preflight` output. Raises ValueError naming a missing or bad field."""
+    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    try:
+        free_kb = int(fields["free_kb"])
+        return Preflight(arch=fields["arch"].strip(), free_kb=free_kb,
+                         writable=fields["writable"].strip() == "yes",
+                         current=fields["current"].strip().rsplit("/", 1)[-1],
+                         installed_sha256=fields["installed"].strip())
+    except (KeyError, ValueError) as error:
+        raise ValueError(f"unexpected preflight output ({error}): {text[:200]!r}") from error
+
+
+def make_root(layout: Layout) -> str:
+    """Create the layout's folders (idempotent)."""
+    folders = [layout.releases, f"{layout.root}/.incoming", layout.shared,
+               f"{layout.shared}/run", f"{layout.shared}/log"]
+    return "mkdir -p -- " + " ".join(_q(folder) for folder in folders)
+
+
+def sha256sum(path: str) -> str:
+    return f"sha256sum -- {_q(path)}"
+
+
+def parse_sha256sum(text: str) -> str:
+    digest = text.strip().split(" ", 1)[0].lstrip("\\")
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"unexpected sha256sum output: {text[:200]!r}")
+    return digest
+
+
+def extract(layout: Layout) -> str:
+    """Unpack the uploaded tarball into the release's partial folder (replacing a stale one).
+
+    The tarball's members were checked locally and its checksum on the host, so what is
+    unpacked here is exactly what was checked.
+    """
+    partial, incoming = _q(layout.partial_dir), _q(layout.incoming)
+    return (f"rm -rf -- {partial} && mkdir -p -- {partial} && "
+            f"tar -xzf {incoming} -C {partial} --no-same-owner --no-same-permissions")
+
+
+def check_libraries(layout: Layout, executable: str) -> str:
+    """``ldd`` of the unpacked executable; its output goes to :func:`missing_libraries`."""
+    return f"ldd -- {_q(layout.partial_dir + '/' + executable)} 2>&1 || true"
+
+
+def missing_libraries(ldd_output: str) -> list[str]:
+    """Library names ``ldd`` could not resolve (``libfoo.so.1 => not found``)."""
+    return [line.split("=>", 1)[0].strip() for line in ldd_output.splitlines()
+            if "=> not found" in line]
+
+
+def install_release(layout: Layout, sha256: str) -> str:
+    """Mark the partial folder with its checksum and move it into place atomically."""
+    partial, final = _q(layout.partial_dir), _q(layout.release_dir)
+    marker = _q(f"{layout.partial_dir}/{INSTALLED_MARKER}")
+    return (f"printf '%s\\n' {_q(sha256)} > {marker} && rm -rf -- {final} && "
+            f"mv -T -- {partial} {final} && rm -f -- {_q(layout.incoming)}")
+
+
+def swap_current(layout: Layout) -> str:
+    """Point ``current`` at the release (temporary link + ``mv -T``), keeping ``previous``."""
+    target = _q(f"releases/{layout.release}")
+    cur_tmp, prev_tmp = _q(f"{layout.root}/.current.tmp"), _q(f"{layout.root}/.previous.tmp")
+    return "; ".join([
+        "set -e",
+        f"old=$(readlink {_q(layout.current)} 2>/dev/null || true)",
+        f'if [ -n "$old" ] && [ "$old" != {target} ]; then '
+        f'ln -sfn -- "$old" {prev_tmp} && mv -T -- {prev_tmp} {_q(layout.previous)}; fi',
+        f"ln -sfn -- {target} {cur_tmp}",
+        f"mv -T -- {cur_tmp} {_q(layout.current)}",
+        f"test \"$(readlink {_q(layout.current)})\" = {target}",
+    ])
+
+
+def list_releases(layout: Layout) -> str:
+    """Each release folder with its modification time, and where current/previous point."""
+    return "; ".join([
+        f"find {_q(layout.releases)} -mindepth 1 -maxdepth 1 -type d -printf 'release %T@ %f\\n'",
+        f"printf 'current %s\\n' \"$(readlink {_q(layout.current)} 2>/dev/null || true)\"",
+        f"printf 'previous %s\\n' \"$(readlink {_q(layout.previous)} 2>/dev/null || true)\"",
+    ])
+
+
+def parse_releases(text: str) -> tuple[list[tuple[str, float]], str, str]:
+    """(releases with mtimes, current release, previous release) from :func:`list_releases`."""
+    releases: list[tuple[str, float]] = []
+    current = previous = ""
+    for line in text.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "release":
+            stamp, _, name = rest.partition(" ")
+            if not name.startswith("."):
+                releases.append((name, float(stamp)))
+        elif kind == "current":
+            current = rest.strip().rsplit("/", 1)[-1]
+        elif kind == "previous":
+            previous = rest.strip().rsplit("/", 1)[-1]
+    return releases, current, previous
+
+
+def releases_to_prune(releases: Sequence[tuple[str, float]], *, keep: int, current: str,
+                      previous: str) -> list[str]:
+    """Releases beyond the newest ``keep``; the current and previous ones never are."""
+    newest_first = sorted(releases, key=lambda item: (-item[1], item[0]))
+    kept = {name for name, _ in newest_first[:keep]} | {current, previous}
+    return [name for name, _ in newest_first if name not in kept]
+
+
+def discard(layout: Layout) -> str:
+    """Remove a failed upload and its partial unpack; the installed releases stay."""
+    return f"rm -rf -- {_q(layout.partial_dir)} {_q(layout.incoming)}"
+
+
+def read_file(path: str) -> str:
+    """Print a file, or nothing if it does not exist."""
+    return f"cat -- {_q(path)} 2>/dev/null || true"
+
+
+def write_file(path: str, content: str) -> str:
+    """Write ``content`` to ``path`` exactly (no trailing newline added)."""
+    return f"printf '%s' {_q(content)} > {_q(path)}"
+
+
+def prune(layout: Layout, names: Sequence[str]) -> str:
+    """Remove the named release folders (names come from :func:`releases_to_prune`)."""
+    for name in names:
+        if not name or "/" in name or name in (".", ".."):
+            raise ValueError(f"refusing to prune {name!r}: not a release folder name")
+    paths = " ".join(_q(f"{layout.releases}/{name}") for name in names)
+    return f"rm -rf -- {paths}" if names else "true"

@@ -1,0 +1,269 @@
+"""Deploy a release to the idle pool, never touching the live one.
+
+Phases, each across every host of the target pool before the next begins:
+
+1. **preflight** — reachable, writable, enough disk, same CPU architecture. No changes.
+2. **stage** — upload, verify sha256 on the host, unpack into ``releases/<release>``,
+   check ``ldd`` finds every shared library. An installed release is not re-uploaded.
+   Nothing serves from it yet; ``current`` is untouched on every host.
+3. **activate** — swap ``current`` atomically, restart the service, wait until the
+   health path answers 200 with the release's version.
+4. **prune** — keep ``[deploy].keep_releases``, never the current or previous one.
+
+A failure in phases 1-2 leaves every host as it was serving. A failure in phase 3 is
+reported with the hosts that moved. Either way the live pool and the load balancer
+are never touched, and :class:`bgkit.errors.DeployError` carries every host's result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bgkit.commands import remote, service
+from bgkit.config import Config
+from bgkit.errors import DeployError, HostError, UsageError
+from bgkit.health import health_url, wait_healthy
+from bgkit.hosts import Fleet, Host, HostResult, Progress, Session, hosts_of
+from bgkit.lb.base import LoadBalancer, PoolName, other_pool
+from bgkit.release_check import CheckedRelease, check_release, latest_release
+
+__all__ = ["DeployResult", "HostDeploy", "deploy", "hosts_table"]
+
+
+@dataclass(frozen=True, slots=True)
+class HostDeploy:
+    """One host's part of a deploy."""
+
+    host: Host
+    phase: str  # the last phase it reached: preflight | stage | activate | prune | done
+    previous: str  # the release current pointed at before
+    current: str  # the release current points at now
+    uploaded: bool
+    restarted: bool
+    error: str | None
+    duration_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def moved(self) -> bool:
+        return self.current != self.previous
+
+
+@dataclass(frozen=True, slots=True)
+class DeployResult:
+    """Where a release went and how every host fared."""
+
+    release: str
+    sha256: str
+    pool: PoolName
+    live_pool: PoolName
+    hosts: tuple[HostDeploy, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(h.ok for h in self.hosts)
+
+    @property
+    def moved(self) -> list[str]:
+        return [h.host.label for h in self.hosts if h.moved]
+
+    def table(self) -> pd.DataFrame:
+        return hosts_table(self.hosts)
+
+
+def hosts_table(hosts: Sequence[object]) -> pd.DataFrame:
+    """One row per host of a deploy (``DeployError.results`` or ``DeployResult.hosts``)."""
+    rows = [h for h in hosts if isinstance(h, HostDeploy)]
+    return pd.DataFrame([{
+        "pool": h.host.pool, "host": h.host.address, "ssh_port": h.host.port,
+        "phase": h.phase, "previous": h.previous or "-", "current": h.current or "-",
+        "uploaded": h.uploaded, "restarted": h.restarted, "ok": h.ok,
+        "seconds": round(h.duration_s, 2), "error": h.error or "",
+    } for h in rows])
+
+
+@dataclass(slots=True)
+class _State:
+    preflight: remote.Preflight | None = None
+    uploaded: bool = False
+    restarted: bool = False
+    current: str = ""
+
+
+def deploy(config: Config, *, release: Path | None = None, pool: PoolName | None = None,
+           lb: LoadBalancer | None = None, progress: Progress | None = None) -> DeployResult:
+    """Put ``release`` (default: the newest in dist/) on every host of the idle pool.
+
+    Raises:
+        UsageError: the release is missing, corrupt or unsafe, or ``pool`` is the live one.
+        DeployError: some host failed; ``results`` holds every host's HostDeploy.
+        LoadBalancerError: the live pool could not be read.
+    """
+    checked = check_release(release or latest_release(config.dist_dir))
+    balancer = lb or _provider(config)
+    live = balancer.live_pool()
+    target = pool or other_pool(live)
+    if target == live:
+        raise UsageError(f"refusing to deploy to the {target} pool: it is live. bgkit only "
+                         f"deploys to the idle pool ({other_pool(live)})")
+    hosts = hosts_of(config, target)
+    fleet = Fleet(config, progress=progress)
+    states = {host: _State() for host in hosts}
+    phases: list[tuple[str, Callable[[Session], Any]]] = [
+        ("preflight", lambda s: _preflight(s, config, checked, states[s.host])),
+        ("stage", lambda s: _stage(s, config, checked, states[s.host])),
+        ("activate", lambda s: _activate(s, config, checked, states[s.host])),
+        ("prune", lambda s: _prune(s, config, checked)),
+    ]
+    results: list[HostResult[Any]] = []
+    for phase, work in phases:
+        results = fleet.each(hosts, work)
+        if not all(r.ok for r in results):
+            outcome = _result(checked, target, live, hosts, states, results, phase)
+            raise DeployError(_failure_message(outcome, phase), results=outcome.hosts)
+    return _result(checked, target, live, hosts, states, results, "done")
+
+
+def _provider(config: Config) -> LoadBalancer:
+    from bgkit.lb import get_provider
+
+    return get_provider(config)
+
+
+def _preflight(session: Session, config: Config, checked: CheckedRelease,
+               state: _State) -> None:
+    session.step("preflight")
+    layout = remote.Layout(session.host.root, checked.release)
+    answer = remote.parse_preflight(session.run(remote.preflight(layout)).stdout)
+    state.preflight, state.current = answer, answer.current
+    if checked.arch and answer.arch != checked.arch:
+        raise HostError(session.host.label, f"CPU architecture {answer.arch} does not match "
+                        f"the release's {checked.arch}")
+    if not answer.writable:
+        raise HostError(session.host.label, f"{layout.root} is not writable by "
+                        f"{session.host.user}")
+    needed_kb = config.deploy.min_free_mb * 1024 + 3 * checked.path.stat().st_size // 1024
+    if answer.installed_sha256 != checked.sha256 and answer.free_kb < needed_kb:
+        raise HostError(session.host.label, f"only {answer.free_kb // 1024} MiB free under "
+                        f"{layout.root}, {needed_kb // 1024} MiB needed")
+
+
+def _stage(session: Session, config: Config, checked: CheckedRelease, state: _State) -> None:
+    layout = remote.Layout(session.host.root, checked.release)
+    assert state.preflight is not None
+    session.run(remote.make_root(layout))
+    if state.preflight.installed_sha256 == checked.sha256:
+        session.step("already installed")
+        return
+    session.step("upload")
+    session.put(checked.path, layout.incoming)
+    state.uploaded = True
+    session.step("verify checksum")
+    on_host = remote.parse_sha256sum(session.run(remote.sha256sum(layout.incoming)).stdout)
+    if on_host != checked.sha256:
+        _discard(session, layout)
+        raise HostError(session.host.label, f"checksum mismatch after upload: the host has "
+                        f"{on_host}, expected {checked.sha256}", hint="the upload was corrupted")
+    session.step("unpack")
+    session.run(remote.extract(layout))
+    missing = remote.missing_libraries(
+        session.run(remote.check_libraries(layout, config.service.executable)).stdout)
+    if missing:
+        _discard(session, layout)
+        raise HostError(session.host.label, f"shared libraries not found on the host: "
+                        f"{', '.join(missing)}", hint="install them, or link them statically")
+    session.run(remote.install_release(layout, checked.sha256))
+
+
+def _discard(session: Session, layout: remote.Layout) -> None:
+    session.run(remote.discard(layout), check=False)
+
+
+def _activate(session: Session, config: Config, checked: CheckedRelease,
+              state: _State) -> None:
+    host = session.host
+    commands = service.service_commands(config, root=host.root)
+    url = health_url(host.address, config.service.port, config.service.health_path)
+    layout = remote.Layout(host.root, checked.release)
+    if state.current == checked.release and session.run(commands.is_running, check=False).ok:
+        session.step("check health")
+        if _healthy(url, config, checked, timeout_s=2.0, still_running=None).ok:
+            return
+    if config.service.manager == "systemd":
+        _install_unit(session, config)
+    session.step("swap current")
+    session.run(remote.swap_current(layout))
+    state.current = checked.release
+    session.step("restart")
+    session.run(commands.restart)
+    state.restarted = True
+    session.step("wait healthy")
+    answer = _healthy(url, config, checked, timeout_s=config.deploy.health_timeout_s,
+                      still_running=lambda: session.run(commands.is_running, check=False).ok)
+    if not answer.ok:
+        log = session.run(commands.log_tail, check=False).stdout.strip()
+        detail = f"; service log:\n{log}" if log else ""
+        raise HostError(host.label, f"{url}: {answer.problem}{detail}")
+
+
+def _healthy(url: str, config: Config, checked: CheckedRelease, *, timeout_s: float,
+             still_running: Callable[[], bool] | None) -> Any:
+    return wait_healthy(url, version_header=config.service.version_header,
+                        expected_version=checked.version, timeout_s=timeout_s,
+                        still_running=still_running)
+
+
+def _install_unit(session: Session, config: Config) -> None:
+    session.step("install unit")
+    unit = service.render_unit(config, root=session.host.root)
+    uploaded = f"{session.host.root}/shared/{service.unit_name(config)}"
+    if session.run(remote.read_file(uploaded)).stdout == unit:
+        return
+    session.run(remote.write_file(uploaded, unit))
+    session.run(service.install_unit(config, uploaded=uploaded))
+
+
+def _prune(session: Session, config: Config, checked: CheckedRelease) -> list[str]:
+    session.step("prune")
+    layout = remote.Layout(session.host.root, checked.release)
+    releases, current, previous = remote.parse_releases(
+        session.run(remote.list_releases(layout)).stdout)
+    doomed = remote.releases_to_prune(releases, keep=config.deploy.keep_releases,
+                                      current=current, previous=previous)
+    session.run(remote.prune(layout, doomed))
+    return doomed
+
+
+def _result(checked: CheckedRelease, target: PoolName, live: PoolName, hosts: Sequence[Host],
+            states: dict[Host, _State], results: Sequence[HostResult[Any]],
+            phase: str) -> DeployResult:
+    by_host = {r.host: r for r in results}
+    rows = []
+    for host in hosts:
+        state, result = states[host], by_host[host]
+        before = state.preflight.current if state.preflight else ""
+        rows.append(HostDeploy(host=host, phase=phase, previous=before, current=state.current,
+                               uploaded=state.uploaded, restarted=state.restarted,
+                               error=result.error, duration_s=result.duration_s))
+    return DeployResult(release=checked.release, sha256=checked.sha256, pool=target,
+                        live_pool=live, hosts=tuple(rows))
+
+
+def _failure_message(outcome: DeployResult, phase: str) -> str:
+    failed = [h for h in outcome.hosts if not h.ok]
+    lines = [f"deploy of {outcome.release} to the {outcome.pool} pool failed at {phase} "
+             f"on {len(failed)} of {len(outcome.hosts)} host(s); the live pool "
+             f"({outcome.live_pool}) and the load balancer were not touched"]
+    lines += [f"  {h.host.label}: {h.error}" for h in failed]
+    moved = outcome.moved
+    lines.append(f"  hosts that moved to {outcome.release}: {', '.join(moved)}" if moved
+                 else "  no host changed the release it serves")
+    return "\n".join(lines)

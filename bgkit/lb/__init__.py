@@ -1,0 +1,67 @@
+"""Load balancer providers by name: ``get_provider(config)`` builds the configured one.
+
+Providers are imported only when asked for, so importing ``bgkit.lb`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from bgkit.errors import LoadBalancerError, UsageError
+from bgkit.lb.base import BackendServer, LoadBalancer, PoolName, SwitchResult, other_pool
+
+if TYPE_CHECKING:
+    from bgkit.config import Config
+
+__all__ = [
+    "BackendServer",
+    "LoadBalancer",
+    "PoolName",
+    "SwitchResult",
+    "get_provider",
+    "other_pool",
+    "provider_names",
+]
+
+Factory = Callable[["Config"], LoadBalancer]
+
+
+def _haproxy(config: Config) -> LoadBalancer:
+    from bgkit.lb.haproxy import HaproxyProvider
+
+    if config.lb.haproxy is None:  # load_config already refuses this
+        raise UsageError('provider "haproxy" needs a [lb.haproxy] table in bgkit.toml')
+    return HaproxyProvider(config.lb.haproxy, base_dir=config.path.parent)
+
+
+def _ovh_iplb(config: Config) -> LoadBalancer:
+    raise LoadBalancerError(
+        "the ovh-iplb provider is not available yet in this version of bgkit; "
+        'use [lb] provider = "haproxy" for now (`bgkit sandbox up` writes such a config)')
+
+
+_PROVIDERS: dict[str, Factory] = {
+    "haproxy": _haproxy,
+    "ovh-iplb": _ovh_iplb,
+}
+
+
+def provider_names() -> list[str]:
+    """Every provider name ``[lb].provider`` may hold, in registry order."""
+    return list(_PROVIDERS)
+
+
+def get_provider(config: Config) -> LoadBalancer:
+    """The provider named by ``config.lb.provider``, built from its settings.
+
+    Raises:
+        UsageError: no provider has that name (the message lists the valid ones).
+        LoadBalancerError: the provider exists but cannot be used here.
+    """
+    name = config.lb.provider
+    factory = _PROVIDERS.get(name)
+    if factory is None:
+        raise UsageError(f'no load balancer provider named "{name}" '
+                         f"(providers: {', '.join(provider_names())})")
+    return factory(config)

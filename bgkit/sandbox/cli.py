@@ -1,0 +1,113 @@
+"""``bgkit sandbox up | down | status``: parse, call one library function, print.
+
+Errors propagate as ``bgkit.errors`` exceptions; ``bgkit.cli`` maps them to exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from bgkit.sandbox.fleet import (
+    DEFAULT_SOURCE,
+    DEFAULT_STATE_DIR,
+    sandbox_down,
+    sandbox_status,
+    sandbox_up,
+)
+from bgkit.sandbox.results import SandboxStatus
+
+__all__ = ["sandbox_group"]
+
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+dir_option = click.option(
+    "--dir", "state_dir", type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_STATE_DIR, show_default=True,
+    help="State directory: everything the sandbox creates lives here.")
+
+
+@click.group("sandbox")
+def sandbox_group() -> None:
+    """A local fleet on this machine: sshd hosts on loopback addresses behind HAProxy."""
+
+
+@sandbox_group.command("up")
+@dir_option
+@click.option("--hosts", type=click.IntRange(1, 254), default=2, show_default=True,
+              help="Hosts per pool (blue i at 127.0.1.i, green i at 127.0.2.i).")
+@click.option("--app-port", type=click.IntRange(1, 65535), default=8080, show_default=True,
+              help="Port every host serves the app on.")
+@click.option("--public-port", type=click.IntRange(1, 65535), default=8000,
+              show_default=True, help="HAProxy's public port on 127.0.0.1.")
+@click.option("--ssh-port", type=click.IntRange(1, 65535), default=2222, show_default=True,
+              help="SSH port on every host address.")
+@click.option("--source", type=click.Path(file_okay=False, path_type=Path),
+              default=DEFAULT_SOURCE, show_default=True, help="The sample service's sources.")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run archive for the written bgkit.toml (default: <dir>/runs).")
+def up(state_dir: Path, hosts: int, app_port: int, public_port: int, ssh_port: int,
+       source: Path, runs_dir: Path | None) -> None:
+    """Start the fleet (or find it running) and write <dir>/bgkit.toml."""
+    info = sandbox_up(state_dir, hosts=hosts, app_port=app_port, public_port=public_port,
+                      ssh_port=ssh_port, source=source, runs_dir=runs_dir)
+    out.print(escape(info.usage()))
+
+
+@sandbox_group.command("down")
+@dir_option
+@click.option("--purge", is_flag=True, help="Also delete the state directory.")
+def down(state_dir: Path, purge: bool) -> None:
+    """Stop every process the sandbox started; keep dist/ and runs/ unless --purge."""
+    stopped = sandbox_down(state_dir, purge=purge)
+    for process in stopped:
+        how = "killed" if process.forced else "stopped"
+        out.print(f"{how} {escape(process.role)} (pid {process.pid})")
+    if not stopped:
+        out.print("nothing was running")
+    if purge:
+        out.print(f"deleted {escape(str(state_dir))}")
+
+
+@sandbox_group.command("status")
+@dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+def status(state_dir: Path, as_json: bool) -> None:
+    """Show the sandbox's processes and hosts."""
+    result = sandbox_status(state_dir)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    out.print(_process_table(result))
+    out.print(_host_table(result))
+
+
+def _mark(alive: bool) -> str:
+    return "[green]yes[/]" if alive else "[red]no[/]"
+
+
+def _process_table(result: SandboxStatus) -> Table:
+    table = Table(title=f"sandbox {escape(str(result.state_dir))}")
+    for column in ("process", "pid", "alive"):
+        table.add_column(column)
+    for state in result.processes:
+        table.add_row(escape(state.role), str(state.pid or "-"), _mark(state.alive))
+    return table
+
+
+def _host_table(result: SandboxStatus) -> Table:
+    table = Table(title="hosts")
+    for column in ("pool", "host", "address", "deploy root", "current release", "service"):
+        table.add_column(column)
+    for host in result.hosts:
+        service = f"pid {host.service_pid} {_mark(host.service_alive)}" if host.service_pid \
+            else "-"
+        table.add_row(host.pool, host.name, host.address, escape(str(host.deploy_root)),
+                      escape(host.current_release or "-"), service)
+    return table

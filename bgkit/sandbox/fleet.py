@@ -1,0 +1,295 @@
+"""``bgkit sandbox up | down | status``: a local fleet that behaves like real servers.
+
+``sandbox_up`` writes every file into one state directory, then starts what is not
+running yet: the sshd shard(s) serving every host address, then HAProxy. It is
+idempotent: with the same options and everything running it starts nothing. Each host
+is a loopback address with its own deploy root; bgkit's deploy starts the service
+there with ``start-stop-daemon`` (pid file ``<root>/shared/run/service.pid``), exactly
+as it would over SSH on a real server.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from bgkit.config import load_config
+from bgkit.errors import ConfigError, SandboxError
+from bgkit.sandbox import haproxy as lb
+from bgkit.sandbox import sshd
+from bgkit.sandbox.processes import (
+    ProcessSpec,
+    StoppedProcess,
+    ensure_free,
+    probe,
+    stop,
+)
+from bgkit.sandbox.render import (
+    AppFacts,
+    app_facts,
+    render_bgkit_toml,
+    render_known_hosts,
+    render_service_ini,
+)
+from bgkit.sandbox.results import HostStatus, SandboxInfo, SandboxStatus
+from bgkit.sandbox.state import (
+    Layout,
+    SandboxHost,
+    SandboxOptions,
+    current_user,
+    fleet_hosts,
+    read_options,
+    write_if_changed,
+    write_options,
+)
+
+__all__ = [
+    "DEFAULT_SOURCE",
+    "DEFAULT_STATE_DIR",
+    "reload_haproxy",
+    "sandbox_down",
+    "sandbox_status",
+    "sandbox_up",
+]
+
+DEFAULT_STATE_DIR = Path(".sandbox")
+DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "examples" / "hello-c"
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 15.0
+
+
+def sandbox_up(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *, hosts: int = 2,
+               app_port: int = 8080, public_port: int = 8000, ssh_port: int = 2222,
+               source: str | os.PathLike[str] | None = None,
+               runs_dir: str | os.PathLike[str] | None = None) -> SandboxInfo:
+    """Bring the fleet up (or find it up) and return how to reach it.
+
+    Raises:
+        UsageError: an option is out of range.
+        SandboxError: the sandbox runs with other options (run ``down`` first), a port
+            is taken, or sshd/HAProxy would not start; what this call started is stopped.
+    """
+    layout = Layout.at(state_dir)
+    options = SandboxOptions(
+        hosts=hosts, app_port=app_port, public_port=public_port, ssh_port=ssh_port,
+        source=str(Path(source or DEFAULT_SOURCE).resolve()),
+        runs_dir=str(Path(runs_dir).resolve()) if runs_dir else str(layout.runs_dir),
+        user=current_user()).validate()
+    saved = read_options(layout)
+    _refuse_other_shape(layout, options, saved[0] if saved else None)
+    fleet = fleet_hosts(layout, options.hosts)
+    haproxy_running = probe(lb.haproxy_spec(layout)).alive
+    runtime_api = lb.choose_runtime_api(
+        layout, previous=saved[1].get("runtime_api") if saved else None, keep=haproxy_running)
+    facts = _read_facts(options)
+    write_options(layout, options, {"runtime_api": runtime_api})
+    haproxy_changed = _write_files(layout, options, fleet, runtime_api, facts)
+    _preflight(layout, options, fleet)
+    started = _start_missing(layout, options, fleet, runtime_api)
+    if haproxy_running and haproxy_changed:
+        lb.reload_haproxy(layout, runtime_api=runtime_api, timeout_s=START_TIMEOUT_S)
+        started.append("haproxy (reloaded with its new config)")
+    return SandboxInfo(
+        state_dir=layout.root, config_file=layout.config_file, options=options,
+        public_url=f"http://127.0.0.1:{options.public_port}", runtime_api=runtime_api,
+        processes=tuple(probe(spec) for spec in _core_specs(layout, options)),
+        hosts=tuple(fleet), started=tuple(started))
+
+
+def sandbox_down(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *,
+                 purge: bool = False) -> list[StoppedProcess]:
+    """Stop every process the sandbox started (services, HAProxy, sshd) by pid file.
+
+    Keeps the state directory (keys, configs, hosts, ``dist/``, ``runs/``) unless
+    ``purge``, which deletes it. A directory without ``sandbox.json`` is never deleted.
+
+    Raises:
+        SandboxError: a process could not be signalled, or ``purge`` of a directory that
+            is not a sandbox's.
+    """
+    layout = Layout.at(state_dir)
+    if not layout.root.exists():
+        return []
+    if purge and not layout.state_file.exists():
+        raise SandboxError(f"{layout.root} has no sandbox.json, so it is not a sandbox "
+                           "directory; refusing to delete it")
+    stopped = stop(_all_specs(layout), timeout_s=STOP_TIMEOUT_S)
+    layout.haproxy_socket.unlink(missing_ok=True)
+    if purge:
+        shutil.rmtree(layout.root)
+    return stopped
+
+
+def sandbox_status(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> SandboxStatus:
+    """Every process (role, pid, alive) and host (deploy root, release, service).
+
+    Raises:
+        SandboxError: no sandbox was ever brought up in ``state_dir``.
+    """
+    layout = Layout.at(state_dir)
+    options = _saved_options(layout)
+    hosts = tuple(_host_status(host) for host in fleet_hosts(layout, options.hosts))
+    return SandboxStatus(
+        state_dir=layout.root, options=options, config_file=layout.config_file,
+        processes=tuple(probe(spec) for spec in _core_specs(layout, options)), hosts=hosts)
+
+
+def reload_haproxy(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> int:
+    """Reload the sandbox's HAProxy hitlessly; return the new pid.
+
+    Raises:
+        SandboxError: no sandbox here, HAProxy not running, or the reload failed.
+    """
+    layout = Layout.at(state_dir)
+    saved = read_options(layout)
+    if saved is None:
+        raise _no_sandbox(layout)
+    runtime_api = str(saved[1].get("runtime_api", layout.haproxy_socket))
+    return lb.reload_haproxy(layout, runtime_api=runtime_api, timeout_s=START_TIMEOUT_S)
+
+
+# --- up, step by step ------------------------------------------------------------------
+
+def _refuse_other_shape(layout: Layout, options: SandboxOptions,
+                        saved: SandboxOptions | None) -> None:
+    if saved is None or saved == options:
+        return
+    running = [state.role for state in map(probe, _all_specs(layout)) if state.alive]
+    if running:
+        raise SandboxError(
+            f"the sandbox in {layout.root} is running with other options "
+            f"({'; '.join(saved.differences(options))}); run "
+            f"`bgkit sandbox down --dir {layout.root}` first")
+
+
+def _read_facts(options: SandboxOptions) -> AppFacts:
+    try:
+        return app_facts(Path(options.source))
+    except ValueError as error:
+        raise SandboxError(f"{options.source}/bgkit.toml is not valid TOML: {error}") \
+            from error
+
+
+def _write_files(layout: Layout, options: SandboxOptions, fleet: list[SandboxHost],
+                 runtime_api: str, facts: AppFacts) -> bool:
+    """Write every generated file; return whether haproxy.cfg changed."""
+    for folder in (layout.run_dir, layout.log_dir, layout.dist_dir, Path(options.runs_dir)):
+        folder.mkdir(parents=True, exist_ok=True)
+    for host in fleet:
+        _write_host(host, options, facts)
+    sshd.ensure_keys(layout)
+    addresses = [host.address for host in fleet]
+    write_if_changed(layout.known_hosts, render_known_hosts(
+        addresses, port=options.ssh_port, host_key=sshd.host_public_key(layout)))
+    for shard, group in enumerate(sshd.shards(addresses), start=1):
+        write_if_changed(layout.sshd_config(shard), sshd.render_sshd_config(
+            layout, shard, group, port=options.ssh_port, user=options.user))
+    haproxy_changed = write_if_changed(layout.haproxy_cfg, lb.render_haproxy_cfg(
+        layout, runtime_api=runtime_api, public_port=options.public_port,
+        app_port=options.app_port, hosts=fleet, health_path=facts.health_path))
+    if not layout.map_file.exists():  # it holds the live pool: never reset it
+        write_if_changed(layout.map_file, "live blue\n")
+    write_if_changed(layout.config_file, render_bgkit_toml(
+        layout=layout, options=options, hosts=fleet, runtime_api=runtime_api, facts=facts))
+    try:
+        load_config(layout.config_file)
+    except ConfigError as error:
+        raise SandboxError(f"the generated {layout.config_file} is invalid (a bgkit bug):\n"
+                           f"{error}") from error
+    return haproxy_changed
+
+
+def _write_host(host: SandboxHost, options: SandboxOptions, facts: AppFacts) -> None:
+    """The host's deploy root; its config.ini only if missing (tests may edit faults)."""
+    for folder in ("shared/run", "shared/log", "releases"):
+        (host.root / folder).mkdir(parents=True, exist_ok=True)
+    ini = host.root / "shared" / "config.ini"
+    if not ini.exists():
+        write_if_changed(ini, render_service_ini(
+            host, app_port=options.app_port, drain_timeout_s=facts.drain_timeout_s))
+
+
+def _preflight(layout: Layout, options: SandboxOptions, fleet: list[SandboxHost]) -> None:
+    """Fail before starting anything if a port the fleet needs is taken."""
+    addresses = [host.address for host in fleet]
+    for shard, group in enumerate(sshd.shards(addresses), start=1):
+        if not probe(sshd.sshd_spec(layout, shard)).alive:
+            ensure_free(((address, options.ssh_port) for address in group),
+                        what="SSH, --ssh-port")
+    if not probe(lb.haproxy_spec(layout)).alive:
+        ensure_free([("127.0.0.1", options.public_port)], what="public, --public-port")
+    idle = [host for host in fleet if not probe(_service_spec(host)).alive]
+    ensure_free(((host.address, options.app_port) for host in idle),
+                what=f"the service of a sandbox host, --app-port {options.app_port}")
+
+
+def _start_missing(layout: Layout, options: SandboxOptions, fleet: list[SandboxHost],
+                   runtime_api: str) -> list[str]:
+    """Start every sshd shard and HAProxy that is not running; on failure stop them."""
+    started: list[ProcessSpec] = []
+    addresses = [host.address for host in fleet]
+    try:
+        for shard, group in enumerate(sshd.shards(addresses), start=1):
+            spec = sshd.sshd_spec(layout, shard)
+            if not probe(spec).alive:
+                started.append(spec)
+                sshd.start_sshd(layout, shard, group, port=options.ssh_port,
+                                user=options.user, timeout_s=START_TIMEOUT_S)
+        spec = lb.haproxy_spec(layout)
+        if not probe(spec).alive:
+            started.append(spec)
+            lb.start_haproxy(layout, runtime_api=runtime_api,
+                             public_port=options.public_port, timeout_s=START_TIMEOUT_S)
+    except BaseException:
+        stop(started, timeout_s=STOP_TIMEOUT_S)
+        raise
+    return [spec.role for spec in started]
+
+
+# --- what runs ---------------------------------------------------------------------------
+
+def _core_specs(layout: Layout, options: SandboxOptions) -> list[ProcessSpec]:
+    shard_count = len(sshd.shards([h.address for h in fleet_hosts(layout, options.hosts)]))
+    return [*(sshd.sshd_spec(layout, shard) for shard in range(1, shard_count + 1)),
+            lb.haproxy_spec(layout)]
+
+
+def _service_spec(host: SandboxHost) -> ProcessSpec:
+    return ProcessSpec(role=f"service {host.name}", pid_file=host.pid_file,
+                       program_under=host.root)
+
+
+def _all_specs(layout: Layout) -> list[ProcessSpec]:
+    """Every process with a pid file in the state directory: services, HAProxy, sshd."""
+    services = [ProcessSpec(role=f"service {pid_file.parents[2].name}", pid_file=pid_file,
+                            program_under=pid_file.parents[2])
+                for pid_file in sorted(layout.hosts_dir.glob("*/shared/run/service.pid"))]
+    shards = sorted(int(path.stem.removeprefix("sshd-"))
+                    for path in layout.run_dir.glob("sshd-*.pid")
+                    if path.stem.removeprefix("sshd-").isdigit())
+    return [*services, lb.haproxy_spec(layout),
+            *(sshd.sshd_spec(layout, shard) for shard in shards)]
+
+
+def _host_status(host: SandboxHost) -> HostStatus:
+    state = probe(_service_spec(host))
+    try:
+        release: str | None = (host.root / "current").readlink().name
+    except OSError:
+        release = None
+    return HostStatus(pool=host.pool, name=host.name, address=host.address,
+                      deploy_root=host.root, current_release=release,
+                      service_pid=state.pid, service_alive=state.alive)
+
+
+def _saved_options(layout: Layout) -> SandboxOptions:
+    saved = read_options(layout)
+    if saved is None:
+        raise _no_sandbox(layout)
+    return saved[0]
+
+
+def _no_sandbox(layout: Layout) -> SandboxError:
+    return SandboxError(f"no sandbox in {layout.root} (no sandbox.json); run "
+                        f"`bgkit sandbox up --dir {layout.root}` first")

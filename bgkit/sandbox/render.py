@@ -1,0 +1,146 @@
+"""Pure renderers of the files the sandbox writes: configs from templates, bgkit.toml, ini.
+
+No I/O here beyond reading the packaged templates: each function returns text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from bgkit.sandbox.state import Layout, SandboxHost, SandboxOptions
+
+__all__ = [
+    "AppFacts",
+    "app_facts",
+    "render_bgkit_toml",
+    "render_known_hosts",
+    "render_service_ini",
+    "render_template",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AppFacts:
+    """What the sandbox's bgkit.toml copies from the sample service's own bgkit.toml."""
+
+    name: str = "hello-c"
+    version: str = "1.0.0"
+    build_type: str = "Release"
+    cmake_options: tuple[str, ...] = ()
+    executable: str = "bin/hello-c"
+    health_path: str = "/health"
+    version_header: str = "X-App-Version"
+    drain_timeout_s: float = 10.0
+
+
+def app_facts(source: Path) -> AppFacts:
+    """``[app]`` and ``[service]`` facts from ``<source>/bgkit.toml``; defaults if absent.
+
+    Raises:
+        ValueError: the file exists but is not TOML.
+    """
+    try:
+        data = tomllib.loads((source / "bgkit.toml").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return AppFacts()
+    app: Mapping[str, Any] = data.get("app", {})
+    service: Mapping[str, Any] = data.get("service", {})
+    default = AppFacts()
+    return AppFacts(
+        name=str(app.get("name", default.name)),
+        version=str(app.get("version", default.version)),
+        build_type=str(app.get("build_type", default.build_type)),
+        cmake_options=tuple(str(o) for o in app.get("cmake_options", ())),
+        executable=str(service.get("executable", default.executable)),
+        health_path=str(service.get("health_path", default.health_path)),
+        version_header=str(service.get("version_header", default.version_header)),
+        drain_timeout_s=float(service.get("drain_timeout_s", default.drain_timeout_s)),
+    )
+
+
+def render_template(name: str, **values: object) -> str:
+    """Render ``bgkit/sandbox/templates/<name>.j2``; an undefined value is an error."""
+    import jinja2
+
+    text = resources.files("bgkit.sandbox").joinpath("templates", f"{name}.j2").read_text(
+        encoding="utf-8")
+    # Config files, not HTML: autoescaping would corrupt them.
+    environment = jinja2.Environment(  # noqa: S701
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        keep_trailing_newline=True)
+    return environment.from_string(text).render(**values)
+
+
+def render_service_ini(host: SandboxHost, *, app_port: int, drain_timeout_s: float) -> str:
+    """The host-local ``shared/config.ini`` of the sample service (no ``version`` key)."""
+    return (
+        f"; host-local config of sandbox host {host.name}, written by `bgkit sandbox up`.\n"
+        "; No `version` key: the service reports the version compiled into the release.\n"
+        "[server]\n"
+        f"bind = {host.address}\n"
+        f"port = {app_port}\n"
+        f"drain_timeout_ms = {math.ceil(drain_timeout_s * 1000)}\n"
+        "\n"
+        "[faults]\n"
+    )
+
+
+def render_known_hosts(addresses: Sequence[str], *, port: int, host_key: str) -> str:
+    """One known_hosts line per address; ``host_key`` is ``<type> <base64>``."""
+    names = [address if port == 22 else f"[{address}]:{port}" for address in addresses]
+    return "".join(f"{name} {host_key}\n" for name in names)
+
+
+def _toml(value: object) -> str:
+    """A TOML value: json.dumps quoting is valid TOML basic-string quoting."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return json.dumps(value)
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, Sequence):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    raise TypeError(f"no TOML form for {type(value).__name__}")
+
+
+def _table(header: str, values: Mapping[str, object]) -> str:
+    lines = [header] + [f"{key} = {_toml(value)}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def render_bgkit_toml(*, layout: Layout, options: SandboxOptions, hosts: Sequence[SandboxHost],
+                      runtime_api: str, facts: AppFacts) -> str:
+    """A complete bgkit.toml for the fleet (``load_config`` must accept it)."""
+    tables = [
+        f"# bgkit.toml of the sandbox fleet in {layout.root}, written by `bgkit sandbox up`.\n"
+        "# It is rewritten by every `up`: copy it elsewhere before editing.\n",
+        _table("[app]", {
+            "name": facts.name, "version": facts.version, "source_dir": options.source,
+            "build_type": facts.build_type, "cmake_options": list(facts.cmake_options),
+            "dist_dir": str(layout.dist_dir)}),
+        _table("[service]", {
+            "port": options.app_port, "executable": facts.executable,
+            "args": ["--config={shared}/config.ini"], "manager": "sandbox",
+            "health_path": facts.health_path, "version_header": facts.version_header,
+            "drain_timeout_s": facts.drain_timeout_s}),
+        *(_table(f"[[pools.{host.pool}.hosts]]", {
+            "address": host.address, "port": options.ssh_port, "user": options.user,
+            "deploy_root": str(host.root)}) for host in hosts),
+        _table("[lb]", {"provider": "haproxy",
+                        "public_url": f"http://127.0.0.1:{options.public_port}"}),
+        _table("[lb.haproxy]", {
+            "runtime_api": runtime_api, "map_file": str(layout.map_file), "frontend": "app",
+            "backends": {"blue": "blue", "green": "green"}}),
+        _table("[ssh]", {"known_hosts": str(layout.known_hosts),
+                         "identity_file": str(layout.client_key)}),
+        _table("[runs]", {"dir": options.runs_dir}),
+    ]
+    return "\n".join(tables)

@@ -1,0 +1,250 @@
+"""Where the sandbox keeps everything, and the options it was brought up with.
+
+Everything lives in one state directory::
+
+    sandbox.json            the options of the last `up` (the fleet's shape)
+    bgkit.toml              the config bgkit uses against this fleet
+    ssh/                    host key, client key, authorized_keys, known_hosts, sshd-<n>.conf
+    haproxy/                haproxy.cfg, live.map
+    run/                    pid files, the runtime API socket
+    log/                    sshd and haproxy output
+    hosts/<pool>-<i>/       one deploy root per host: shared/{config.ini,run,log}, releases/
+    dist/, runs/            build output and the run archive (kept by `down`)
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from bgkit.errors import SandboxError, UsageError
+
+__all__ = [
+    "MAX_HOSTS",
+    "Layout",
+    "SandboxHost",
+    "SandboxOptions",
+    "fleet_hosts",
+    "read_options",
+    "write_if_changed",
+    "write_options",
+]
+
+PoolName = Literal["blue", "green"]
+MAX_HOSTS = 254
+POOL_SUBNETS: dict[PoolName, str] = {"blue": "127.0.1", "green": "127.0.2"}
+# Paths go unquoted into haproxy.cfg, sshd_config and HAProxy's runtime API.
+_SAFE_PATH = re.compile(r"/[A-Za-z0-9._/+@=-]*")
+_UNIX_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")  # as bgkit.config's HostConfig.user
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxOptions:
+    """The shape of a fleet: two fleets with equal options are the same fleet."""
+
+    hosts: int
+    app_port: int
+    public_port: int
+    ssh_port: int
+    source: str
+    runs_dir: str
+    user: str
+
+    def validate(self) -> SandboxOptions:
+        """Return self, or raise UsageError naming the bad option."""
+        if not 1 <= self.hosts <= MAX_HOSTS:
+            raise UsageError(f"--hosts must be 1-{MAX_HOSTS}, got {self.hosts}")
+        ports = {"--app-port": self.app_port, "--public-port": self.public_port,
+                 "--ssh-port": self.ssh_port}
+        for option, port in ports.items():
+            if not 1 <= port <= 65535:
+                raise UsageError(f"{option} must be 1-65535, got {port}")
+        if len(set(ports.values())) != len(ports):
+            raise UsageError("--app-port, --public-port and --ssh-port must be three "
+                             f"different ports, got {self.app_port}, {self.public_port}, "
+                             f"{self.ssh_port}")
+        if not _UNIX_USER.fullmatch(self.user):
+            raise UsageError(f"the sandbox logs in as the current user {self.user!r}, but "
+                             "bgkit.toml only takes user names of lower-case letters, digits, "
+                             "'_' and '-'; run it as another user")
+        if not (Path(self.source) / "CMakeLists.txt").is_file():
+            raise UsageError(f"--source {self.source} is not a CMake project "
+                             "(no CMakeLists.txt)")
+        return self
+
+    def differences(self, other: SandboxOptions) -> list[str]:
+        """``name: old -> new`` for every option that differs."""
+        mine, theirs = asdict(self), asdict(other)
+        return [f"{key}: {mine[key]} -> {theirs[key]}" for key in mine
+                if mine[key] != theirs[key]]
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxHost:
+    """One sandbox host: a loopback address and its own deploy root."""
+
+    pool: PoolName
+    index: int  # from 1
+    address: str
+    root: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.pool}-{self.index}"
+
+    @property
+    def pid_file(self) -> Path:
+        """Where the service's supervisor keeps its pid (the fixed sandbox contract)."""
+        return self.root / "shared" / "run" / "service.pid"
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Every path of one sandbox state directory (absolute)."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, state_dir: str | os.PathLike[str]) -> Layout:
+        """The layout of ``state_dir``; raises UsageError for paths unsafe in configs."""
+        root = Path(state_dir).expanduser().resolve()
+        if not _SAFE_PATH.fullmatch(str(root)):
+            raise UsageError(
+                f"sandbox directory {str(root)!r} holds characters that HAProxy and sshd "
+                "configs cannot take unquoted; use letters, digits and . _ - + @ = only")
+        return cls(root)
+
+    def __post_init__(self) -> None:
+        if not self.root.is_absolute():
+            raise ValueError("Layout.root must be absolute")
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "sandbox.json"
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "bgkit.toml"
+
+    @property
+    def hosts_dir(self) -> Path:
+        return self.root / "hosts"
+
+    @property
+    def dist_dir(self) -> Path:
+        return self.root / "dist"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "log"
+
+    # ssh/
+    @property
+    def host_key(self) -> Path:
+        return self.root / "ssh" / "ssh_host_ed25519_key"
+
+    @property
+    def client_key(self) -> Path:
+        return self.root / "ssh" / "id_ed25519"
+
+    @property
+    def authorized_keys(self) -> Path:
+        return self.root / "ssh" / "authorized_keys"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.root / "ssh" / "known_hosts"
+
+    def sshd_config(self, shard: int) -> Path:
+        return self.root / "ssh" / f"sshd-{shard}.conf"
+
+    def sshd_pid(self, shard: int) -> Path:
+        return self.run_dir / f"sshd-{shard}.pid"
+
+    def sshd_log(self, shard: int) -> Path:
+        return self.log_dir / f"sshd-{shard}.log"
+
+    # haproxy/
+    @property
+    def haproxy_cfg(self) -> Path:
+        return self.root / "haproxy" / "haproxy.cfg"
+
+    @property
+    def map_file(self) -> Path:
+        return self.root / "haproxy" / "live.map"
+
+    @property
+    def haproxy_pid(self) -> Path:
+        return self.run_dir / "haproxy.pid"
+
+    @property
+    def haproxy_socket(self) -> Path:
+        return self.run_dir / "haproxy.sock"
+
+    @property
+    def haproxy_log(self) -> Path:
+        return self.log_dir / "haproxy.log"
+
+
+def fleet_hosts(layout: Layout, count: int) -> list[SandboxHost]:
+    """``count`` hosts per pool: blue i at 127.0.1.i, green i at 127.0.2.i (i from 1)."""
+    return [SandboxHost(pool=pool, index=index, address=f"{subnet}.{index}",
+                        root=layout.hosts_dir / f"{pool}-{index}")
+            for pool, subnet in POOL_SUBNETS.items()
+            for index in range(1, count + 1)]
+
+
+def current_user() -> str:
+    return getpass.getuser()
+
+
+def read_options(layout: Layout) -> tuple[SandboxOptions, dict[str, Any]] | None:
+    """The options and extra state saved by the last ``up``, or None if never brought up.
+
+    Raises:
+        SandboxError: the state file exists but is not one this version wrote.
+    """
+    try:
+        data = json.loads(layout.state_file.read_text(encoding="utf-8"))
+        options = SandboxOptions(**data["options"])
+        extra = dict(data.get("extra", {}))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SandboxError(f"{layout.state_file} is unreadable ({error}); run "
+                           f"`bgkit sandbox down --purge --dir {layout.root}` and start over") \
+            from error
+    return options, extra
+
+
+def write_options(layout: Layout, options: SandboxOptions, extra: dict[str, Any]) -> None:
+    text = json.dumps({"options": asdict(options), "extra": extra}, indent=2) + "\n"
+    write_if_changed(layout.state_file, text)
+
+
+def write_if_changed(path: Path, text: str, *, mode: int = 0o644) -> bool:
+    """Write ``text`` to ``path`` (atomically) unless it already holds exactly that."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(f".{path.name}.tmp")
+    staged.write_text(text, encoding="utf-8")
+    staged.chmod(mode)
+    staged.replace(path)
+    return True

@@ -1,0 +1,76 @@
+"""What is where: the live pool, and each host's release, service and health."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+import pandas as pd
+
+from bgkit.commands import remote, service
+from bgkit.config import Config
+from bgkit.health import health_url, probe_once
+from bgkit.hosts import Fleet, Host, Session, hosts_of
+from bgkit.lb.base import BackendServer, LoadBalancer, PoolName
+
+__all__ = ["FleetStatus", "HostStatus", "fleet_status"]
+
+
+@dataclass(frozen=True, slots=True)
+class HostStatus:
+    host: Host
+    release: str
+    running: bool | None
+    health: str  # "ok" or what is wrong
+    version: str | None
+    lb_status: str
+
+
+@dataclass(frozen=True, slots=True)
+class FleetStatus:
+    live_pool: PoolName
+    hosts: tuple[HostStatus, ...]
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame([{
+            "pool": h.host.pool, "live": h.host.pool == self.live_pool,
+            "host": h.host.address, "release": h.release or "-",
+            "running": h.running, "health": h.health, "version": h.version or "-",
+            "lb": h.lb_status,
+        } for h in self.hosts])
+
+
+def fleet_status(config: Config, *, lb: LoadBalancer) -> FleetStatus:
+    """Read the live pool from the load balancer and every host's state over SSH and HTTP."""
+    live = lb.live_pool()
+    seen: dict[tuple[str, str], BackendServer] = {
+        (s.pool, s.address): s for s in lb.backend_health()}
+    hosts = [*hosts_of(config, "blue"), *hosts_of(config, "green")]
+    facts = Fleet(config).each(hosts, lambda session: _facts(session, config))
+    rows = []
+    with httpx.Client(timeout=2.0) as client:
+        for result in facts:
+            host = result.host
+            url = health_url(host.address, config.service.port, config.service.health_path)
+            answer = probe_once(client, url, version_header=config.service.version_header,
+                                expected_version=None)
+            release, running = result.value if result.value else ("", None)
+            backend = seen.get((host.pool, host.address))
+            rows.append(HostStatus(
+                host=host, release=release if result.ok else f"unreachable: {result.error}",
+                running=running, health="ok" if answer.ok else answer.problem,
+                version=answer.version, lb_status=_lb_word(backend)))
+    return FleetStatus(live_pool=live, hosts=tuple(rows))
+
+
+def _lb_word(backend: BackendServer | None) -> str:
+    return backend.status if backend is not None else "not in the load balancer"
+
+
+def _facts(session: Session, config: Config) -> tuple[str, bool]:
+    layout = remote.Layout(session.host.root, "")
+    listing = session.run(remote.list_releases(layout), check=False).stdout
+    _, current, _ = remote.parse_releases(listing)
+    commands = service.service_commands(config, root=session.host.root)
+    return current, session.run(commands.is_running, check=False).ok
+

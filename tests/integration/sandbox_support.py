@@ -1,0 +1,72 @@
+"""Helpers for tests that run a real sandbox fleet: free ports, polling, process checks."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import paramiko
+
+T = TypeVar("T")
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports free on loopback now (bound to port 0, then closed)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def sandbox_ports() -> dict[str, int]:
+    app_port, public_port, ssh_port = free_ports(3)
+    return {"app_port": app_port, "public_port": public_port, "ssh_port": ssh_port}
+
+
+def wait_for(check: Callable[[], T | None], *, timeout_s: float = 10.0,
+             what: str = "condition") -> T:
+    """Poll ``check`` until it returns something truthy; fail the test on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def running(pid: int) -> bool:
+    """The pid exists and is not a zombie (this machine's init may not reap them)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def ssh_run(address: str, port: int, user: str, state_dir: Path, command: str,
+            known_hosts: Path | None = None) -> str:
+    """Run ``command`` over SSH with the sandbox key; host keys strictly checked."""
+    client = paramiko.SSHClient()
+    client.load_host_keys(str(known_hosts or state_dir / "ssh" / "known_hosts"))
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    try:
+        client.connect(address, port=port, username=user,
+                       key_filename=str(state_dir / "ssh" / "id_ed25519"),
+                       look_for_keys=False, allow_agent=False, timeout=5)
+        _, stdout, _ = client.exec_command(command, timeout=10)
+        output: str = stdout.read().decode()
+        assert stdout.channel.recv_exit_status() == 0
+        return output
+    finally:
+        client.close()

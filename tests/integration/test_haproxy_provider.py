@@ -1,0 +1,176 @@
+"""The HAProxy provider against the sandbox's real HAProxy and real hello-c services."""
+
+from __future__ import annotations
+
+import http.client
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bgkit.config import load_config
+from bgkit.errors import LoadBalancerError
+from bgkit.lb import get_provider
+from bgkit.lb.haproxy import HaproxyProvider
+from bgkit.sandbox import SandboxInfo, reload_haproxy, sandbox_down, sandbox_up
+from bgkit.sandbox.state import SandboxHost
+from tests.conftest import EXAMPLE_DIR
+from tests.integration.sandbox_support import free_ports, sandbox_ports, wait_for
+
+pytestmark = pytest.mark.slow
+
+StartService = Callable[[SandboxHost, str], subprocess.Popen[bytes]]
+
+
+@pytest.fixture(scope="module")
+def hello_c(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample service's binary, built once for this module."""
+    build = tmp_path_factory.mktemp("hello-c-build")
+    subprocess.run(["cmake", "-S", str(EXAMPLE_DIR), "-B", str(build),
+                    "-DCMAKE_BUILD_TYPE=Release", "-DAPP_VERSION=0.0.1"],
+                   check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", str(build), "--parallel", "2", "--target", "hello-c"],
+                   check=True, capture_output=True)
+    return build / "hello-c"
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[SandboxInfo]:
+    state_dir = tmp_path / "sbx"
+    try:
+        yield sandbox_up(state_dir, **sandbox_ports())
+    finally:
+        sandbox_down(state_dir)
+
+
+@pytest.fixture
+def provider(sandbox: SandboxInfo) -> HaproxyProvider:
+    built = get_provider(load_config(sandbox.config_file))
+    assert isinstance(built, HaproxyProvider)
+    return built
+
+
+@pytest.fixture
+def start_service(hello_c: Path, sandbox: SandboxInfo) -> Iterator[StartService]:
+    """Run hello-c on a sandbox host's address and app port, reporting ``version``."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(host: SandboxHost, version: str) -> subprocess.Popen[bytes]:
+        ini = host.root / "shared" / "test.ini"
+        ini.write_text(f"[server]\nbind = {host.address}\nport = {sandbox.options.app_port}\n"
+                       f"version = {version}\ndrain_timeout_ms = 1000\n[faults]\n")
+        process = subprocess.Popen([str(hello_c), f"--config={ini}"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        started.append(process)
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith(b"listening on " + host.address.encode())
+        return process
+
+    yield start
+    for process in started:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def healthy(provider: HaproxyProvider) -> set[str]:
+    return {server.name for server in provider.backend_health() if server.healthy}
+
+
+def public_version(info: SandboxInfo) -> str | None:
+    conn = http.client.HTTPConnection("127.0.0.1", info.options.public_port, timeout=5)
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        response.read()
+        return response.getheader("X-App-Version")
+    finally:
+        conn.close()
+
+
+def test_switch_to_green_and_back_is_applied_and_followed_by_the_map_file(
+        provider: HaproxyProvider) -> None:
+    assert provider.live_pool() == "blue"
+    to_green = provider.switch("green", timeout_s=5)
+    assert (to_green.previous, to_green.live) == ("blue", "green")
+    assert 0 < to_green.applied_s < 5
+    assert provider.live_pool() == "green"
+    assert provider.map_file.read_text() == "live green\n"
+    to_blue = provider.switch("blue", timeout_s=5)
+    assert (to_blue.previous, to_blue.live) == ("green", "blue")
+    assert provider.map_file.read_text() == "live blue\n"
+
+
+def test_a_reload_keeps_the_switch(sandbox: SandboxInfo, provider: HaproxyProvider) -> None:
+    old_pid = next(p.pid for p in sandbox.processes if p.role == "haproxy")
+    provider.switch("green", timeout_s=5)
+    new_pid = reload_haproxy(sandbox.state_dir)
+    assert new_pid != old_pid
+    assert provider.live_pool() == "green"
+
+
+def test_every_server_is_down_while_no_service_runs(provider: HaproxyProvider) -> None:
+    servers = wait_for(lambda: [s for s in provider.backend_health() if s.status == "DOWN"]
+                       if all(s.status == "DOWN" for s in provider.backend_health()) else None,
+                       what="every server DOWN")
+    assert [(s.pool, s.name) for s in servers] == [
+        ("blue", "blue-1"), ("blue", "blue-2"), ("green", "green-1"), ("green", "green-2")]
+    assert not any(s.healthy for s in servers)
+    assert servers[2].address == "127.0.2.1"
+    assert "Connection refused" in servers[2].detail
+
+
+def test_a_server_turns_up_once_hello_c_listens_on_its_address(
+        sandbox: SandboxInfo, provider: HaproxyProvider, start_service: StartService) -> None:
+    start_service(sandbox.hosts[3], "2.0.0")
+    wait_for(lambda: healthy(provider) == {"green-2"}, what="green-2 UP alone")
+    green_2 = next(s for s in provider.backend_health() if s.name == "green-2")
+    assert green_2.status == "UP"
+    assert (green_2.address, green_2.port) == ("127.0.2.2", sandbox.options.app_port)
+    assert green_2.detail.startswith("L7OK")
+
+
+def test_public_requests_reach_the_live_pool(
+        sandbox: SandboxInfo, provider: HaproxyProvider, start_service: StartService) -> None:
+    start_service(sandbox.hosts[0], "1.0.0-blue")
+    start_service(sandbox.hosts[2], "2.0.0-green")
+    wait_for(lambda: {"blue-1", "green-1"} <= healthy(provider), what="blue-1 and green-1 UP")
+    assert {public_version(sandbox) for _ in range(4)} == {"1.0.0-blue"}
+    provider.switch("green", timeout_s=5)
+    assert {public_version(sandbox) for _ in range(4)} == {"2.0.0-green"}
+    provider.switch("blue", timeout_s=5)
+    assert public_version(sandbox) == "1.0.0-blue"
+
+
+def test_a_stopped_haproxy_is_a_load_balancer_error_saying_what_to_check(
+        sandbox: SandboxInfo, provider: HaproxyProvider) -> None:
+    sandbox_down(sandbox.state_dir)
+    with pytest.raises(LoadBalancerError, match="is HAProxy running"):
+        provider.live_pool()
+    with pytest.raises(LoadBalancerError, match="is HAProxy running"):
+        provider.switch("green", timeout_s=1)
+    assert provider.map_file.read_text() == "live blue\n"
+
+
+def test_a_tcp_runtime_api_that_nothing_listens_on_is_a_load_balancer_error(
+        sandbox: SandboxInfo) -> None:
+    config = load_config(sandbox.config_file)
+    assert config.lb.haproxy is not None
+    (port,) = free_ports(1)
+    settings = config.lb.haproxy.model_copy(update={"runtime_api": f"127.0.0.1:{port}"})
+    with pytest.raises(LoadBalancerError, match=f"127.0.0.1:{port}.*Connection refused"):
+        HaproxyProvider(settings).backend_health()
+
+
+def test_a_long_state_dir_gets_a_tcp_runtime_api_that_switches_and_reloads(
+        tmp_path: Path) -> None:
+    state_dir = tmp_path / ("deep-" + "d" * 90)
+    try:
+        info = sandbox_up(state_dir, **sandbox_ports())
+        assert info.runtime_api.startswith("ipv4@127.0.0.1:")
+        provider = get_provider(load_config(info.config_file))
+        assert provider.switch("green", timeout_s=5).live == "green"
+        reload_haproxy(state_dir)
+        assert provider.live_pool() == "green"
+    finally:
+        sandbox_down(state_dir)
