@@ -8,12 +8,13 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Build tools and the real services the tests and the sandbox use.
 APT_PACKAGES := build-essential cmake git openssh-server openssh-client haproxy systemd
-DEMO_CONFIG ?= examples/hello-c/bgkit.toml
+SANDBOX := .sandbox
+SANDBOX_CONFIG := $(SANDBOX)/bgkit.toml
 
 .PHONY: help deps apt venv demo test lint typecheck pytest bench clean
 
 help:
-	@echo "make demo   build the sample C service and archive the build runbook under runs/"
+	@echo "make demo   start the local sandbox, build the sample C service, deploy it to the idle pool; runs archived under runs/"
 	@echo "make test   lint, type-check and run every test (unit, integration, notebooks)"
 	@echo "make deps   only install the system packages and the .venv"
 
@@ -41,8 +42,13 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: deps
-	$(BIN)/bgkit run 01_build --config $(DEMO_CONFIG)
-	$(BIN)/bgkit runs list --config $(DEMO_CONFIG)
+	$(BIN)/bgkit sandbox up --dir $(SANDBOX) --runs-dir $(CURDIR)/runs
+	$(BIN)/bgkit run 01_build --config $(SANDBOX_CONFIG)
+	$(BIN)/bgkit run 02_deploy_green --config $(SANDBOX_CONFIG)
+	$(BIN)/bgkit status --config $(SANDBOX_CONFIG)
+	$(BIN)/bgkit runs list --config $(SANDBOX_CONFIG)
+	@echo "The sandbox keeps running: export BGKIT_CONFIG=$(SANDBOX_CONFIG) and try bgkit status."
+	@echo "Stop it with: $(BIN)/bgkit sandbox down --dir $(SANDBOX)"
 
 lint: venv
 	$(BIN)/ruff check bgkit tests benchmarks
@@ -50,8 +56,11 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy --strict bgkit
 
+# The notebooks' defaults point at the local sandbox, so nbval runs them against it.
 pytest: deps
-	$(BIN)/pytest -p no:cacheprovider tests notebooks --nbval-lax
+	$(BIN)/bgkit sandbox up --dir $(SANDBOX) > /dev/null
+	status=0; $(BIN)/pytest -p no:cacheprovider tests notebooks --nbval-lax || status=$$?; \
+	$(BIN)/bgkit sandbox down --dir $(SANDBOX) > /dev/null; exit $$status
 
 test: deps lint typecheck pytest
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import socket
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import paramiko
+import tomli_w
+
+from bgkit.config import Config, load_config
 
 T = TypeVar("T")
 
@@ -70,3 +74,22 @@ def ssh_run(address: str, port: int, user: str, state_dir: Path, command: str,
         return output
     finally:
         client.close()
+
+
+def rewrite_config(path: Path, changes: dict[str, Any], *, name: str) -> Config:
+    """A copy of a sandbox bgkit.toml with ``changes`` merged in, loaded."""
+    from tests.conftest import merge
+
+    data = merge(tomllib.loads(path.read_text()), changes)
+    target = path.with_name(name)
+    target.write_text(tomli_w.dumps(data))
+    return load_config(target)
+
+
+def set_fault(root: Path, **faults: object) -> None:
+    """Rewrite the [faults] section of a sandbox host's shared config."""
+    config = root / "shared" / "config.ini"
+    text = config.read_text().split("[faults]")[0]
+    lines = [f"{key} = {str(value).lower() if isinstance(value, bool) else value}"
+             for key, value in faults.items()]
+    config.write_text(text + "[faults]\n" + "\n".join(lines) + "\n")

@@ -1,0 +1,39 @@
+"""Fixtures for integration tests: releases built once, fresh sandboxes per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bgkit.artifact import BuildResult, build_release
+from bgkit.config import Config, load_config
+from bgkit.sandbox import sandbox_down, sandbox_up
+from tests.conftest import EXAMPLE_DIR
+from tests.integration.sandbox_support import sandbox_ports
+
+VERSIONS = ("1.0.0", "2.0.0", "3.0.0", "4.0.0")
+
+
+@pytest.fixture(scope="session")
+def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuildResult]:
+    """The sample service built once per test session in several versions."""
+    base = tmp_path_factory.mktemp("releases")
+    text = (EXAMPLE_DIR / "bgkit.toml").read_text()
+    text = text.replace('source_dir = "."', f'source_dir = "{EXAMPLE_DIR}"')
+    text = text.replace('dist_dir = "../../dist"', f'dist_dir = "{base}/dist"')
+    (base / "bgkit.toml").write_text(text)
+    config = load_config(base / "bgkit.toml")
+    return {version: build_release(config, version=version) for version in VERSIONS}
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Config]:
+    """A fresh two-hosts-per-pool sandbox on free loopback ports; its config."""
+    state = tmp_path / "sbx"
+    info = sandbox_up(state, hosts=2, **sandbox_ports())
+    try:
+        yield load_config(info.config_file)
+    finally:
+        sandbox_down(state)
