@@ -34,6 +34,8 @@ from bgkit.release_check import CheckedRelease, check_release, latest_release
 
 __all__ = ["DeployResult", "HostDeploy", "deploy", "hosts_table"]
 
+SWAP_FAILED = 90
+
 
 @dataclass(frozen=True, slots=True)
 class HostDeploy:
@@ -115,7 +117,6 @@ def deploy(config: Config, *, release: Path | None = None, pool: PoolName | None
         raise UsageError(f"refusing to deploy to the {target} pool: it is live. bgkit only "
                          f"deploys to the idle pool ({other_pool(live)})")
     hosts = hosts_of(config, target)
-    fleet = Fleet(config, progress=progress)
     states = {host: _State() for host in hosts}
     phases: list[tuple[str, Callable[[Session], Any]]] = [
         ("preflight", lambda s: _preflight(s, config, checked, states[s.host])),
@@ -124,11 +125,12 @@ def deploy(config: Config, *, release: Path | None = None, pool: PoolName | None
         ("prune", lambda s: _prune(s, config, checked)),
     ]
     results: list[HostResult[Any]] = []
-    for phase, work in phases:
-        results = fleet.each(hosts, work)
-        if not all(r.ok for r in results):
-            outcome = _result(checked, target, live, hosts, states, results, phase)
-            raise DeployError(_failure_message(outcome, phase), results=outcome.hosts)
+    with Fleet(config, progress=progress) as fleet:
+        for phase, work in phases:
+            results = fleet.each(hosts, work)
+            if not all(r.ok for r in results):
+                outcome = _result(checked, target, live, hosts, states, results, phase)
+                raise DeployError(_failure_message(outcome, phase), results=outcome.hosts)
     return _result(checked, target, live, hosts, states, results, "done")
 
 
@@ -166,25 +168,20 @@ def _stage(session: Session, config: Config, checked: CheckedRelease, state: _St
     session.step("upload")
     session.put(checked.path, layout.incoming)
     state.uploaded = True
-    session.step("verify checksum")
-    on_host = remote.parse_sha256sum(session.run(remote.sha256sum(layout.incoming)).stdout)
-    if on_host != checked.sha256:
-        _discard(session, layout)
+    session.step("verify, unpack, ldd")
+    answer = session.run(remote.stage(layout, sha256=checked.sha256,
+                                      executable=config.service.executable), check=False)
+    found, missing = remote.parse_stage(answer.exit_code, answer.stdout)
+    if answer.exit_code == remote.STAGE_BAD_CHECKSUM:
         raise HostError(session.host.label, f"checksum mismatch after upload: the host has "
-                        f"{on_host}, expected {checked.sha256}", hint="the upload was corrupted")
-    session.step("unpack")
-    session.run(remote.extract(layout))
-    missing = remote.missing_libraries(
-        session.run(remote.check_libraries(layout, config.service.executable)).stdout)
-    if missing:
-        _discard(session, layout)
+                        f"{found}, expected {checked.sha256}", hint="the upload was corrupted")
+    if answer.exit_code == remote.STAGE_MISSING_LIBRARIES:
         raise HostError(session.host.label, f"shared libraries not found on the host: "
                         f"{', '.join(missing)}", hint="install them, or link them statically")
-    session.run(remote.install_release(layout, checked.sha256))
-
-
-def _discard(session: Session, layout: remote.Layout) -> None:
-    session.run(remote.discard(layout), check=False)
+    if not answer.ok:
+        session.run(remote.discard(layout), check=False)
+        raise HostError(session.host.label, f"unpacking failed (exit {answer.exit_code}): "
+                        f"{answer.tail(5)}")
 
 
 def _activate(session: Session, config: Config, checked: CheckedRelease,
@@ -199,11 +196,14 @@ def _activate(session: Session, config: Config, checked: CheckedRelease,
             return
     if config.service.manager == "systemd":
         _install_unit(session, config)
-    session.step("swap current")
-    session.run(remote.swap_current(layout))
+    session.step("swap current, restart")
+    answer = session.run(f"( {remote.swap_current(layout)} ) || exit {SWAP_FAILED}; "
+                         f"{commands.restart}", check=False)
+    if answer.exit_code == SWAP_FAILED:
+        raise HostError(host.label, f"could not swap current: {answer.tail(5)}")
     state.current = checked.release
-    session.step("restart")
-    session.run(commands.restart)
+    if not answer.ok:
+        raise HostError(host.label, f"restart failed (exit {answer.exit_code}): {answer.tail(5)}")
     state.restarted = True
     session.step("wait healthy")
     answer = _healthy(url, config, checked, timeout_s=config.deploy.health_timeout_s,
@@ -238,7 +238,8 @@ def _prune(session: Session, config: Config, checked: CheckedRelease) -> list[st
         session.run(remote.list_releases(layout)).stdout)
     doomed = remote.releases_to_prune(releases, keep=config.deploy.keep_releases,
                                       current=current, previous=previous)
-    session.run(remote.prune(layout, doomed))
+    if doomed:
+        session.run(remote.prune(layout, doomed))
     return doomed
 
 

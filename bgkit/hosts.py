@@ -158,13 +158,30 @@ def _translate(host: Host, error: BaseException, *, action: str = "connect") -> 
 
 
 class Fleet:
-    """SSH access to the hosts of a config, with bounded parallel fan-out."""
+    """SSH access to the hosts of a config, with bounded parallel fan-out.
+
+    Used as a context manager, a Fleet keeps each host's connection open across calls
+    to :meth:`each` (one handshake per host for a whole deploy) and closes them at the
+    end; otherwise every call connects and disconnects.
+    """
 
     def __init__(self, config: Config, *, progress: Progress | None = None,
                  fanout: int | None = None) -> None:
         self.config = config
         self.fanout = fanout or config.deploy.fanout
         self.progress: Progress = progress or _Silent()
+        self._open: dict[Host, Any] | None = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Fleet:
+        self._open = {}
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        with self._lock:
+            connections, self._open = list((self._open or {}).values()), None
+        for connection in connections:
+            connection.close()
 
     def each(self, hosts: Sequence[Host], work: Callable[[Session], T]) -> list[HostResult[T]]:
         """Run ``work`` on every host (at most ``fanout`` at once); one result per host."""
@@ -193,13 +210,32 @@ class Fleet:
     @contextmanager
     def _session(self, result: HostResult[Any]) -> Iterator[Session]:
         host = result.host
-        self.progress.update(host, "connecting")
-        connection = self._connect(host)
+        connection = self._cached(host)
+        if connection is None:
+            self.progress.update(host, "connecting")
+            connection = self._connect(host)
+        keep = False
         try:
             yield Session(host, connection, command_timeout_s=self.config.deploy.command_timeout_s,
                           progress=self.progress, result=result)
+            keep = self._keep(host, connection)
         finally:
-            connection.close()
+            if not keep:
+                connection.close()
+
+    def _cached(self, host: Host) -> Any:
+        with self._lock:
+            connection = self._open.pop(host, None) if self._open is not None else None
+        if connection is not None and connection.is_connected:
+            return connection
+        return None
+
+    def _keep(self, host: Host, connection: Any) -> bool:
+        with self._lock:
+            if self._open is None:
+                return False
+            self._open[host] = connection
+            return True
 
     def _connect(self, host: Host) -> Any:
         import paramiko

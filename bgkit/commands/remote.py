@@ -29,11 +29,13 @@ __all__ = [
     "parse_preflight",
     "parse_releases",
     "parse_sha256sum",
+    "parse_stage",
     "preflight",
     "prune",
     "read_file",
     "releases_to_prune",
     "sha256sum",
+    "stage",
     "swap_current",
     "write_file",
 ]
@@ -157,6 +159,41 @@ def missing_libraries(ldd_output: str) -> list[str]:
     """Library names ``ldd`` could not resolve (``libfoo.so.1 => not found``)."""
     return [line.split("=>", 1)[0].strip() for line in ldd_output.splitlines()
             if "=> not found" in line]
+
+
+STAGE_BAD_CHECKSUM = 3
+STAGE_MISSING_LIBRARIES = 4
+
+
+def stage(layout: Layout, *, sha256: str, executable: str) -> str:
+    """After upload, in one round trip: verify the checksum, unpack, check ``ldd``, install.
+
+    Exits 3 (printing ``checksum=<found>``) on a checksum mismatch and 4 (printing one
+    ``missing=<library>`` line each) when libraries are missing; both clean up the upload
+    and the partial unpack. See :func:`parse_stage`.
+    """
+    incoming, partial = _q(layout.incoming), _q(layout.partial_dir)
+    binary = _q(f"{layout.partial_dir}/{executable}")
+    return "; ".join([
+        f"found=$(sha256sum -- {incoming} | cut -d ' ' -f 1)",
+        f'if [ "$found" != {_q(sha256)} ]; then echo "checksum=$found"; '
+        f"rm -f -- {incoming}; exit {STAGE_BAD_CHECKSUM}; fi",
+        f"{extract(layout)} || exit 1",
+        f"missing=$(ldd -- {binary} 2>&1 | awk '/=> not found/ {{print $1}}')",
+        f'if [ -n "$missing" ]; then printf \'missing=%s\\n\' $missing; '
+        f"rm -rf -- {partial} {incoming}; exit {STAGE_MISSING_LIBRARIES}; fi",
+        f"{install_release(layout, sha256)} || exit 1",
+    ])
+
+
+def parse_stage(exit_code: int, text: str) -> tuple[str, list[str]]:
+    """(checksum found on the host or "", missing libraries) from :func:`stage`'s answer."""
+    fields = [line.split("=", 1) for line in text.splitlines() if "=" in line]
+    found = next((value for key, value in fields if key == "checksum"), "")
+    missing = [value for key, value in fields if key == "missing"]
+    if exit_code == STAGE_BAD_CHECKSUM and not found:
+        raise ValueError(f"unexpected stage output: {text[:200]!r}")
+    return found, missing
 
 
 def install_release(layout: Layout, sha256: str) -> str:

@@ -3,8 +3,11 @@
 Two managers share one shape:
 
 - ``systemd`` (real servers): a generated unit, controlled with ``sudo -n systemctl``.
-- ``sandbox`` (``bgkit sandbox``): Debian's ``start-stop-daemon`` with a pid file in
-  ``<root>/shared/run/service.pid`` and output in ``<root>/shared/log/service.log``.
+- ``sandbox`` (``bgkit sandbox``): Debian's ``start-stop-daemon`` starts the service in
+  the background with a pid file in ``<root>/shared/run/service.pid`` and output in
+  ``<root>/shared/log/service.log``; stopping is SIGTERM, a wait for the drain, then
+  SIGKILL, counting a zombie as stopped (this machine's init reaps late, and
+  ``start-stop-daemon --stop`` waits for the reaping).
 
 The service always starts in ``<root>/current`` and runs ``current/<executable>``, so
 a restart after a symlink swap runs the new release.
@@ -67,11 +70,26 @@ def service_commands(config: Config, *, root: str) -> ServiceCommands:
     return _systemd(config)
 
 
+def _alive(pid: str) -> str:
+    """True while ``pid`` runs; a zombie has exited (an init that reaps late leaves them)."""
+    return (f"[ -e /proc/{pid} ] && ! grep -q '^State:[[:space:]]*Z' /proc/{pid}/status "
+            "2>/dev/null")
+
+
+def _sandbox_stop(pidfile: str, grace_s: int) -> str:
+    """SIGTERM, wait up to ``grace_s`` for the drain, then SIGKILL; remove the pid file."""
+    quoted = shlex.quote(pidfile)
+    ticks = grace_s * 20
+    return (f'if [ -f {quoted} ]; then pid=$(cat {quoted}); '
+            f'if kill -TERM "$pid" 2>/dev/null; then i=0; '
+            f'while {_alive("$pid")} && [ "$i" -lt {ticks} ]; do sleep 0.05; i=$((i+1)); done; '
+            f'if {_alive("$pid")}; then kill -KILL "$pid"; fi; fi; rm -f -- {quoted}; fi')
+
+
 def _sandbox(config: Config, *, root: str) -> ServiceCommands:
     pidfile, log = f"{root}/{SANDBOX_PIDFILE}", f"{root}/{SANDBOX_LOG}"
     grace = math.ceil(config.service.drain_timeout_s) + 1
-    stop = shlex.join([STOP_DAEMON, "--stop", "--quiet", "--oknodo", "--pidfile",
-                       pidfile, "--retry", f"TERM/{grace}/KILL/5", "--remove-pidfile"])
+    stop = _sandbox_stop(pidfile, grace)
     start = shlex.join([
         STOP_DAEMON, "--start", "--quiet", "--background", "--make-pidfile",
         "--pidfile", pidfile, "--chdir", f"{root}/current", "--output", log,
@@ -82,7 +100,7 @@ def _sandbox(config: Config, *, root: str) -> ServiceCommands:
     return ServiceCommands(
         restart=f"{folders} && {stop} && {start}",
         stop=stop,
-        is_running=shlex.join([STOP_DAEMON, "--status", "--pidfile", pidfile]),
+        is_running=f"pid=$(cat {shlex.quote(pidfile)} 2>/dev/null) && {_alive('$pid')}",
         log_tail=f"tail -n 20 -- {shlex.quote(log)} 2>/dev/null || true",
     )
 

@@ -93,3 +93,16 @@ def set_fault(root: Path, **faults: object) -> None:
     lines = [f"{key} = {str(value).lower() if isinstance(value, bool) else value}"
              for key, value in faults.items()]
     config.write_text(text + "[faults]\n" + "\n".join(lines) + "\n")
+
+
+def wait_lb_healthy(config: Config, pool: str, *, timeout_s: float = 10.0) -> None:
+    """Wait until the load balancer's own health checks see every server of ``pool`` UP."""
+    from bgkit.lb import get_provider
+
+    lb = get_provider(config)
+
+    def all_up() -> bool:
+        servers = [s for s in lb.backend_health() if s.pool == pool]
+        return bool(servers) and all(s.healthy for s in servers)
+
+    wait_for(all_up, timeout_s=timeout_s, what=f"the load balancer to see {pool} healthy")

@@ -20,7 +20,7 @@ from bgkit.errors import DeployError, UsageError
 from bgkit.hosts import Session
 from bgkit.lb import get_provider
 from bgkit.tarball import staged_files, write_tarball
-from tests.integration.sandbox_support import rewrite_config, set_fault
+from tests.integration.sandbox_support import rewrite_config, set_fault, wait_lb_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +50,7 @@ def public_version(config: Config) -> str:
 def serving(sandbox: Config, releases: dict[str, BuildResult]) -> Config:
     """A sandbox whose green pool is live and serving 1.0.0; blue is idle and empty."""
     deploy(sandbox, release=releases["1.0.0"].artifact)
+    wait_lb_healthy(sandbox, "green")  # the switch step's gate, in short
     get_provider(sandbox).switch("green", timeout_s=10)
     assert public_version(sandbox) == "1.0.0"
     return sandbox

@@ -26,16 +26,21 @@ def test_args_placeholders_are_filled_per_host() -> None:
 def test_sandbox_restart_stops_with_the_drain_grace_then_starts_from_current() -> None:
     commands = service.service_commands(config_with(manager="sandbox", drain_timeout_s=2.5),
                                         root="/srv/a")
+    alive = ("[ -e /proc/$pid ] && ! grep -q '^State:[[:space:]]*Z' /proc/$pid/status "
+             "2>/dev/null")
+    assert commands.stop == (
+        "if [ -f /srv/a/shared/run/service.pid ]; then pid=$(cat /srv/a/shared/run/service.pid); "
+        f'if kill -TERM "$pid" 2>/dev/null; then i=0; while {alive} && [ "$i" -lt 80 ]; '
+        f'do sleep 0.05; i=$((i+1)); done; if {alive}; then kill -KILL "$pid"; fi; fi; '
+        "rm -f -- /srv/a/shared/run/service.pid; fi")
     assert commands.restart == (
-        "mkdir -p -- /srv/a/shared/run /srv/a/shared/log && "
-        "/sbin/start-stop-daemon --stop --quiet --oknodo --pidfile /srv/a/shared/run/service.pid "
-        "--retry TERM/4/KILL/5 --remove-pidfile && "
+        "mkdir -p -- /srv/a/shared/run /srv/a/shared/log && " + commands.stop + " && "
         "/sbin/start-stop-daemon --start --quiet --background --make-pidfile --pidfile "
         "/srv/a/shared/run/service.pid --chdir /srv/a/current --output "
         "/srv/a/shared/log/service.log --startas /srv/a/current/bin/hello-c -- "
         "--config=/srv/a/shared/config.ini")
     assert commands.is_running == (
-        "/sbin/start-stop-daemon --status --pidfile /srv/a/shared/run/service.pid")
+        f"pid=$(cat /srv/a/shared/run/service.pid 2>/dev/null) && {alive}")
 
 
 def test_systemd_commands_use_non_interactive_sudo() -> None:
@@ -49,7 +54,8 @@ def test_systemd_commands_use_non_interactive_sudo() -> None:
 
 def test_hostile_roots_are_quoted_in_sandbox_commands() -> None:
     commands = service.service_commands(config_with(manager="sandbox"), root="/srv/a b;reboot")
-    assert "--pidfile '/srv/a b;reboot/shared/run/service.pid'" in commands.stop
+    assert "cat '/srv/a b;reboot/shared/run/service.pid'" in commands.stop
+    assert "rm -f -- '/srv/a b;reboot/shared/run/service.pid'" in commands.stop
 
 
 def test_the_unit_runs_current_with_drain_timeout_and_hardening() -> None:

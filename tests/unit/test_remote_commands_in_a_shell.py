@@ -57,3 +57,38 @@ def test_preflight_on_a_root_that_does_not_exist_yet_changes_nothing(tmp_path: P
     answer = remote.parse_preflight(sh(remote.preflight(layout)).stdout)
     assert answer.free_kb > 0 and answer.writable and answer.current == ""
     assert not (tmp_path / "not").exists()
+
+
+def test_the_sandbox_supervisor_starts_from_current_and_stops_with_sigterm(
+        tmp_path: Path) -> None:
+    import time
+
+    from bgkit.commands import service
+    from bgkit.config import parse_config
+    from tests.conftest import example_data, merge
+
+    config = parse_config(merge(example_data(), {"service": {
+        "manager": "sandbox", "args": ["{shared}/marker"], "drain_timeout_s": 3}}),
+        path="bgkit.toml")
+    root = tmp_path / "host root"
+    program = root / "releases" / "r1" / "bin" / "hello-c"
+    program.parent.mkdir(parents=True)
+    program.write_text('#!/bin/sh\ntrap \'echo drained > "$1.term"; exit 0\' TERM\n'
+                       'echo "$PWD" > "$1"\nwhile :; do sleep 0.05; done\n')
+    program.chmod(0o755)
+    (root / "current").symlink_to("releases/r1")
+    commands = service.service_commands(config, root=str(root))
+    assert sh(commands.is_running).returncode != 0
+    assert sh(commands.restart).returncode == 0
+    marker = root / "shared" / "marker"
+    deadline = time.monotonic() + 5
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.read_text().strip() == str(root / "releases" / "r1")  # started in current
+    assert sh(commands.is_running).returncode == 0
+    started = time.monotonic()
+    assert sh(commands.stop).returncode == 0
+    assert time.monotonic() - started < 2.5
+    assert (root / "shared" / "marker.term").read_text().strip() == "drained"
+    assert sh(commands.is_running).returncode != 0
+    assert not (root / "shared" / "run" / "service.pid").exists()
