@@ -1,6 +1,6 @@
 """The ``bgkit`` command: parse, call one library function, map errors to exit codes.
 
-Exit codes: 0 success, 1 the step failed, 2 bad usage or config.
+Exit codes: 0 success, 1 the step failed, 2 bad usage or config, 3 inconclusive (verify).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from rich.table import Table
 
 from bgkit import __version__
 from bgkit.config import Config, load_config
-from bgkit.errors import BgkitError, ConfigError, UsageError
+from bgkit.errors import BgkitError, ConfigError, StepFailed, UsageError
 from bgkit.lb.base import PoolName
 
 __all__ = ["EXIT_CODES", "app", "exit_code_for", "main"]
@@ -157,6 +157,44 @@ def status(config_path: Path | None) -> None:
     _print_frame(result.table(), title=f"live pool: {result.live_pool}")
 
 
+@app.command()
+@config_option
+@click.option("--release", "release", type=click.Path(path_type=Path), default=None,
+              help="Release the idle pool should serve (default: the newest in dist/).")
+@click.option("--samples", "samples", type=click.IntRange(min=1), default=None,
+              help="Samples per host (default: twice [gates].min_samples_per_host).")
+@click.option("--rate", type=click.FloatRange(min=1), default=200.0, show_default=True,
+              help="Requests per second, all targets together.")
+def verify(config_path: Path | None, release: Path | None, samples: int | None,
+           rate: float) -> None:
+    """Sample the idle and live pools and judge the idle one by the gates.
+
+    Exit 0 on pass, 1 on fail, 3 on inconclusive.
+    """
+    from bgkit.lb import get_provider
+    from bgkit.verify import expected_release_version
+    from bgkit.verify import verify as run_verify
+
+    config = load_config(config_path)
+    expected = expected_release_version(config, release)
+    with err.status("sampling"):
+        result = run_verify(config, lb=get_provider(config), expected_version=expected,
+                            samples_per_host=samples, rate_per_s=rate)
+    summary = result.verdict.summary
+    columns = ["pool", "host", "target", "samples", "ok_ratio", "p50_ms", "p95_ms", "p99_ms",
+               "max_ms", "versions"]
+    _print_frame(summary.reindex(columns=columns).round(2),
+                 title=f"samples (idle: {result.idle_pool}, live: {result.live_pool}, "
+                 f"expected version {expected})")
+    _print_frame(result.verdict.gate_table(), title="gates")
+    colour = {"pass": "green", "fail": "red"}.get(result.verdict.verdict, "yellow")
+    out.print(f"verdict: [{colour}]{result.verdict.verdict}[/]")
+    for reason in result.verdict.reasons():
+        out.print(f"  {escape(reason)}")
+    if result.exit_code:
+        raise click.exceptions.Exit(result.exit_code)
+
+
 def _runs_dir(config_path: Path | None, runs_dir: Path | None) -> Path:
     if runs_dir is not None:
         return runs_dir
@@ -259,7 +297,13 @@ EXIT_CODES: tuple[tuple[type[BgkitError], int], ...] = (
 
 
 def exit_code_for(error: BgkitError) -> int:
-    """The exit code of an error family: the first row of ``EXIT_CODES`` it belongs to."""
+    """The exit code of an error family: the first row of ``EXIT_CODES`` it belongs to.
+
+    A step whose run ended ``inconclusive`` (a verify without enough evidence) exits 3,
+    as ``bgkit verify`` does.
+    """
+    if isinstance(error, StepFailed) and error.outcome == "inconclusive":
+        return 3
     return next(code for family, code in EXIT_CODES if isinstance(error, family))
 
 

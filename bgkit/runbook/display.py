@@ -5,9 +5,19 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-__all__ = ["build_progress"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from bgkit.config import GatesConfig
+
+BAD = "background-color: #f8d7da; color: #842029; font-weight: bold"
+GOOD = "background-color: #d1e7dd; color: #0f5132"
+UNSURE = "background-color: #fff3cd; color: #664d03"
+VERDICT_STYLE = {"pass": GOOD, "fail": BAD, "inconclusive": UNSURE}
+
+__all__ = ["build_progress", "styled_gates", "styled_summary", "verdict_banner"]
 
 
 def build_progress(stream: TextIO | None = None) -> Callable[[str], None]:
@@ -19,3 +29,43 @@ def build_progress(stream: TextIO | None = None) -> Callable[[str], None]:
         print(f"[{time.monotonic() - started:6.1f} s] {stage}", file=out, flush=True)
 
     return report
+
+
+def styled_summary(summary: pd.DataFrame, gates: GatesConfig, *, idle_pool: str) -> Any:
+    """The summary table with the idle pool's cells that break a gate highlighted."""
+
+    def mark(row: pd.Series) -> list[str]:
+        styles = [""] * len(row)
+        if row.get("pool") != idle_pool or row.get("target") != "host":
+            return styles
+        checks = {
+            "samples": row["samples"] < gates.min_samples_per_host,
+            "ok_ratio": (1 - row["ok_ratio"]) > gates.max_error_ratio,
+            "p99_ms": row["p99_ms"] > gates.max_p99_ms,
+        }
+        for index, column in enumerate(row.index):
+            if checks.get(column):
+                styles[index] = BAD
+        return styles
+
+    number_formats = {c: "{:.2f}" for c in summary.columns if c.endswith("_ms")}
+    number_formats["ok_ratio"] = "{:.1%}"
+    return summary.style.apply(mark, axis=1).format(number_formats, na_rep="-").hide(axis="index")
+
+
+def styled_gates(gates: pd.DataFrame) -> Any:
+    """One row per gate, coloured by its verdict."""
+    return gates.style.map(lambda v: VERDICT_STYLE.get(str(v), ""), subset=["verdict"]).hide(
+        axis="index")
+
+
+def verdict_banner(verdict: str, reasons: list[str]) -> Any:
+    """A large coloured verdict with its reasons, for the notebook and the archived HTML."""
+    from html import escape
+
+    from IPython.display import HTML
+
+    items = "".join(f"<li>{escape(reason)}</li>" for reason in reasons)
+    return HTML(f'<div style="{VERDICT_STYLE.get(verdict, "")}; padding: 0.8em; '
+                f'border-radius: 4px"><div style="font-size: 1.6em">verdict: '
+                f"<b>{escape(verdict)}</b></div><ul>{items}</ul></div>")

@@ -17,13 +17,19 @@ from bgkit.errors import DeployError
 from bgkit.lb.base import LoadBalancer, other_pool
 from bgkit.runbook.record import record
 
-__all__ = ["deploy_plan", "deploy_step"]
+__all__ = ["deploy_plan", "deploy_step", "verify_step"]
 
 
 def _show(value: Any) -> None:
     from IPython.display import display
 
     display(value)
+
+
+def _png(data: bytes) -> Any:
+    from IPython.display import Image
+
+    return Image(data=data, format="png")
 
 
 def deploy_plan(config: Config, *, lb: LoadBalancer) -> pd.DataFrame:
@@ -60,4 +66,35 @@ def deploy_step(config: Config, *, release: str = "", lb: LoadBalancer | None = 
                       "pool": result.pool, "live_pool": result.live_pool,
                       "moved": result.moved})
     record("hosts", result.table())
+    return result
+
+
+def verify_step(config: Config, *, lb: LoadBalancer, release: str = "",
+                samples_per_host: int = 0) -> Any:
+    """Sample, judge, show and record; a fail or inconclusive verdict becomes the outcome."""
+    from bgkit import plots
+    from bgkit.runbook.display import styled_gates, styled_summary, verdict_banner
+    from bgkit.verify import expected_release_version, verify
+
+    expected = expected_release_version(config, Path(release) if release else None)
+    live = lb.live_pool()
+    print(f"live pool: {live}; idle pool: {other_pool(live)}; the idle pool must answer "
+          f"version {expected}")
+    result = verify(config, lb=lb, expected_version=expected,
+                    samples_per_host=samples_per_host or None)
+    verdict = result.verdict
+    record("verify", result.to_dict())
+    record("summary", verdict.summary)
+    record("gates", verdict.gate_table())
+    record("lb_view", result.lb_table())
+    record("samples", result.samples)
+    _show(styled_summary(verdict.summary, config.gates, idle_pool=result.idle_pool))
+    _show(result.lb_table())
+    for figure in (plots.latency_cdf(result.samples, max_p99_ms=config.gates.max_p99_ms),
+                   plots.latency_by_host(result.samples), plots.over_time(result.samples)):
+        _show(_png(plots.figure_to_png(figure)))
+    _show(styled_gates(verdict.gate_table()))
+    _show(verdict_banner(verdict.verdict, verdict.reasons()))
+    if verdict.verdict != "pass":
+        record("outcome", "failed" if verdict.verdict == "fail" else "inconclusive")
     return result

@@ -1,0 +1,153 @@
+"""Sample health and latency over HTTP: I/O only, one DataFrame row per sample.
+
+``sample(targets, ...)`` probes every target concurrently (httpx, asyncio), each target
+at an even pace so that all of them together stay under ``rate_per_s``. Timeouts,
+refused and reset connections, bad statuses and wrong versions are rows with an error
+kind, never exceptions. The columns are ``bgkit.samples.SAMPLE_COLUMNS``; judging the
+rows is ``bgkit.analysis``'s job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from bgkit.config import Config
+from bgkit.health import health_url
+
+__all__ = ["Target", "classify", "host_targets", "lb_target", "sample"]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One thing to probe: a host's health path, or the load balancer's public address."""
+
+    pool: str
+    host: str  # the host's address, or "lb"
+    target: str  # "host" | "lb"
+    url: str
+    expected_version: str | None = None
+
+
+def host_targets(config: Config, pool: str, *, expected_version: str | None) -> list[Target]:
+    return [Target(pool=pool, host=h.address, target="host", expected_version=expected_version,
+                   url=health_url(h.address, config.service.port, config.service.health_path))
+            for h in config.pools.get(pool).hosts]  # type: ignore[arg-type]
+
+
+def lb_target(config: Config, *, live_pool: str, expected_version: str | None) -> Target:
+    url = config.lb.public_url.rstrip("/") + config.service.health_path
+    return Target(pool=live_pool, host="lb", target="lb", url=url,
+                  expected_version=expected_version)
+
+
+def classify(error: BaseException) -> str:
+    """The error kind of a failed request: timeout, refused, reset or other."""
+    if isinstance(error, httpx.TimeoutException):
+        return "timeout"
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError) or getattr(cause, "errno", None) == \
+                errno.ECONNREFUSED:
+            return "refused"
+        if isinstance(cause, ConnectionResetError | BrokenPipeError) or \
+                getattr(cause, "errno", None) in (errno.ECONNRESET, errno.EPIPE):
+            return "reset"
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(error, httpx.ConnectError):
+        return "refused" if "refused" in str(error).lower() else "other"
+    if isinstance(error, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+        return "reset"
+    return "other"
+
+
+def sample(targets: Sequence[Target], *, samples_per_target: int | None = None,
+           duration_s: float | None = None, rate_per_s: float = 200.0,
+           timeout_s: float = 2.0, version_header: str = "X-App-Version") -> pd.DataFrame:
+    """Probe every target ``samples_per_target`` times, or for ``duration_s`` seconds.
+
+    Raises:
+        ValueError: neither or both of ``samples_per_target`` and ``duration_s``, or a
+            non-positive rate.
+    """
+    if (samples_per_target is None) == (duration_s is None):
+        raise ValueError("give exactly one of samples_per_target and duration_s")
+    if rate_per_s <= 0 or not targets:
+        raise ValueError("rate_per_s must be above 0 and there must be targets")
+    interval = len(targets) / rate_per_s
+    count = samples_per_target if samples_per_target is not None else \
+        max(1, int((duration_s or 0) / interval))
+    rows = asyncio.run(_sample_all(targets, count=count, interval=interval,
+                                   timeout_s=timeout_s, version_header=version_header))
+    return _frame(rows)
+
+
+async def _sample_all(targets: Sequence[Target], *, count: int, interval: float,
+                      timeout_s: float, version_header: str) -> list[dict[str, Any]]:
+    limits = httpx.Limits(max_connections=len(targets) * 2,
+                          max_keepalive_connections=len(targets) * 2)
+    async with httpx.AsyncClient(timeout=timeout_s, limits=limits) as client:
+        start = time.monotonic()
+        per_target = await asyncio.gather(*(
+            _sample_one(client, target, count=count, interval=interval, start=start,
+                        offset=index * interval / len(targets), version_header=version_header)
+            for index, target in enumerate(targets)))
+    return [row for rows in per_target for row in rows]
+
+
+async def _sample_one(client: httpx.AsyncClient, target: Target, *, count: int, interval: float,
+                      start: float, offset: float, version_header: str) -> list[dict[str, Any]]:
+    rows = []
+    for index in range(count):
+        due = start + offset + index * interval
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        rows.append(await _probe(client, target, version_header=version_header))
+    return rows
+
+
+async def _probe(client: httpx.AsyncClient, target: Target, *,
+                 version_header: str) -> dict[str, Any]:
+    stamp = datetime.now(UTC)
+    began = time.perf_counter()
+    status: int | None = None
+    version: str | None = None
+    try:
+        response = await client.get(target.url)
+        status, version = response.status_code, response.headers.get(version_header)
+        error = _answer_error(status, version, target.expected_version)
+    except httpx.HTTPError as failure:
+        error = classify(failure)
+    latency_ms = (time.perf_counter() - began) * 1000.0
+    return {"timestamp": stamp, "pool": target.pool, "host": target.host, "target": target.target,
+            "status": status, "ok": error == "", "latency_ms": latency_ms, "version": version,
+            "error": error}
+
+
+def _answer_error(status: int, version: str | None, expected: str | None) -> str:
+    if status != 200:
+        return "bad_status"
+    if expected is not None and version != expected:
+        return "wrong_version"
+    return ""
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    from bgkit.samples import empty_samples, validate_samples
+
+    if not rows:
+        return empty_samples()
+    frame = pd.DataFrame(rows)
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    frame["status"] = frame["status"].astype("Int64")
+    return validate_samples(frame.sort_values("timestamp", kind="stable").reset_index(drop=True))
+
