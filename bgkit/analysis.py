@@ -8,6 +8,7 @@ a second; latency percentiles use linear interpolation, exactly as pandas does.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final, Literal
@@ -19,7 +20,7 @@ from scipy import stats
 
 from bgkit.config import GatesConfig
 from bgkit.lb.base import BackendServer
-from bgkit.samples import ERROR_KINDS, validate_samples
+from bgkit.samples import ERROR_KINDS, raise_value_problems, validate_samples
 
 __all__ = [
     "POOL_ROW",
@@ -30,6 +31,7 @@ __all__ = [
     "Verdict",
     "compare",
     "evaluate",
+    "natural_key",
     "summarise",
 ]
 
@@ -69,55 +71,74 @@ class _Arrays:
     latency: Floats
 
 
-def _codes(column: pd.Series) -> tuple[Ints, list[str]]:
-    codes, uniques = pd.factorize(column, sort=True)
-    return codes.astype(np.intp, copy=False), [str(value) for value in uniques]
+def _codes(values: npt.NDArray[np.object_]) -> tuple[Ints, list[str]]:
+    """Integer codes (-1 for missing) and the names, in natural order (.2 before .10)."""
+    codes, uniques = pd.factorize(values)
+    names = [str(value) for value in uniques]
+    order = sorted(range(len(names)), key=lambda i: natural_key(names[i]))
+    rank = np.empty(len(names) + 1, dtype=np.intp)
+    rank[order] = np.arange(len(names))
+    rank[-1] = -1  # code -1 (missing) reads the last slot
+    return rank[codes], [names[i] for i in order]
+
+
+def natural_key(text: str) -> list[str | int]:
+    """Sort key that orders digit runs by value: 127.0.1.2 before 127.0.1.10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def _text(frame: pd.DataFrame, name: str) -> npt.NDArray[np.object_]:
+    return np.asarray(frame[name], dtype=object)
 
 
 def _arrays(df: pd.DataFrame) -> _Arrays:
-    frame = validate_samples(df)
-    pool, pools = _codes(frame["pool"])
-    host, hosts = _codes(frame["host"])
-    error, kinds = _codes(frame["error"])
-    kind_index = np.array([ERROR_KINDS.index(k) if k else -1 for k in kinds], dtype=np.intp)
-    version, versions = _codes(frame["version"])
+    """Encode the samples; raise UsageError on a contract breach (one scan per column)."""
+    frame = validate_samples(df, check_values=False)
+    pool, pools = _codes(_text(frame, "pool"))
+    host, hosts = _codes(_text(frame, "host"))
+    target = _text(frame, "target")
+    is_host = target == "host"
+    ok = frame["ok"].to_numpy(dtype=bool)
+    error = np.full(len(frame), -1, dtype=np.intp)
+    failed_codes, failed_kinds = _codes(_text(frame, "error")[~ok])
+    raise_value_problems(
+        missing=[name for name, codes in (("pool", pool), ("host", host), ("error",
+                 failed_codes)) if (codes < 0).any()],
+        targets=target[~is_host & (target != "lb")].tolist(),
+        failed_errors=failed_kinds,
+    )
+    kind_index = np.array([ERROR_KINDS.index(kind) for kind in failed_kinds], dtype=np.intp)
+    error[~ok] = kind_index[failed_codes] if len(failed_kinds) else -1
+    version, versions = _codes(_text(frame, "version"))
     return _Arrays(
-        frame=frame,
-        is_host=(frame["target"] == "host").to_numpy(dtype=bool),
-        pool=pool, pools=pools, host=host, hosts=hosts,
-        error=kind_index[error] if len(kinds) else error,
+        frame=frame, is_host=is_host,
+        pool=pool, pools=pools, host=host, hosts=hosts, error=error,
         version=version, versions=versions,
-        answered=frame["status"].notna().to_numpy(dtype=bool),
-        ok=frame["ok"].to_numpy(dtype=bool),
+        answered=frame["status"].notna().to_numpy(dtype=bool), ok=ok,
         latency=frame["latency_ms"].to_numpy(dtype=np.float64),
     )
 
 
-def _grouped_sort(values: Floats, groups: Ints, size: int) -> tuple[Floats, Ints, Ints]:
-    """``values`` sorted within each group; and each group's start and count."""
-    narrow = groups.astype(np.int16 if size < 2**15 else np.intp)
-    by_value = np.argsort(values)
-    order = by_value[np.argsort(narrow[by_value], kind="stable")]
-    counts = np.bincount(groups, minlength=size).astype(np.intp)
-    return values[order], np.cumsum(counts) - counts, counts
-
-
 def _quantile(ordered: Floats, starts: Ints, counts: Ints, q: float) -> Floats:
     """Linear-interpolated quantile per group (pandas' rule); NaN for empty groups."""
+    if len(ordered) == 0:
+        return np.full(len(counts), np.nan)
     position = (counts - 1) * q
     below = np.floor(position).astype(np.intp)
     frac = position - below
     last = np.maximum(starts + counts - 1, 0)
     lo = np.minimum(starts + np.maximum(below, 0), last)
     hi = np.minimum(lo + 1, last)
-    if len(ordered) == 0:
-        return np.full(len(counts), np.nan)
     result = ordered[lo] + (ordered[hi] - ordered[lo]) * frac
     return np.where(counts > 0, result, np.nan)
 
 
-def _group_stats(arrays: _Arrays, groups: Ints, size: int) -> dict[str, Any]:
-    """Every summary column but the labels, for rows with ``groups >= 0``."""
+def _group_stats(arrays: _Arrays, groups: Ints, size: int, by_latency: Ints) -> dict[str, Any]:
+    """Every summary column but the labels, over rows with ``groups >= 0``.
+
+    ``by_latency`` indexes the answered rows in latency order; a stable sort by group
+    (a radix sort on small integers) leaves each group's latencies in order.
+    """
     chosen = groups >= 0
     group = groups[chosen]
     samples = np.bincount(group, minlength=size)
@@ -126,16 +147,21 @@ def _group_stats(arrays: _Arrays, groups: Ints, size: int) -> dict[str, Any]:
     with np.errstate(invalid="ignore", divide="ignore"):
         out["ok_ratio"] = out["ok"] / samples
     kinds = len(ERROR_KINDS)
-    failed = arrays.error[chosen] >= 0
-    cells = group[failed] * kinds + arrays.error[chosen][failed]
+    failed = chosen & (arrays.error >= 0)
+    cells = groups[failed] * kinds + arrays.error[failed]
     errors = np.bincount(cells, minlength=size * kinds).reshape(size, kinds)
     out.update({name: errors[:, i] for i, name in enumerate(ERROR_COLUMNS)})
-    timed = chosen & arrays.answered
-    ordered, starts, counts = _grouped_sort(arrays.latency[timed], groups[timed], size)
+    timed_groups = groups[by_latency]
+    timed = by_latency[timed_groups >= 0]
+    timed_groups = timed_groups[timed_groups >= 0]
+    narrow = timed_groups.astype(np.int16 if size < 2**15 else np.intp)
+    ordered = arrays.latency[timed[np.argsort(narrow, kind="stable")]]
+    counts = np.bincount(timed_groups, minlength=size).astype(np.intp)
+    starts = np.cumsum(counts) - counts
     out.update({name: _quantile(ordered, starts, counts, q) for name, q in QUANTILES.items()})
     out["max_ms"] = _quantile(ordered, starts, counts, 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out["mean_ms"] = np.bincount(groups[timed], arrays.latency[timed], size) / counts
+        out["mean_ms"] = np.bincount(timed_groups, arrays.latency[timed], size) / counts
     out["versions"] = _versions_by_group(arrays, chosen, groups, size)
     return out
 
@@ -143,39 +169,53 @@ def _group_stats(arrays: _Arrays, groups: Ints, size: int) -> dict[str, Any]:
 def _versions_by_group(arrays: _Arrays, chosen: Bools, groups: Ints, size: int) -> list[str]:
     has = chosen & (arrays.version >= 0)
     width = max(len(arrays.versions), 1)
-    pairs = np.unique(groups[has] * width + arrays.version[has])
+    pairs = _present(groups[has] * width + arrays.version[has], size * width)
     seen: list[list[str]] = [[] for _ in range(size)]
     for pair in pairs.tolist():  # distinct (group, version) pairs only: a handful
         seen[pair // width].append(arrays.versions[pair % width])
     return [", ".join(sorted(names)) for names in seen]
 
 
+def _present(codes: Ints, size: int) -> Ints:
+    """The distinct non-negative codes, sorted (a counting pass, not a hash)."""
+    return np.flatnonzero(np.bincount(codes, minlength=size)).astype(np.intp)
+
+
+def _renumber(codes: Ints, present: Ints, size: int) -> Ints:
+    """``codes`` as positions in ``present``; -1 stays -1."""
+    position = np.full(size + 1, -1, dtype=np.intp)
+    position[present] = np.arange(len(present))
+    return position[codes]  # code -1 reads the last slot, which stays -1
+
+
 def _summary(arrays: _Arrays) -> pd.DataFrame:
+    answered = np.flatnonzero(arrays.answered)
+    by_latency = answered[np.argsort(arrays.latency[answered])]
     hosts = len(arrays.hosts)
     pair = np.where(arrays.is_host, arrays.pool * hosts + arrays.host, -1)
-    used = np.unique(pair[pair >= 0])
-    dense = np.searchsorted(used, pair)
-    host_rows = pd.DataFrame(_group_stats(arrays, np.where(pair >= 0, dense, -1), len(used)))
+    used = _present(pair[pair >= 0], len(arrays.pools) * hosts)
+    dense = _renumber(pair, used, len(arrays.pools) * hosts)
+    host_rows = pd.DataFrame(_group_stats(arrays, dense, len(used), by_latency))
+    host_rows["_rank"] = np.arange(len(used))  # natural host order, from the codes
     host_rows.insert(0, "pool", [arrays.pools[p // hosts] for p in used.tolist()])
     host_rows.insert(1, "host", [arrays.hosts[p % hosts] for p in used.tolist()])
-    pool_ids = np.unique(arrays.pool[arrays.is_host])
-    pool_of = np.full(max(len(arrays.pools), 1), -1, dtype=np.intp)
-    pool_of[pool_ids] = np.arange(len(pool_ids))
-    grouped = np.where(arrays.is_host, pool_of[arrays.pool] if len(arrays.pool) else -1, -1)
-    pool_rows = pd.DataFrame(_group_stats(arrays, grouped, len(pool_ids)))
+    pool_ids = _present(arrays.pool[arrays.is_host], len(arrays.pools))
+    grouped = _renumber(np.where(arrays.is_host, arrays.pool, -1), pool_ids, len(arrays.pools))
+    pool_rows = pd.DataFrame(_group_stats(arrays, grouped, len(pool_ids), by_latency))
     pool_rows.insert(0, "pool", [arrays.pools[p] for p in pool_ids.tolist()])
     pool_rows.insert(1, "host", POOL_ROW)
-    parts = [host_rows.assign(_kind=0), pool_rows.assign(_kind=1)]
+    parts = [host_rows.assign(_kind=0), pool_rows.assign(_kind=1, _rank=0)]
     if not arrays.is_host.all():
-        lb_rows = pd.DataFrame(_group_stats(arrays, np.where(arrays.is_host, -1, 0), 1))
-        lb_pools = np.unique(arrays.pool[~arrays.is_host])
+        lb = np.where(arrays.is_host, -1, 0)
+        lb_rows = pd.DataFrame(_group_stats(arrays, lb, 1, by_latency))
+        lb_pools = _present(arrays.pool[~arrays.is_host], len(arrays.pools))
         lb_rows.insert(0, "pool", ", ".join(n for i in lb_pools if (n := arrays.pools[i])))
         lb_rows.insert(1, "host", "lb")
-        parts.append(lb_rows.assign(_kind=2))
+        parts.append(lb_rows.assign(_kind=2, _rank=0))
     table = pd.concat(parts, ignore_index=True)
     table["target"] = np.where(table["_kind"] == 2, "lb", "host")
     table["_lb"] = table["_kind"] == 2
-    table = table.sort_values(["_lb", "pool", "_kind", "host"], kind="stable")
+    table = table.sort_values(["_lb", "pool", "_kind", "_rank"], kind="stable")
     table = table.reset_index(drop=True)[list(SUMMARY_COLUMNS)]
     return table.astype({"pool": "str", "host": "str", "target": "str", "versions": "str"})
 
@@ -389,7 +429,8 @@ def evaluate(
         runs=_longest_failure_runs(arrays, idle_mask),
     )
     results = (
-        _samples_gate(idle, gates), _errors_gate(idle, gates), _p99_gate(idle, gates),
+        _samples_gate(idle, gates), _errors_gate(idle, gates),
+        _p99_gate(idle, comparison.idle_answered, gates),
         _p95_ratio_gate(idle, comparison, gates, live_pool),
         _version_gate(idle, gates, expected_version),
         _consecutive_gate(idle, gates), _lb_gate(idle_pool, lb_servers),
@@ -424,7 +465,7 @@ def _longest_failure_runs(arrays: _Arrays, chosen: Bools) -> dict[str, int]:
     longest = np.zeros(len(arrays.hosts), dtype=np.int64)
     starts = np.flatnonzero(failed & ~continues)
     np.maximum.at(longest, host[starts], lengths[run_id[starts]])
-    seen = np.unique(host)
+    seen = _present(host, len(arrays.hosts))
     return {arrays.hosts[h]: int(longest[h]) for h in seen.tolist()}
 
 
@@ -462,7 +503,7 @@ def _errors_gate(idle: _Idle, gates: GatesConfig) -> GateResult:
     if idle.hosts.empty:
         return _no_samples("errors", idle, threshold)
     hosts = idle.hosts
-    ratios = 1.0 - hosts["ok"] / hosts["samples"]
+    ratios = (hosts["samples"] - hosts["ok"]) / hosts["samples"]
     worst = str(ratios.idxmax())
     observed = f"max {ratios[worst]:.2%} ({worst})"
     bad = []
@@ -481,7 +522,14 @@ def _errors_gate(idle: _Idle, gates: GatesConfig) -> GateResult:
                       f"every idle host is within the error budget of {limit:.2%}")
 
 
-def _p99_gate(idle: _Idle, gates: GatesConfig) -> GateResult:
+def _too_few(gate: str, observed: str, threshold: str, pool: str, answered: int,
+             need: int) -> GateResult:
+    return GateResult(gate, "inconclusive", observed, threshold,
+                      f"only {answered} answered samples from {pool}; latency is judged on at "
+                      f"least {need} ([gates] min_samples_per_host): sample for longer")
+
+
+def _p99_gate(idle: _Idle, answered: int, gates: GatesConfig) -> GateResult:
     limit = gates.max_p99_ms
     threshold = f"<= {limit:g} ms"
     if idle.pool_row is None:
@@ -493,6 +541,9 @@ def _p99_gate(idle: _Idle, gates: GatesConfig) -> GateResult:
     slowest = str(idle.hosts["p99_ms"].idxmax())
     worst = f"slowest host {slowest} p99 {float(idle.hosts['p99_ms'].max()):.1f} ms"
     observed = f"{p99:.1f} ms"
+    if answered < gates.min_samples_per_host:
+        return _too_few("p99_latency", observed, threshold, f"idle pool {idle.pool}", answered,
+                        gates.min_samples_per_host)
     if p99 > limit:
         return GateResult("p99_latency", "fail", observed, threshold,
                           f"idle pool {idle.pool} p99 latency {p99:.1f} ms is above "
@@ -514,6 +565,11 @@ def _p95_ratio_gate(idle: _Idle, comparison: Comparison, gates: GatesConfig,
                           f"no idle host of {idle.pool} answered, so latency cannot be compared")
     ratio = comparison.p95_ratio
     observed = f"{ratio:.2f}x"
+    fewest, side = min((comparison.idle_answered, f"idle pool {idle.pool}"),
+                       (comparison.live_answered, f"live pool {live_pool}"))
+    if fewest < gates.min_samples_per_host:
+        return _too_few("p95_ratio", observed, threshold, side, fewest,
+                        gates.min_samples_per_host)
     test = ""
     if comparison.idle_slower:
         test = (f"; Mann-Whitney U={comparison.mann_whitney_u:.0f}: idle is slower than "

@@ -311,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     _register_subgroups()
     try:
-        app.main(args=argv, prog_name="bgkit", standalone_mode=False)
+        # Without standalone mode click returns (not raises) a command's Exit code.
+        code = app.main(args=argv, prog_name="bgkit", standalone_mode=False)
     except BgkitError as error:
         err.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True)
         return exit_code_for(error)
@@ -323,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as error:
         error.show()
         return 2
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

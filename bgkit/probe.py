@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pandas as pd
@@ -24,6 +25,8 @@ from bgkit.config import Config
 from bgkit.health import health_url
 
 __all__ = ["Target", "classify", "host_targets", "lb_target", "sample"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +88,19 @@ def sample(targets: Sequence[Target], *, samples_per_target: int | None = None,
     interval = len(targets) / rate_per_s
     count = samples_per_target if samples_per_target is not None else \
         max(1, int((duration_s or 0) / interval))
-    rows = asyncio.run(_sample_all(targets, count=count, interval=interval,
-                                   timeout_s=timeout_s, version_header=version_header))
+    rows = _run(_sample_all(targets, count=count, interval=interval,
+                            timeout_s=timeout_s, version_header=version_header))
     return _frame(rows)
+
+
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion, also from inside a running loop (a Jupyter kernel)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, work).result()
 
 
 async def _sample_all(targets: Sequence[Target], *, count: int, interval: float,

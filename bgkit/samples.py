@@ -7,6 +7,7 @@ HTTP answer came back; ``version`` is the ``X-App-Version`` header or None.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final
 
 import pandas as pd
@@ -14,7 +15,14 @@ from pandas.api import types as ptypes
 
 from bgkit.errors import UsageError
 
-__all__ = ["ERROR_KINDS", "SAMPLE_COLUMNS", "TARGETS", "empty_samples", "validate_samples"]
+__all__ = [
+    "ERROR_KINDS",
+    "SAMPLE_COLUMNS",
+    "TARGETS",
+    "empty_samples",
+    "raise_value_problems",
+    "validate_samples",
+]
 
 SAMPLE_COLUMNS: Final[dict[str, str]] = {
     "timestamp": "datetime64[ns, UTC]",
@@ -38,11 +46,13 @@ def empty_samples() -> pd.DataFrame:
     return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in SAMPLE_COLUMNS.items()})
 
 
-def validate_samples(df: pd.DataFrame) -> pd.DataFrame:
+def validate_samples(df: pd.DataFrame, *, check_values: bool = True) -> pd.DataFrame:
     """``df`` with the canonical dtypes (extra columns are kept as they are).
 
-    Raises UsageError naming every missing column, wrong dtype or unknown value at once.
-    Timestamps in any tz-aware unit are converted to ns UTC; naive ones are refused.
+    Raises UsageError naming every missing column, wrong dtype or bad value at once.
+    Timestamps in any tz-aware unit become ns UTC; naive ones are refused.
+    ``check_values=False`` skips the scans over text values, for callers that check
+    them while encoding (``bgkit.analysis`` does, through :func:`value_problems`).
     """
     missing = [name for name in SAMPLE_COLUMNS if name not in df.columns]
     if missing:
@@ -56,10 +66,29 @@ def validate_samples(df: pd.DataFrame) -> pd.DataFrame:
             out[name] = out[name].astype(dtype)  # type: ignore[call-overload]
     if out["version"].dtype != object:
         out["version"] = out["version"].astype(object).where(out["version"].notna(), None)
-    problems = _value_problems(out)
+    if check_values:
+        raise_value_problems(
+            missing=[name for name in _TEXT if out[name].isna().any()],
+            targets=out["target"].dropna().unique(),
+            failed_errors=out["error"][~out["ok"]].dropna().unique(),
+        )
+    return out
+
+
+def raise_value_problems(
+    *, missing: Iterable[str], targets: Iterable[str], failed_errors: Iterable[str]
+) -> None:
+    """Raise UsageError if the text values break the contract (given distinct values)."""
+    problems = [f"{name}: missing values" for name in missing]
+    unknown = sorted({str(value) for value in targets} - set(TARGETS))
+    if unknown:
+        problems.append(f"target: unknown value(s) {unknown}, expected one of {list(TARGETS)}")
+    unknown = sorted({str(value) for value in failed_errors} - set(ERROR_KINDS))
+    if unknown:
+        problems.append(f"error: failed samples with unknown kind(s) {unknown}, "
+                        f"expected one of {list(ERROR_KINDS)}")
     if problems:
         raise UsageError("sample frame has bad values: " + "; ".join(problems))
-    return out
 
 
 def _dtype_problem(column: pd.Series) -> str:
@@ -85,13 +114,3 @@ def _dtype_problem(column: pd.Series) -> str:
 def _integral(column: pd.Series) -> bool:
     values = column.dropna()
     return bool((values == values.round()).all())
-
-
-def _value_problems(df: pd.DataFrame) -> list[str]:
-    problems = [f"{name}: missing values" for name in _TEXT if df[name].isna().any()]
-    allowed = {"target": TARGETS, "error": ("", *ERROR_KINDS)}
-    for name, values in allowed.items():
-        unknown = sorted(set(df[name].dropna().unique()) - set(values))
-        if unknown:
-            problems.append(f"{name}: unknown value(s) {unknown}, expected one of {list(values)}")
-    return problems

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from bgkit.analysis import Comparison, Verdict, compare, evaluate
+from bgkit.analysis import Comparison, Verdict, evaluate
 from bgkit.config import Config
 from bgkit.errors import UsageError
 from bgkit.lb.base import BackendServer, LoadBalancer, PoolName, other_pool
@@ -79,10 +79,9 @@ def verify(config: Config, *, lb: LoadBalancer, expected_version: str | None,
     samples = sample(targets, samples_per_target=count, rate_per_s=rate_per_s,
                      timeout_s=timeout_s, version_header=config.service.version_header)
     servers = tuple(lb.backend_health())
-    hosts = samples[samples["target"] == "host"]
-    comparison = compare(hosts[hosts["pool"] == idle], hosts[hosts["pool"] == live])
     verdict = evaluate(samples, config.gates, idle_pool=idle, live_pool=live,
-                       expected_version=expected_version, lb_servers=servers)
+                       expected_version=expected_version, lb_servers=servers,
+                       expected_hosts=[h.address for h in config.pools.get(idle).hosts])
     return VerifyResult(idle_pool=idle, live_pool=live, expected_version=expected_version,
-                        samples=samples, comparison=comparison, verdict=verdict,
+                        samples=samples, comparison=verdict.comparison, verdict=verdict,
                         lb_servers=servers)

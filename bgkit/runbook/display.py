@@ -40,7 +40,8 @@ def styled_summary(summary: pd.DataFrame, gates: GatesConfig, *, idle_pool: str)
             return styles
         checks = {
             "samples": row["samples"] < gates.min_samples_per_host,
-            "ok_ratio": (1 - row["ok_ratio"]) > gates.max_error_ratio,
+            "ok_ratio": (row["samples"] - row["ok"]) / max(row["samples"], 1)
+            > gates.max_error_ratio,
             "p99_ms": row["p99_ms"] > gates.max_p99_ms,
         }
         for index, column in enumerate(row.index):
@@ -48,7 +49,8 @@ def styled_summary(summary: pd.DataFrame, gates: GatesConfig, *, idle_pool: str)
                 styles[index] = BAD
         return styles
 
-    number_formats = {c: "{:.2f}" for c in summary.columns if c.endswith("_ms")}
+    number_formats: dict[Any, str | Callable[[object], str] | None] = {
+        c: "{:.2f}" for c in summary.columns if c.endswith("_ms")}
     number_formats["ok_ratio"] = "{:.1%}"
     return summary.style.apply(mark, axis=1).format(number_formats, na_rep="-").hide(axis="index")
 

@@ -62,3 +62,17 @@ def make_samples(
 def join(*frames: pd.DataFrame) -> pd.DataFrame:
     """Several hosts' samples as one frame (row order kept)."""
     return validate_samples(pd.concat(frames, ignore_index=True))
+
+
+def make_pool(
+    pool: str,
+    hosts: Sequence[str],
+    latencies_ms: Sequence[float],
+    *,
+    version: str | None = "1.0.0",
+    start: str = "2024-05-01T12:00:00Z",
+) -> pd.DataFrame:
+    """Every host of ``pool`` answering ok with the same latencies, hosts interleaved."""
+    frames = [make_samples(latencies_ms, pool=pool, host=host, version=version, start=start)
+              for host in hosts]
+    return join(*frames).sort_values("timestamp", kind="stable").reset_index(drop=True)
