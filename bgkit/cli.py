@@ -42,9 +42,11 @@ def app() -> None:
 
 
 def _register_subgroups() -> None:
+    from bgkit.lb.ovh_cli import ovh_group
     from bgkit.sandbox.cli import sandbox_group
 
     app.add_command(sandbox_group)
+    app.add_command(ovh_group)
 
 
 @app.group("config")
@@ -193,6 +195,107 @@ def verify(config_path: Path | None, release: Path | None, samples: int | None,
         out.print(f"  {escape(reason)}")
     if result.exit_code:
         raise click.exceptions.Exit(result.exit_code)
+
+
+def _print_outcome(outcome: Any) -> None:
+    colour = "green" if outcome.exit_code == 0 else "red"
+    out.print(f"{outcome.action}: [{colour}]{outcome.outcome}[/] — {escape(outcome.reason)}")
+    out.print(f"  traffic was on {outcome.from_pool}, now on {outcome.live_pool}")
+    if outcome.applied_s is not None:
+        out.print(f"  the load balancer applied the change in {outcome.applied_s:.3f} s")
+    if outcome.watch is not None:
+        watched = outcome.watch
+        out.print(f"  watch: {watched.samples} answers, {watched.errors} failed, "
+                  f"{watched.wrong_version} from the old release, p99 "
+                  f"{watched.p99_ms if watched.p99_ms is None else round(watched.p99_ms, 2)} ms")
+    if outcome.switch_back_applied_s is not None:
+        out.print(f"  switched back in {outcome.switch_back_applied_s:.3f} s")
+
+
+@app.command("switch")
+@config_option
+@click.option("--release", "release", type=click.Path(path_type=Path), default=None,
+              help="Release the idle pool must serve (default: the newest in dist/).")
+@click.option("--approve", is_flag=True, help="Switch if the gates pass (else: not approved).")
+@click.option("--message", "-m", default="switch", help="Why, for the lock and the record.")
+def switch_command(config_path: Path | None, release: Path | None, approve: bool,
+                   message: str) -> None:
+    """Gate on fresh evidence, then move all traffic to the idle pool and watch it.
+
+    Exit 0 switched (or already live), 1 refused / not approved / switched back,
+    3 inconclusive.
+    """
+    from bgkit.lb import get_provider
+    from bgkit.switch import switch
+    from bgkit.verify import expected_release_version
+
+    config = load_config(config_path)
+    expected = expected_release_version(config, release)
+    with err.status("sampling, switching, watching"):
+        outcome = switch(config, lb=get_provider(config), expected_version=expected,
+                         approve=approve, message=message)
+    _print_outcome(outcome)
+    if outcome.exit_code:
+        raise click.exceptions.Exit(outcome.exit_code)
+
+
+@app.command("rollback")
+@config_option
+@click.option("--approve", is_flag=True, help="Roll back if the other pool is healthy.")
+@click.option("--message", "-m", default="rollback", help="Why, for the lock and the record.")
+def rollback_command(config_path: Path | None, approve: bool, message: str) -> None:
+    """Move all traffic back to the other pool, after checking it is healthy."""
+    from bgkit.lb import get_provider
+    from bgkit.switch import rollback
+
+    config = load_config(config_path)
+    with err.status("sampling, switching back, watching"):
+        outcome = rollback(config, lb=get_provider(config), approve=approve, message=message)
+    _print_outcome(outcome)
+    if outcome.exit_code:
+        raise click.exceptions.Exit(outcome.exit_code)
+
+
+@app.group("lock")
+def lock_group() -> None:
+    """The deployment lock shared by operators and CI."""
+
+
+@lock_group.command("status")
+@config_option
+def lock_status(config_path: Path | None) -> None:
+    """Who holds the lock, why, and until when."""
+    from bgkit.lock import read_lock
+
+    config = load_config(config_path)
+    info = read_lock(config.lock_path)
+    if info is None:
+        out.print(f"free: nobody holds {config.lock_path}")
+        return
+    stale = info.stale()
+    out.print(f"{config.lock_path}: {escape(info.describe())}")
+    if stale:
+        out.print(f"  stale: {escape(stale)} (the next deploy or switch takes it over)")
+    if info.took_over:
+        out.print(f"  it took over a stale lock of {escape(str(info.took_over.get('owner')))}")
+
+
+@lock_group.command("release")
+@config_option
+@click.option("--force", is_flag=True, help="Release even if this process does not hold it.")
+def lock_release(config_path: Path | None, force: bool) -> None:
+    """Release the lock (with --force: whoever holds it)."""
+    from bgkit.lock import force_release, read_lock
+
+    config = load_config(config_path)
+    info = read_lock(config.lock_path)
+    if info is None:
+        out.print("the lock was free")
+        return
+    if not force and info.stale() is None:
+        raise UsageError(f"the lock is {info.describe()}; pass --force to release it anyway")
+    force_release(config.lock_path)
+    out.print(f"released the lock {escape(info.describe())}")
 
 
 def _runs_dir(config_path: Path | None, runs_dir: Path | None) -> Path:

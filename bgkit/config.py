@@ -37,12 +37,14 @@ __all__ = [
     "HaproxySettings",
     "HostConfig",
     "LbConfig",
+    "LockConfig",
     "OvhIplbSettings",
     "PoolConfig",
     "PoolsConfig",
     "RunsConfig",
     "ServiceConfig",
     "SshConfig",
+    "SwitchConfig",
     "SystemdConfig",
     "find_config",
     "load_config",
@@ -202,12 +204,19 @@ class FarmIds(_Model):
 
 
 class OvhIplbSettings(_Model):
-    """``[lb.ovh_iplb]``: which IP Load Balancing service, frontend and farms."""
+    """``[lb.ovh_iplb]``: which IP Load Balancing service, frontend and farms.
+
+    ``endpoint`` is a python-ovh endpoint name or the http(s) URL of an API root (e.g.
+    ``http://127.0.0.1:8765/1.0``). Keys are never set here: they come from the
+    ``OVH_*`` variables or python-ovh's ovh.conf files, in the section named by the
+    endpoint; ``config_file`` adds one such file (a path, relative to bgkit.toml).
+    """
 
     endpoint: Annotated[str, BeforeValidator(v.ovh_endpoint)] = "ovh-eu"
     service_name: Name
     frontend_id: Count
     farm_ids: FarmIds
+    config_file: AnyPath | None = None
 
 
 class LbConfig(_Model):
@@ -237,6 +246,28 @@ class GatesConfig(_Model):
     max_consecutive_failures: Count = 3
 
 
+class SwitchConfig(_Model):
+    """``[switch]``: the evidence taken right before a switch and the watch after it."""
+
+    samples_per_host: Count = 100
+    sample_rate_per_s: PositiveNumber = 200.0
+    watch_s: Seconds = 10.0
+    watch_rate_per_s: PositiveNumber = 50.0
+    timeout_s: Seconds = 60.0
+
+
+class LockConfig(_Model):
+    """``[lock]``: the deployment lock every operator and CI job shares.
+
+    ``path`` must be on storage all of them reach (the machine they run bgkit on, or a
+    shared file system). A lock older than ``ttl_s`` may be taken over, and that is
+    recorded in the new lock.
+    """
+
+    path: AnyPath = "bgkit.lock"
+    ttl_s: Seconds = 900.0
+
+
 class RunsConfig(_Model):
     """``[runs]``: where executed notebooks are archived and how long a cell may run."""
 
@@ -256,6 +287,8 @@ class Config(_Model):
     runs: RunsConfig = RunsConfig()
     deploy: DeployConfig = DeployConfig()
     ssh: SshConfig = SshConfig()
+    switch: SwitchConfig = SwitchConfig()
+    lock: LockConfig = LockConfig()
     path: Path = Path(DEFAULT_NAME)
 
     def resolve(self, relative: str) -> Path:
@@ -273,6 +306,10 @@ class Config(_Model):
     @property
     def runs_dir(self) -> Path:
         return self.resolve(self.runs.dir)
+
+    @property
+    def lock_path(self) -> Path:
+        return self.resolve(self.lock.path)
 
     @property
     def known_hosts(self) -> Path:

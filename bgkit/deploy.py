@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from bgkit import lock as locking
 from bgkit.commands import remote, service
 from bgkit.config import Config
 from bgkit.errors import DeployError, HostError, UsageError
@@ -108,9 +109,18 @@ def deploy(config: Config, *, release: Path | None = None, pool: PoolName | None
         UsageError: the release is missing, corrupt or unsafe, or ``pool`` is the live one.
         DeployError: some host failed; ``results`` holds every host's HostDeploy.
         LoadBalancerError: the live pool could not be read.
+        LockHeld: another deploy or switch holds the deployment lock.
     """
     checked = check_release(release or latest_release(config.dist_dir))
-    balancer = lb or _provider(config)
+    with locking.held(config.lock_path, message=f"deploy {checked.release}",
+                      ttl_s=config.lock.ttl_s):
+        return _deploy(config, checked, pool=pool, lb=lb or _provider(config),
+                       progress=progress)
+
+
+def _deploy(config: Config, checked: CheckedRelease, *, pool: PoolName | None,
+            lb: LoadBalancer, progress: Progress | None) -> DeployResult:
+    balancer = lb
     live = balancer.live_pool()
     target = pool or other_pool(live)
     if target == live:

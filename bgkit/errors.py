@@ -10,7 +10,8 @@
     ├── LoadBalancerError       the load balancer refused, failed or timed out (exit 1)
     ├── SandboxError            the local sandbox fleet could not be started or read (exit 1)
     ├── HostError               one host could not be reached or a command on it failed
-    └── DeployError             a deploy failed on some hosts; carries every host's result
+    ├── DeployError             a deploy failed on some hosts; carries every host's result
+    └── LockHeld                someone else holds the deployment lock (exit 1)
 
 Foreign errors (subprocess, papermill, nbclient, tomllib, pydantic) are translated
 into these at the boundary where they happen, with ``raise ... from``.
@@ -28,6 +29,7 @@ __all__ = [
     "DeployError",
     "HostError",
     "LoadBalancerError",
+    "LockHeld",
     "RecordError",
     "SandboxError",
     "SecretParameterError",
@@ -109,3 +111,7 @@ class DeployError(BgkitError):
     def __init__(self, message: str, *, results: Sequence[object] = ()) -> None:
         self.results = tuple(results)
         super().__init__(message)
+
+
+class LockHeld(BgkitError):
+    """The deployment lock is held by someone else; the message says who, since when."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from bgkit.errors import LoadBalancerError, UsageError
+from bgkit.errors import UsageError
 from bgkit.lb.base import BackendServer, LoadBalancer, PoolName, SwitchResult, other_pool
 
 if TYPE_CHECKING:
@@ -36,9 +36,16 @@ def _haproxy(config: Config) -> LoadBalancer:
 
 
 def _ovh_iplb(config: Config) -> LoadBalancer:
-    raise LoadBalancerError(
-        "the ovh-iplb provider is not available yet in this version of bgkit; "
-        'use [lb] provider = "haproxy" for now (`bgkit sandbox up` writes such a config)')
+    from pathlib import Path
+
+    from bgkit.lb.ovh_iplb import OvhIplbProvider
+
+    settings = config.lb.ovh_iplb
+    if settings is None:  # load_config already refuses this
+        raise UsageError('provider "ovh-iplb" needs a [lb.ovh_iplb] table in bgkit.toml')
+    config_file = (config.resolve(str(Path(settings.config_file).expanduser()))
+                   if settings.config_file else None)
+    return OvhIplbProvider.from_settings(settings, config_file=config_file)
 
 
 _PROVIDERS: dict[str, Factory] = {

@@ -17,7 +17,7 @@ GOOD = "background-color: #d1e7dd; color: #0f5132"
 UNSURE = "background-color: #fff3cd; color: #664d03"
 VERDICT_STYLE = {"pass": GOOD, "fail": BAD, "inconclusive": UNSURE}
 
-__all__ = ["build_progress", "styled_gates", "styled_summary", "verdict_banner"]
+__all__ = ["banner", "build_progress", "styled_gates", "styled_summary", "verdict_banner"]
 
 
 def build_progress(stream: TextIO | None = None) -> Callable[[str], None]:
@@ -61,13 +61,18 @@ def styled_gates(gates: pd.DataFrame) -> Any:
         axis="index")
 
 
-def verdict_banner(verdict: str, reasons: list[str]) -> Any:
-    """A large coloured verdict with its reasons, for the notebook and the archived HTML."""
+def banner(title: str, style: str, lines: list[str]) -> Any:
+    """A large coloured title (style: pass, fail or inconclusive) over a list of lines."""
     from html import escape
 
     from IPython.display import HTML
 
-    items = "".join(f"<li>{escape(reason)}</li>" for reason in reasons)
-    return HTML(f'<div style="{VERDICT_STYLE.get(verdict, "")}; padding: 0.8em; '
-                f'border-radius: 4px"><div style="font-size: 1.6em">verdict: '
-                f"<b>{escape(verdict)}</b></div><ul>{items}</ul></div>")
+    items = "".join(f"<li>{escape(line)}</li>" for line in lines)
+    return HTML(f'<div style="{VERDICT_STYLE.get(style, "")}; padding: 0.8em; '
+                f'border-radius: 4px"><div style="font-size: 1.6em"><b>{escape(title)}</b>'
+                f"</div><ul>{items}</ul></div>")
+
+
+def verdict_banner(verdict: str, reasons: list[str]) -> Any:
+    """A large coloured verdict with its reasons, for the notebook and the archived HTML."""
+    return banner(f"verdict: {verdict}", verdict, reasons)

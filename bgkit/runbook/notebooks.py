@@ -77,10 +77,15 @@ def read_records(nb: Any) -> dict[str, dict[str, Any]]:
     return found
 
 
-def recorded_outcome(path: Path) -> str | None:
-    """A step's own verdict on itself (e.g. "not approved"), if it recorded ``outcome``."""
-    value = read_records(read(path)).get("outcome", {}).get("value")
-    return value if isinstance(value, str) and value else None
+def recorded_outcome(path: Path) -> tuple[str, str | None] | None:
+    """A step's own verdict on itself (e.g. "not approved") and why, if it recorded
+    ``outcome`` (and ``outcome_reason``)."""
+    records = read_records(read(path))
+    value = records.get("outcome", {}).get("value")
+    if not (isinstance(value, str) and value):
+        return None
+    reason = records.get("outcome_reason", {}).get("value")
+    return value, reason if isinstance(reason, str) else None
 
 
 def ensure_written(path: Path, source: Path, metadata: dict[str, Any]) -> None:

@@ -68,6 +68,8 @@ def run_step(step: str, *, config: Config, parameters: Mapping[str, Any] | None 
     declared = notebooks.parameter_names(source)
     if "config_path" in declared and "config_path" not in given:
         given["config_path"] = str(config.path)
+    if "interactive" in declared and "interactive" not in given:
+        given["interactive"] = False  # papermill has no one to click a button
 
     run_id = secrets.token_hex(6)
     started = datetime.now(UTC)
@@ -150,7 +152,7 @@ def _execute(source: Path, path: Path, parameters: dict[str, Any], metadata: dic
     except Exception as error:  # kernel missing, notebook unreadable...: still archive why
         notebooks.ensure_written(path, source, metadata)
         return FAILED, f"{type(error).__name__}: {error}"
-    return notebooks.recorded_outcome(path) or SUCCEEDED, None
+    return notebooks.recorded_outcome(path) or (SUCCEEDED, None)
 
 
 def _git_metadata(folder: Path) -> dict[str, Any]:

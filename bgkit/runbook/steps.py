@@ -17,7 +17,8 @@ from bgkit.errors import DeployError
 from bgkit.lb.base import LoadBalancer, other_pool
 from bgkit.runbook.record import record
 
-__all__ = ["deploy_plan", "deploy_step", "verify_step"]
+__all__ = ["decide_step", "deploy_plan", "deploy_step", "rollback_preview", "switch_preview",
+           "verify_step"]
 
 
 def _show(value: Any) -> None:
@@ -70,16 +71,36 @@ def deploy_step(config: Config, *, release: str = "", lb: LoadBalancer | None = 
 
 
 def verify_step(config: Config, *, lb: LoadBalancer, release: str = "",
-                samples_per_host: int = 0) -> Any:
-    """Sample, judge, show and record; a fail or inconclusive verdict becomes the outcome."""
-    from bgkit import plots
-    from bgkit.runbook.display import styled_gates, styled_summary, verdict_banner
-    from bgkit.verify import expected_release_version, verify
+                samples_per_host: int = 0, outcome: bool = True) -> Any:
+    """Sample, judge, show and record; with ``outcome``, a fail or inconclusive verdict
+    becomes the run's outcome."""
+    from bgkit.verify import expected_release_version
 
     expected = expected_release_version(config, Path(release) if release else None)
     live = lb.live_pool()
     print(f"live pool: {live}; idle pool: {other_pool(live)}; the idle pool must answer "
           f"version {expected}")
+    return _verify_and_show(config, lb=lb, expected=expected,
+                            samples_per_host=samples_per_host, outcome=outcome)
+
+
+def rollback_preview(config: Config, *, lb: LoadBalancer) -> Any:
+    """The previous pool's health, judged without a required version (it serves the
+    previous release); shown and recorded, nothing changed."""
+    live = lb.live_pool()
+    print(f"live pool: {live}; a rollback would move traffic to {other_pool(live)}")
+    lenient = config.model_copy(update={"gates": config.gates.model_copy(
+        update={"require_version": False})})
+    return _verify_and_show(lenient, lb=lb, expected=None,
+                            samples_per_host=config.switch.samples_per_host, outcome=False)
+
+
+def _verify_and_show(config: Config, *, lb: LoadBalancer, expected: str | None,
+                     samples_per_host: int, outcome: bool) -> Any:
+    from bgkit import plots
+    from bgkit.runbook.display import styled_gates, styled_summary, verdict_banner
+    from bgkit.verify import verify
+
     result = verify(config, lb=lb, expected_version=expected,
                     samples_per_host=samples_per_host or None)
     verdict = result.verdict
@@ -95,6 +116,100 @@ def verify_step(config: Config, *, lb: LoadBalancer, release: str = "",
         _show(_png(plots.figure_to_png(figure)))
     _show(styled_gates(verdict.gate_table()))
     _show(verdict_banner(verdict.verdict, verdict.reasons()))
-    if verdict.verdict != "pass":
+    if outcome and verdict.verdict != "pass":
         record("outcome", "failed" if verdict.verdict == "fail" else "inconclusive")
+        record("outcome_reason", "; ".join(verdict.reasons()))
     return result
+
+
+def _record_outcome(outcome: Any) -> None:
+    """Record a switch or rollback and make its outcome the run's (unless it succeeded)."""
+    record("switch", outcome.to_dict())
+    if outcome.watch is not None:
+        record("watch", outcome.watch.to_dict())
+    if outcome.exit_code != 0:
+        record("outcome", outcome.outcome)
+        record("outcome_reason", outcome.reason)
+
+
+def _show_outcome(outcome: Any) -> None:
+    from bgkit.runbook.display import banner
+
+    details = [outcome.reason, f"traffic is on {outcome.live_pool}"]
+    if outcome.applied_s is not None:
+        details.append(f"the load balancer applied the change in {outcome.applied_s:.3f} s")
+    style = "pass" if outcome.exit_code == 0 else "fail"
+    _show(banner(f"{outcome.action}: {outcome.outcome}", style, details))
+
+
+def switch_preview(config: Config, *, lb: LoadBalancer, release: str = "") -> Any:
+    """What a switch would be judged on right now (no lock, no change): shown and recorded."""
+    return verify_step(config, lb=lb, release=release,
+                       samples_per_host=config.switch.samples_per_host, outcome=False)
+
+
+def decide_step(config: Config, *, lb: LoadBalancer, action: str, preview_ok: bool,
+                approve: bool, interactive: bool, release: str = "") -> Any:
+    """The decision: a button (interactive), ``approve`` (headless), else "not approved".
+
+    The switch itself always takes the lock and samples again before it moves traffic.
+    """
+    from bgkit.switch import rollback, switch
+    from bgkit.verify import expected_release_version
+
+    def run(on_step: Any) -> Any:
+        if action == "rollback":
+            return rollback(config, lb=lb, approve=True, on_step=on_step)
+        expected = expected_release_version(config, Path(release) if release else None)
+        return switch(config, lb=lb, expected_version=expected, approve=True, on_step=on_step)
+
+    if approve:
+        outcome = run(print)
+        _record_outcome(outcome)
+        _show_outcome(outcome)
+        return outcome
+    if interactive:
+        return _approval_button(action, preview_ok, run)
+    if not preview_ok:
+        reason = f"the evidence above did not pass, so there is no {action} to approve"
+        record("outcome", "refused")
+        record("outcome_reason", reason)
+        print(f"refused: {reason}")
+        return None
+    reason = "the gates passed; approve=True (-p approve True) was not given"
+    record("outcome", "not approved")
+    record("outcome_reason", reason)
+    print(f"not approved: {reason}")
+    return None
+
+
+def _approval_button(action: str, preview_ok: bool, run: Any) -> Any:
+    import ipywidgets as widgets
+
+    label = "Approve the switch" if action == "switch" else "Confirm the rollback"
+    button = widgets.Button(description=label, button_style="danger" if preview_ok else "",
+                            disabled=not preview_ok, icon="exchange",
+                            layout=widgets.Layout(width="260px"))
+    output = widgets.Output()
+    note = widgets.HTML("<b>Review the evidence above, then confirm.</b>" if preview_ok else
+                        "<b>Disabled:</b> the verdict above is not <i>pass</i>.")
+
+    def clicked(_: Any) -> None:
+        from bgkit.errors import BgkitError
+
+        button.disabled = True
+        button.description = "working..."
+        with output:
+            try:
+                outcome = run(lambda step: print(step, flush=True))
+            except BgkitError as error:  # e.g. the lock is held: say so, leave it clickable
+                print(f"error: {error}")
+                button.disabled, button.description = False, label
+                return
+            _show_outcome(outcome)
+        button.description = f"{outcome.outcome}"
+
+    button.on_click(clicked)
+    box = widgets.VBox([note, button, output])
+    _show(box)
+    return box

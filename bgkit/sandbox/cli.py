@@ -35,7 +35,8 @@ dir_option = click.option(
 
 @click.group("sandbox")
 def sandbox_group() -> None:
-    """A local fleet on this machine: sshd hosts on loopback addresses behind HAProxy."""
+    """A local fleet on this machine: sshd hosts on loopback addresses behind HAProxy
+    (and, with --lb ovh-iplb, the OVH API emulator)."""
 
 
 @sandbox_group.command("up")
@@ -52,11 +53,15 @@ def sandbox_group() -> None:
               default=DEFAULT_SOURCE, show_default=True, help="The sample service's sources.")
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run archive for the written bgkit.toml (default: <dir>/runs).")
+@click.option("--lb", type=click.Choice(["haproxy", "ovh-iplb"]), default="haproxy",
+              show_default=True,
+              help="What bgkit switches through: HAProxy directly, or the OVH API emulator "
+                   "(IP Load Balancing) in front of it.")
 def up(state_dir: Path, hosts: int, app_port: int, public_port: int, ssh_port: int,
-       source: Path, runs_dir: Path | None) -> None:
+       source: Path, runs_dir: Path | None, lb: str) -> None:
     """Start the fleet (or find it running) and write <dir>/bgkit.toml."""
     info = sandbox_up(state_dir, hosts=hosts, app_port=app_port, public_port=public_port,
-                      ssh_port=ssh_port, source=source, runs_dir=runs_dir)
+                      ssh_port=ssh_port, source=source, runs_dir=runs_dir, lb=lb)
     out.print(escape(info.usage()))
 
 

@@ -1,8 +1,9 @@
 """``bgkit sandbox up | down | status``: a local fleet that behaves like real servers.
 
 ``sandbox_up`` writes every file into one state directory, then starts what is not
-running yet: the sshd shard(s) serving every host address, then HAProxy. It is
-idempotent: with the same options and everything running it starts nothing. Each host
+running yet: the sshd shard(s) serving every host address, then HAProxy, then (with
+``lb="ovh-iplb"``) the OVH API emulator in front of HAProxy, see ``bgkit.sandbox.ovh``.
+It is idempotent: with the same options and everything running it starts nothing. Each host
 is a loopback address with its own deploy root; bgkit's deploy starts the service
 there with ``start-stop-daemon`` (pid file ``<root>/shared/run/service.pid``), exactly
 as it would over SSH on a real server.
@@ -16,17 +17,19 @@ from pathlib import Path
 
 from bgkit.config import load_config
 from bgkit.errors import ConfigError, SandboxError
-from bgkit.sandbox import haproxy as lb
-from bgkit.sandbox import sshd
+from bgkit.sandbox import haproxy as proxy
+from bgkit.sandbox import ovh, sshd
 from bgkit.sandbox.processes import (
     ProcessSpec,
     StoppedProcess,
     ensure_free,
+    free_port,
     probe,
     stop,
 )
 from bgkit.sandbox.render import (
     AppFacts,
+    OvhFacts,
     app_facts,
     render_bgkit_toml,
     render_known_hosts,
@@ -62,39 +65,49 @@ STOP_TIMEOUT_S = 15.0
 def sandbox_up(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *, hosts: int = 2,
                app_port: int = 8080, public_port: int = 8000, ssh_port: int = 2222,
                source: str | os.PathLike[str] | None = None,
-               runs_dir: str | os.PathLike[str] | None = None) -> SandboxInfo:
+               runs_dir: str | os.PathLike[str] | None = None,
+               lb: str = "haproxy") -> SandboxInfo:
     """Bring the fleet up (or find it up) and return how to reach it.
+
+    ``lb`` is what the written bgkit.toml talks to: ``haproxy``, or ``ovh-iplb`` (the
+    OVH API emulator, with HAProxy behind it as its data plane).
 
     Raises:
         UsageError: an option is out of range.
         SandboxError: the sandbox runs with other options (run ``down`` first), a port
-            is taken, or sshd/HAProxy would not start; what this call started is stopped.
+            is taken, or sshd/HAProxy/the emulator would not start; what this call
+            started is stopped.
     """
     layout = Layout.at(state_dir)
     options = SandboxOptions(
         hosts=hosts, app_port=app_port, public_port=public_port, ssh_port=ssh_port,
         source=str(Path(source or DEFAULT_SOURCE).resolve()),
         runs_dir=str(Path(runs_dir).resolve()) if runs_dir else str(layout.runs_dir),
-        user=current_user()).validate()
+        user=current_user(), lb=lb).validate()
     saved = read_options(layout)
     _refuse_other_shape(layout, options, saved[0] if saved else None)
     fleet = fleet_hosts(layout, options.hosts)
-    haproxy_running = probe(lb.haproxy_spec(layout)).alive
-    runtime_api = lb.choose_runtime_api(
+    haproxy_running = probe(proxy.haproxy_spec(layout)).alive
+    runtime_api = proxy.choose_runtime_api(
         layout, previous=saved[1].get("runtime_api") if saved else None, keep=haproxy_running)
     facts = _read_facts(options)
-    write_options(layout, options, {"runtime_api": runtime_api})
-    haproxy_changed = _write_files(layout, options, fleet, runtime_api, facts)
-    _preflight(layout, options, fleet)
-    started = _start_missing(layout, options, fleet, runtime_api)
+    ovh_port = _ovh_port(layout, options, saved[1] if saved else {})
+    extra: dict[str, object] = {"runtime_api": runtime_api}
+    if ovh_port is not None:
+        extra["ovh_api_port"] = ovh_port
+    write_options(layout, options, extra)
+    haproxy_changed = _write_files(layout, options, fleet, runtime_api, facts, ovh_port)
+    _preflight(layout, options, fleet, ovh_port)
+    started = _start_missing(layout, options, fleet, runtime_api, ovh_port)
     if haproxy_running and haproxy_changed:
-        lb.reload_haproxy(layout, runtime_api=runtime_api, timeout_s=START_TIMEOUT_S)
+        proxy.reload_haproxy(layout, runtime_api=runtime_api, timeout_s=START_TIMEOUT_S)
         started.append("haproxy (reloaded with its new config)")
     return SandboxInfo(
         state_dir=layout.root, config_file=layout.config_file, options=options,
         public_url=f"http://127.0.0.1:{options.public_port}", runtime_api=runtime_api,
         processes=tuple(probe(spec) for spec in _core_specs(layout, options)),
-        hosts=tuple(fleet), started=tuple(started))
+        hosts=tuple(fleet), started=tuple(started),
+        ovh_api=ovh.endpoint_url(ovh_port) if ovh_port is not None else None)
 
 
 def sandbox_down(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *,
@@ -146,7 +159,7 @@ def reload_haproxy(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR) -> int
     if saved is None:
         raise _no_sandbox(layout)
     runtime_api = str(saved[1].get("runtime_api", layout.haproxy_socket))
-    return lb.reload_haproxy(layout, runtime_api=runtime_api, timeout_s=START_TIMEOUT_S)
+    return proxy.reload_haproxy(layout, runtime_api=runtime_api, timeout_s=START_TIMEOUT_S)
 
 
 # --- up, step by step ------------------------------------------------------------------
@@ -163,6 +176,16 @@ def _refuse_other_shape(layout: Layout, options: SandboxOptions,
             f"`bgkit sandbox down --dir {layout.root}` first")
 
 
+def _ovh_port(layout: Layout, options: SandboxOptions, extra: dict[str, object]) -> int | None:
+    """The emulator's port: kept while it runs, else a free one; None without it."""
+    if options.lb != "ovh-iplb":
+        return None
+    previous = extra.get("ovh_api_port")
+    if isinstance(previous, int) and probe(ovh.emulator_spec(layout)).alive:
+        return previous
+    return free_port()
+
+
 def _read_facts(options: SandboxOptions) -> AppFacts:
     try:
         return app_facts(Path(options.source))
@@ -172,7 +195,7 @@ def _read_facts(options: SandboxOptions) -> AppFacts:
 
 
 def _write_files(layout: Layout, options: SandboxOptions, fleet: list[SandboxHost],
-                 runtime_api: str, facts: AppFacts) -> bool:
+                 runtime_api: str, facts: AppFacts, ovh_port: int | None) -> bool:
     """Write every generated file; return whether haproxy.cfg changed."""
     for folder in (layout.run_dir, layout.log_dir, layout.dist_dir, Path(options.runs_dir)):
         folder.mkdir(parents=True, exist_ok=True)
@@ -185,13 +208,18 @@ def _write_files(layout: Layout, options: SandboxOptions, fleet: list[SandboxHos
     for shard, group in enumerate(sshd.shards(addresses), start=1):
         write_if_changed(layout.sshd_config(shard), sshd.render_sshd_config(
             layout, shard, group, port=options.ssh_port, user=options.user))
-    haproxy_changed = write_if_changed(layout.haproxy_cfg, lb.render_haproxy_cfg(
+    haproxy_changed = write_if_changed(layout.haproxy_cfg, proxy.render_haproxy_cfg(
         layout, runtime_api=runtime_api, public_port=options.public_port,
         app_port=options.app_port, hosts=fleet, health_path=facts.health_path))
     if not layout.map_file.exists():  # it holds the live pool: never reset it
         write_if_changed(layout.map_file, "live blue\n")
+    ovh_facts: OvhFacts | None = None
+    if ovh_port is not None:
+        ovh_facts = ovh.write_ovh_files(layout, options=options, hosts=fleet, port=ovh_port,
+                                        runtime_api=runtime_api, health_path=facts.health_path)
     write_if_changed(layout.config_file, render_bgkit_toml(
-        layout=layout, options=options, hosts=fleet, runtime_api=runtime_api, facts=facts))
+        layout=layout, options=options, hosts=fleet, runtime_api=runtime_api, facts=facts,
+        ovh=ovh_facts))
     try:
         load_config(layout.config_file)
     except ConfigError as error:
@@ -210,23 +238,26 @@ def _write_host(host: SandboxHost, options: SandboxOptions, facts: AppFacts) -> 
             host, app_port=options.app_port, drain_timeout_s=facts.drain_timeout_s))
 
 
-def _preflight(layout: Layout, options: SandboxOptions, fleet: list[SandboxHost]) -> None:
+def _preflight(layout: Layout, options: SandboxOptions, fleet: list[SandboxHost],
+               ovh_port: int | None) -> None:
     """Fail before starting anything if a port the fleet needs is taken."""
     addresses = [host.address for host in fleet]
     for shard, group in enumerate(sshd.shards(addresses), start=1):
         if not probe(sshd.sshd_spec(layout, shard)).alive:
             ensure_free(((address, options.ssh_port) for address in group),
                         what="SSH, --ssh-port")
-    if not probe(lb.haproxy_spec(layout)).alive:
+    if not probe(proxy.haproxy_spec(layout)).alive:
         ensure_free([("127.0.0.1", options.public_port)], what="public, --public-port")
+    if ovh_port is not None and not probe(ovh.emulator_spec(layout)).alive:
+        ensure_free([("127.0.0.1", ovh_port)], what="OVH API emulator")
     idle = [host for host in fleet if not probe(_service_spec(host)).alive]
     ensure_free(((host.address, options.app_port) for host in idle),
                 what=f"the service of a sandbox host, --app-port {options.app_port}")
 
 
 def _start_missing(layout: Layout, options: SandboxOptions, fleet: list[SandboxHost],
-                   runtime_api: str) -> list[str]:
-    """Start every sshd shard and HAProxy that is not running; on failure stop them."""
+                   runtime_api: str, ovh_port: int | None) -> list[str]:
+    """Start every sshd shard, HAProxy and the emulator not running; on failure stop them."""
     started: list[ProcessSpec] = []
     addresses = [host.address for host in fleet]
     try:
@@ -236,11 +267,15 @@ def _start_missing(layout: Layout, options: SandboxOptions, fleet: list[SandboxH
                 started.append(spec)
                 sshd.start_sshd(layout, shard, group, port=options.ssh_port,
                                 user=options.user, timeout_s=START_TIMEOUT_S)
-        spec = lb.haproxy_spec(layout)
+        spec = proxy.haproxy_spec(layout)
         if not probe(spec).alive:
             started.append(spec)
-            lb.start_haproxy(layout, runtime_api=runtime_api,
+            proxy.start_haproxy(layout, runtime_api=runtime_api,
                              public_port=options.public_port, timeout_s=START_TIMEOUT_S)
+        spec = ovh.emulator_spec(layout)
+        if ovh_port is not None and not probe(spec).alive:
+            started.append(spec)
+            ovh.start_emulator(layout, port=ovh_port, timeout_s=START_TIMEOUT_S)
     except BaseException:
         stop(started, timeout_s=STOP_TIMEOUT_S)
         raise
@@ -251,8 +286,9 @@ def _start_missing(layout: Layout, options: SandboxOptions, fleet: list[SandboxH
 
 def _core_specs(layout: Layout, options: SandboxOptions) -> list[ProcessSpec]:
     shard_count = len(sshd.shards([h.address for h in fleet_hosts(layout, options.hosts)]))
+    emulator = [ovh.emulator_spec(layout)] if options.lb == "ovh-iplb" else []
     return [*(sshd.sshd_spec(layout, shard) for shard in range(1, shard_count + 1)),
-            lb.haproxy_spec(layout)]
+            proxy.haproxy_spec(layout), *emulator]
 
 
 def _service_spec(host: SandboxHost) -> ProcessSpec:
@@ -261,14 +297,15 @@ def _service_spec(host: SandboxHost) -> ProcessSpec:
 
 
 def _all_specs(layout: Layout) -> list[ProcessSpec]:
-    """Every process with a pid file in the state directory: services, HAProxy, sshd."""
+    """Every process with a pid file in the state directory: the emulator, services,
+    HAProxy, sshd."""
     services = [ProcessSpec(role=f"service {pid_file.parents[2].name}", pid_file=pid_file,
                             program_under=pid_file.parents[2])
                 for pid_file in sorted(layout.hosts_dir.glob("*/shared/run/service.pid"))]
     shards = sorted(int(path.stem.removeprefix("sshd-"))
                     for path in layout.run_dir.glob("sshd-*.pid")
                     if path.stem.removeprefix("sshd-").isdigit())
-    return [*services, lb.haproxy_spec(layout),
+    return [ovh.emulator_spec(layout), *services, proxy.haproxy_spec(layout),
             *(sshd.sshd_spec(layout, shard) for shard in shards)]
 
 

@@ -18,6 +18,7 @@ from bgkit.sandbox.state import Layout, SandboxHost, SandboxOptions
 
 __all__ = [
     "AppFacts",
+    "OvhFacts",
     "app_facts",
     "render_bgkit_toml",
     "render_known_hosts",
@@ -38,6 +39,17 @@ class AppFacts:
     health_path: str = "/health"
     version_header: str = "X-App-Version"
     drain_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class OvhFacts:
+    """What ``[lb.ovh_iplb]`` of the sandbox's bgkit.toml names (never a secret)."""
+
+    endpoint: str
+    service_name: str
+    frontend_id: int
+    farm_ids: Mapping[str, int]
+    config_file: str  # the ovh.conf holding the keys
 
 
 def app_facts(source: Path) -> AppFacts:
@@ -117,8 +129,27 @@ def _table(header: str, values: Mapping[str, object]) -> str:
 
 
 def render_bgkit_toml(*, layout: Layout, options: SandboxOptions, hosts: Sequence[SandboxHost],
-                      runtime_api: str, facts: AppFacts) -> str:
-    """A complete bgkit.toml for the fleet (``load_config`` must accept it)."""
+                      runtime_api: str, facts: AppFacts, ovh: OvhFacts | None = None) -> str:
+    """A complete bgkit.toml for the fleet (``load_config`` must accept it).
+
+    With ``ovh``, bgkit talks to the OVH API emulator (``[lb.ovh_iplb]``) and never to
+    HAProxy directly; else to HAProxy (``[lb.haproxy]``).
+    """
+    public_url = f"http://127.0.0.1:{options.public_port}"
+    if ovh is None:
+        lb_tables = [
+            _table("[lb]", {"provider": "haproxy", "public_url": public_url}),
+            _table("[lb.haproxy]", {
+                "runtime_api": runtime_api, "map_file": str(layout.map_file),
+                "frontend": "app", "backends": {"blue": "blue", "green": "green"}})]
+    else:
+        lb_tables = [
+            _table("[lb]", {"provider": "ovh-iplb", "public_url": public_url}),
+            "# Keys come from OVH_* variables or config_file (python-ovh's ovh.conf), never\n"
+            "# from this file.\n" + _table("[lb.ovh_iplb]", {
+                "endpoint": ovh.endpoint, "service_name": ovh.service_name,
+                "frontend_id": ovh.frontend_id, "farm_ids": dict(ovh.farm_ids),
+                "config_file": ovh.config_file})]
     tables = [
         f"# bgkit.toml of the sandbox fleet in {layout.root}, written by `bgkit sandbox up`.\n"
         "# It is rewritten by every `up`: copy it elsewhere before editing.\n",
@@ -134,11 +165,7 @@ def render_bgkit_toml(*, layout: Layout, options: SandboxOptions, hosts: Sequenc
         *(_table(f"[[pools.{host.pool}.hosts]]", {
             "address": host.address, "port": options.ssh_port, "user": options.user,
             "deploy_root": str(host.root)}) for host in hosts),
-        _table("[lb]", {"provider": "haproxy",
-                        "public_url": f"http://127.0.0.1:{options.public_port}"}),
-        _table("[lb.haproxy]", {
-            "runtime_api": runtime_api, "map_file": str(layout.map_file), "frontend": "app",
-            "backends": {"blue": "blue", "green": "green"}}),
+        *lb_tables,
         _table("[ssh]", {"known_hosts": str(layout.known_hosts),
                          "identity_file": str(layout.client_key)}),
         _table("[runs]", {"dir": options.runs_dir}),

@@ -29,16 +29,21 @@ class SandboxInfo:
     processes: tuple[ProcessState, ...]
     hosts: tuple[SandboxHost, ...]
     started: tuple[str, ...]  # roles this call started; () when all was already running
+    ovh_api: str | None = None  # the OVH API emulator's endpoint URL, with --lb ovh-iplb
 
     def usage(self) -> str:
         """How to use the fleet, for a person at a terminal."""
         count = self.options.hosts
         state = ("started " + ", ".join(self.started)) if self.started else "already running"
+        emulator = ([f"  OVH API emulator at {self.ovh_api} (keys in "
+                     f"{self.state_dir / 'ovh.conf'}); bgkit switches through it"]
+                    if self.ovh_api else [])
         return "\n".join([
             f"sandbox in {self.state_dir}: {state}",
             f"  {count} host(s) per pool: blue 127.0.1.1-{count}, green 127.0.2.1-{count}, "
             f"SSH port {self.options.ssh_port}, app port {self.options.app_port}",
             f"  HAProxy at {self.public_url}, runtime API {self.runtime_api}",
+            *emulator,
             "",
             "use it:",
             f"  export BGKIT_CONFIG={self.config_file}",

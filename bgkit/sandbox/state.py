@@ -6,6 +6,8 @@ Everything lives in one state directory::
     bgkit.toml              the config bgkit uses against this fleet
     ssh/                    host key, client key, authorized_keys, known_hosts, sshd-<n>.conf
     haproxy/                haproxy.cfg, live.map
+    ovh/emulator.json       with --lb ovh-iplb: the OVH API emulator's config (0600)
+    ovh.conf                with --lb ovh-iplb: python-ovh credentials for it (0600)
     run/                    pid files, the runtime API socket
     log/                    sshd and haproxy output
     hosts/<pool>-<i>/       one deploy root per host: shared/{config.ini,run,log}, releases/
@@ -37,6 +39,7 @@ __all__ = [
 
 PoolName = Literal["blue", "green"]
 MAX_HOSTS = 254
+LB_PROVIDERS = ("haproxy", "ovh-iplb")
 POOL_SUBNETS: dict[PoolName, str] = {"blue": "127.0.1", "green": "127.0.2"}
 # Paths go unquoted into haproxy.cfg, sshd_config and HAProxy's runtime API.
 _SAFE_PATH = re.compile(r"/[A-Za-z0-9._/+@=-]*")
@@ -54,9 +57,12 @@ class SandboxOptions:
     source: str
     runs_dir: str
     user: str
+    lb: str = "haproxy"  # what bgkit talks to: HAProxy, or the OVH API emulator before it
 
     def validate(self) -> SandboxOptions:
         """Return self, or raise UsageError naming the bad option."""
+        if self.lb not in LB_PROVIDERS:
+            raise UsageError(f"--lb must be one of {', '.join(LB_PROVIDERS)}, got {self.lb!r}")
         if not 1 <= self.hosts <= MAX_HOSTS:
             raise UsageError(f"--hosts must be 1-{MAX_HOSTS}, got {self.hosts}")
         ports = {"--app-port": self.app_port, "--public-port": self.public_port,
@@ -198,6 +204,23 @@ class Layout:
     def haproxy_log(self) -> Path:
         return self.log_dir / "haproxy.log"
 
+    # ovh/
+    @property
+    def ovh_emulator_config(self) -> Path:
+        return self.root / "ovh" / "emulator.json"
+
+    @property
+    def ovh_conf(self) -> Path:
+        return self.root / "ovh.conf"
+
+    @property
+    def ovh_emulator_pid(self) -> Path:
+        return self.run_dir / "ovh-emulator.pid"
+
+    @property
+    def ovh_emulator_log(self) -> Path:
+        return self.log_dir / "ovh-emulator.log"
+
 
 def fleet_hosts(layout: Layout, count: int) -> list[SandboxHost]:
     """``count`` hosts per pool: blue i at 127.0.1.i, green i at 127.0.2.i (i from 1)."""
@@ -236,15 +259,24 @@ def write_options(layout: Layout, options: SandboxOptions, extra: dict[str, Any]
 
 
 def write_if_changed(path: Path, text: str, *, mode: int = 0o644) -> bool:
-    """Write ``text`` to ``path`` (atomically) unless it already holds exactly that."""
+    """Write ``text`` to ``path`` (atomically) unless it already holds exactly that.
+
+    The file is created with ``mode`` from the start, so a secret is never readable by
+    others, not even while it is being written.
+    """
     try:
         if path.read_text(encoding="utf-8") == text:
+            if path.stat().st_mode & 0o777 != mode:
+                path.chmod(mode)
             return False
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
     staged = path.with_name(f".{path.name}.tmp")
-    staged.write_text(text, encoding="utf-8")
-    staged.chmod(mode)
+    staged.unlink(missing_ok=True)
+    descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        out.write(text)
+    staged.chmod(mode)  # the umask may have narrowed it
     staged.replace(path)
     return True

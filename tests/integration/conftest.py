@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,20 @@ def sandbox(tmp_path: Path) -> Iterator[Config]:
     """A fresh two-hosts-per-pool sandbox on free loopback ports; its config."""
     state = tmp_path / "sbx"
     info = sandbox_up(state, hosts=2, **sandbox_ports())
+    try:
+        yield load_config(info.config_file)
+    finally:
+        sandbox_down(state)
+
+
+@pytest.fixture
+def ovh_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Config]:
+    """The same fleet with the OVH API emulator in front of HAProxy (provider ovh-iplb)."""
+    for name in [name for name in os.environ if name.startswith("OVH_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    state = tmp_path / "sbx-ovh"
+    info = sandbox_up(state, hosts=2, lb="ovh-iplb", **sandbox_ports())
     try:
         yield load_config(info.config_file)
     finally:

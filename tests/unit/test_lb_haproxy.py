@@ -205,16 +205,6 @@ def test_an_unknown_provider_name_is_a_usage_error_listing_the_names(
         get_provider(renamed)
 
 
-def test_the_ovh_provider_is_registered_but_not_available_yet(
-        write_config: WriteConfig) -> None:
-    config = load_config(write_config({"lb": {
-        "provider": "ovh-iplb",
-        "ovh_iplb": {"service_name": "loadbalancer-1", "frontend_id": 1,
-                     "farm_ids": {"blue": 2, "green": 3}}}}))
-    with pytest.raises(LoadBalancerError, match="ovh-iplb provider is not available yet"):
-        get_provider(config)
-
-
 def test_get_provider_builds_haproxy_with_paths_relative_to_the_config(
         write_config: WriteConfig, tmp_path: Path) -> None:
     config = load_config(write_config({"lb": {"haproxy": {

@@ -1,0 +1,299 @@
+"""Switch and rollback on the real sandbox: zero failed requests, and every fault safe."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bgkit import lock as locking
+from bgkit.artifact import BuildResult
+from bgkit.config import Config
+from bgkit.deploy import deploy
+from bgkit.errors import LockHeld
+from bgkit.lb import get_provider
+from bgkit.lb.base import LoadBalancer, PoolName, SwitchResult
+from bgkit.switch import rollback, switch
+from tests.conftest import REPO
+from tests.integration.sandbox_support import rewrite_config, set_fault, wait_lb_healthy
+
+pytestmark = pytest.mark.slow
+
+
+def make_ready(sandbox: Config, releases: dict[str, BuildResult]) -> Config:
+    """Blue live on 1.0.0, green idle on 2.0.0, both healthy in the load balancer."""
+    config = rewrite_config(sandbox.path, {"switch": {"samples_per_host": 60, "watch_s": 2}},
+                            name="switching.toml")
+    deploy(config, release=releases["1.0.0"].artifact)  # blue is live, so this is green
+    wait_lb_healthy(config, "green")
+    get_provider(config).switch("green", timeout_s=10)
+    deploy(config, release=releases["1.0.0"].artifact)  # now blue
+    wait_lb_healthy(config, "blue")
+    get_provider(config).switch("blue", timeout_s=10)
+    deploy(config, release=releases["2.0.0"].artifact)  # and the new release on green
+    wait_lb_healthy(config, "green")
+    return config
+
+
+@pytest.fixture
+def ready(sandbox: Config, releases: dict[str, BuildResult]) -> Config:
+    return make_ready(sandbox, releases)
+
+
+@pytest.fixture
+def ready_ovh(ovh_sandbox: Config, releases: dict[str, BuildResult]) -> Config:
+    return make_ready(ovh_sandbox, releases)
+
+
+class Load:
+    """Continuous requests through the public address: keep-alive and new connections."""
+
+    def __init__(self, config: Config, threads: int = 2) -> None:
+        self.url = f"{config.lb.public_url}/"
+        self.answers: list[tuple[float, int, str | None]] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._keep_alive) for _ in range(threads)] + \
+            [threading.Thread(target=self._new_connections)]
+
+    def _record(self, send: httpx.Client) -> None:
+        try:
+            response = send.get(self.url)
+            self.answers.append((time.monotonic(), response.status_code,
+                                 response.headers.get("X-App-Version")))
+            if response.status_code != 200:
+                self.failures.append(f"status {response.status_code}")
+        except httpx.HTTPError as error:
+            self.failures.append(repr(error))
+
+    def _keep_alive(self) -> None:
+        with httpx.Client(timeout=5) as client:
+            while not self._stop.is_set():
+                self._record(client)
+
+    def _new_connections(self) -> None:
+        while not self._stop.is_set():
+            with httpx.Client(timeout=5, headers={"Connection": "close"}) as client:
+                self._record(client)
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def versions_after(self, moment: float) -> Counter[str | None]:
+        return Counter(version for at, _, version in self.answers if at > moment)
+
+
+@pytest.mark.parametrize("provider", ["haproxy", "ovh-iplb"])
+def test_switch_then_rollback_under_load_fails_no_request(
+        provider: str, request: pytest.FixtureRequest) -> None:
+    ready: Config = request.getfixturevalue("ready" if provider == "haproxy" else "ready_ovh")
+    assert ready.lb.provider == provider
+    lb = get_provider(ready)
+    with Load(ready) as load:
+        time.sleep(0.5)
+        outcome = switch(ready, lb=lb, expected_version="2.0.0", approve=True)
+        applied = time.monotonic()
+        time.sleep(0.5)
+        back = rollback(ready, lb=lb, approve=True)
+        rolled = time.monotonic()
+        time.sleep(0.5)
+    assert outcome.outcome == "switched", outcome.reason
+    assert back.outcome == "rolled back", back.reason
+    assert load.failures == []
+    assert len(load.answers) > 200
+    # After each change was applied, every new request met the new pool.
+    between = Counter(v for at, _, v in load.answers if applied < at < rolled - 5)
+    assert set(between) <= {"2.0.0"}
+    assert set(load.versions_after(rolled + 0.01)) == {"1.0.0"}
+    assert lb.live_pool() == "blue"
+    assert outcome.watch is not None and outcome.watch.ok and outcome.applied_s is not None
+
+
+def test_a_failing_gate_refuses_the_switch_and_nothing_moves(ready: Config) -> None:
+    set_fault(Path(ready.pools.green.hosts[0].deploy_root), health_status=503)
+    pid = int((Path(ready.pools.green.hosts[0].deploy_root) / "shared/run/service.pid")
+              .read_text())
+    os.kill(pid, signal.SIGHUP)
+    outcome = switch(ready, lb=get_provider(ready), expected_version="2.0.0", approve=True)
+    assert outcome.outcome == "refused" and outcome.exit_code == 1
+    assert "127.0.2.1" in outcome.reason
+    assert get_provider(ready).live_pool() == "blue"
+
+
+def test_without_approval_the_outcome_is_not_approved(ready: Config) -> None:
+    outcome = switch(ready, lb=get_provider(ready), expected_version="2.0.0", approve=False)
+    assert outcome.outcome == "not approved"
+    assert get_provider(ready).live_pool() == "blue"
+
+
+class BreaksAfterSwitch:
+    """The real provider; right after it switches, the new pool starts failing (a release
+    that breaks under real traffic), so only the post-switch watch can catch it."""
+
+    def __init__(self, inner: LoadBalancer, roots: list[Path]) -> None:
+        self.inner, self.roots, self.name = inner, roots, inner.name
+
+    def live_pool(self) -> PoolName:
+        return self.inner.live_pool()
+
+    def backend_health(self) -> list:  # type: ignore[type-arg]
+        return self.inner.backend_health()
+
+    def switch(self, pool: PoolName, *, timeout_s: float) -> SwitchResult:
+        result = self.inner.switch(pool, timeout_s=timeout_s)
+        if pool == "green":
+            for root in self.roots:
+                set_fault(root, latency_ms=80)
+                os.kill(int((root / "shared/run/service.pid").read_text()), signal.SIGHUP)
+        return result
+
+
+def test_a_failing_watch_switches_back_automatically_and_says_why(ready: Config) -> None:
+    config = rewrite_config(ready.path, {"gates": {"max_p99_ms": 50}}, name="watch.toml")
+    roots = [Path(h.deploy_root) for h in config.pools.green.hosts]
+    lb = BreaksAfterSwitch(get_provider(config), roots)
+    with Load(config) as load:
+        outcome = switch(config, lb=lb, expected_version="2.0.0", approve=True)
+    assert outcome.outcome == "switched back", outcome.reason
+    assert "post-switch watch failed" in outcome.reason and "p99" in outcome.reason
+    assert outcome.live_pool == "blue" and get_provider(config).live_pool() == "blue"
+    assert outcome.switch_back_applied_s is not None
+    assert load.failures == []
+
+
+def test_a_second_concurrent_switch_is_refused_by_the_lock(ready: Config) -> None:
+    holder = locking.acquire(ready.lock_path, message="someone else's deploy", ttl_s=60,
+                             owner="ci:pipeline-42")
+    try:
+        with pytest.raises(LockHeld, match="ci:pipeline-42"):
+            switch(ready, lb=get_provider(ready), expected_version="2.0.0", approve=True)
+    finally:
+        locking.release(holder)
+    assert get_provider(ready).live_pool() == "blue"
+
+
+def test_a_switch_killed_mid_way_converges_when_run_again(
+        ready: Config, releases: dict[str, BuildResult]) -> None:
+    command = [sys.executable, "-m", "bgkit.cli", "switch", "--approve", "--config",
+               str(ready.path), "--release", str(releases["2.0.0"].artifact)]
+    running = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    lb = get_provider(ready)
+    deadline = time.monotonic() + 60
+    while lb.live_pool() != "green" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    running.kill()  # mid-watch: the load balancer has switched, the lock is still held
+    running.wait()
+    assert lb.live_pool() == "green"
+    assert locking.read_lock(ready.lock_path) is not None
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "already live" in again.stdout
+    assert lb.live_pool() == "green"
+
+
+def emulator_faults(config: Config, faults: dict[str, object]) -> None:
+    """Set the OVH API emulator's faults through its control endpoint (not the OVH API)."""
+    import json
+    import urllib.request
+
+    assert config.lb.ovh_iplb is not None
+    root = config.lb.ovh_iplb.endpoint.removesuffix("/1.0")
+    request = urllib.request.Request(f"{root}/_emulator/faults", method="POST",
+                                     data=json.dumps(faults).encode())
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=5) as answer:
+        answer.read()
+
+
+@pytest.mark.parametrize(("faults", "words"), [
+    ({"error_next": 1, "error_match": "POST */refresh"}, "HTTP 500"),
+    ({"task_outcome": "error"}, "ended in 'error'"),
+], ids=["api-500-mid-switch", "task-ends-in-error"])
+def test_ovh_faults_mid_switch_leave_traffic_on_the_live_pool(
+        ready_ovh: Config, faults: dict[str, object], words: str) -> None:
+    emulator_faults(ready_ovh, faults)
+    lb = get_provider(ready_ovh)
+    with Load(ready_ovh) as load:
+        outcome = switch(ready_ovh, lb=lb, expected_version="2.0.0", approve=True)
+    assert outcome.outcome == "switch failed", outcome.reason
+    assert words in outcome.reason and "traffic is on blue" in outcome.reason
+    assert lb.live_pool() == "blue"
+    assert load.failures == []
+    assert set(load.versions_after(0)) == {"1.0.0"}
+
+
+def test_an_ovh_task_stuck_past_the_deadline_keeps_traffic_safe(ready_ovh: Config) -> None:
+    config = rewrite_config(ready_ovh.path, {"switch": {"timeout_s": 2}}, name="stuck.toml")
+    emulator_faults(config, {"task_outcome": "doing"})
+    with Load(config) as load:
+        outcome = switch(config, lb=get_provider(config), expected_version="2.0.0",
+                         approve=True)
+    assert outcome.outcome in ("switch failed", "needs attention"), outcome.reason
+    assert "task" in outcome.reason
+    assert load.failures == []
+    assert set(load.versions_after(0)) == {"1.0.0"}
+
+
+def run_step_cli(config: Config, step: str, *params: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bgkit.cli", "run", step, "--config",
+                           str(config.path), *params], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_the_switch_notebook_under_papermill_needs_approve_and_records_the_watch(
+        ready: Config, releases: dict[str, BuildResult]) -> None:
+    from bgkit.runbook import archive
+
+    release = ["-p", "release", str(releases["2.0.0"].artifact)]
+    unapproved = run_step_cli(ready, "04_switch", *release)
+    assert unapproved.returncode == 1
+    assert "not approved: the gates passed; approve=True" in unapproved.stderr
+    assert get_provider(ready).live_pool() == "blue"
+
+    approved = run_step_cli(ready, "04_switch", *release, "-p", "approve", "True")
+    assert approved.returncode == 0, approved.stdout + approved.stderr
+    assert get_provider(ready).live_pool() == "green"
+    path = Path(approved.stdout.split("record: ")[1].split()[0])
+    records = archive.show_run(path).records
+    assert records["switch"]["value"]["outcome"] == "switched"
+    assert records["switch"]["value"]["applied_s"] is not None
+    assert records["watch"]["value"]["ok"] is True
+    assert records["watch"]["value"]["wrong_version"] == 0
+
+    back = run_step_cli(ready, "05_rollback", "-p", "approve", "True")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert get_provider(ready).live_pool() == "blue"
+
+
+def test_the_approval_button_is_disabled_unless_the_verdict_passed_and_switches_on_click(
+        ready: Config, releases: dict[str, BuildResult]) -> None:
+    from bgkit.runbook.steps import decide_step
+
+    lb = get_provider(ready)
+    blocked = decide_step(ready, lb=lb, action="switch", preview_ok=False, approve=False,
+                          interactive=True)
+    note, button, _ = blocked.children
+    assert button.disabled and "not" in note.value
+    box = decide_step(ready, lb=lb, action="switch", preview_ok=True, approve=False,
+                      interactive=True, release=str(releases["2.0.0"].artifact))
+    _, button, _ = box.children
+    assert not button.disabled and lb.live_pool() == "blue"
+    button.click()
+    assert lb.live_pool() == "green"
+    assert button.disabled and button.description == "switched"
