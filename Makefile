@@ -14,7 +14,7 @@ SANDBOX_CONFIG := $(SANDBOX)/bgkit.toml
 .PHONY: help deps apt venv demo test lint typecheck pytest bench clean
 
 help:
-	@echo "make demo   start the local sandbox, build the sample C service, deploy it to the idle pool; runs archived under runs/"
+	@echo "make demo   sandbox + OVH API emulator: release 1.0.0, then 2.0.0 under load, then a rollback drill; runs archived under runs/"
 	@echo "make test   lint, type-check and run every test (unit, integration, notebooks)"
 	@echo "make deps   only install the system packages and the .venv"
 
@@ -41,14 +41,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# Two releases go live through the OVH API emulator, then a rollback drill, under load.
 demo: deps
-	$(BIN)/bgkit sandbox up --dir $(SANDBOX) --runs-dir $(CURDIR)/runs
-	$(BIN)/bgkit run 01_build --config $(SANDBOX_CONFIG)
-	$(BIN)/bgkit run 02_deploy_green --config $(SANDBOX_CONFIG)
-	$(BIN)/bgkit status --config $(SANDBOX_CONFIG)
-	$(BIN)/bgkit runs list --config $(SANDBOX_CONFIG)
-	@echo "The sandbox keeps running: export BGKIT_CONFIG=$(SANDBOX_CONFIG) and try bgkit status."
-	@echo "Stop it with: $(BIN)/bgkit sandbox down --dir $(SANDBOX)"
+	$(BIN)/python -m bgkit.demo $(SANDBOX)-demo $(CURDIR)/runs
 
 lint: venv
 	$(BIN)/ruff check bgkit tests benchmarks

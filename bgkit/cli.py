@@ -212,6 +212,29 @@ def _print_outcome(outcome: Any) -> None:
         out.print(f"  switched back in {outcome.switch_back_applied_s:.3f} s")
 
 
+@app.command("release")
+@config_option
+@click.option("--approve", is_flag=True, help="Let the switch step switch when its gates pass.")
+@click.option("--version", "version", default="", help="Override [app].version for the build.")
+@click.option("--notebooks", "notebooks_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder of step notebooks (default ./notebooks).")
+def release_command(config_path: Path | None, approve: bool, version: str,
+                    notebooks_dir: Path | None) -> None:
+    """Build, deploy, verify and switch, one archived run per step, tied by a pipeline id.
+
+    Stops at the first step that does not succeed; exits with that step's code.
+    """
+    from bgkit.pipeline import release
+
+    config = load_config(config_path)
+    result = release(config, approve=approve, version=version, notebooks_dir=notebooks_dir)
+    out.print(f"pipeline {result.pipeline_id}")
+    for run in result.runs:
+        out.print(f"  {run.step:<16} [green]{run.outcome}[/] {run.duration_s:6.1f} s  {run.path}")
+    if result.failed is not None:
+        raise result.failed
+
+
 @app.command("switch")
 @config_option
 @click.option("--release", "release", type=click.Path(path_type=Path), default=None,

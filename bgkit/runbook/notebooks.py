@@ -97,14 +97,21 @@ def ensure_written(path: Path, source: Path, metadata: dict[str, Any]) -> None:
     nbformat.write(nb, path)
 
 
-def finalise(path: Path, *, outcome: str, reason: str | None, duration_s: float) -> None:
-    """Write the run's outcome into the archived notebook, then make it read-only."""
+def finalise(path: Path, *, outcome: str, reason: str | None, duration_s: float,
+             secrets: set[str] | None = None) -> None:
+    """Write the run's outcome into the archived notebook, scrub ``secrets`` from all of
+    it, then make it read-only."""
+    from bgkit.runbook.scrub import scrub
+
     nb = read(path)
     meta = nb.metadata.setdefault("bgkit", {})
     meta.update(outcome=outcome, reason=reason, duration_s=round(duration_s, 3),
                 finished_at=datetime.now(UTC).isoformat())
     if outcome != "succeeded":
         _add_banner(nb, outcome, reason)
+    cleaned, count = scrub(dict(nb), secrets or set())
+    nb = nbformat.from_dict(cleaned)
+    nb.metadata["bgkit"]["secrets_scrubbed"] = count
     partial = path.with_name(f".{path.name}.partial")
     nbformat.write(nb, partial)
     partial.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)

@@ -52,7 +52,7 @@ def looks_secret(name: str) -> bool:
 
 def run_step(step: str, *, config: Config, parameters: Mapping[str, Any] | None = None,
              notebooks_dir: Path | None = None, runs_dir: Path | None = None,
-             progress: bool = True) -> RunResult:
+             progress: bool = True, pipeline_id: str | None = None) -> RunResult:
     """Execute ``notebooks/<step>.ipynb`` and archive it.
 
     Returns the result of a successful run.
@@ -89,11 +89,14 @@ def run_step(step: str, *, config: Config, parameters: Mapping[str, Any] | None 
         "started_at": started.isoformat(),
         "outcome": RUNNING,
     }
+    if pipeline_id:
+        metadata["pipeline_id"] = pipeline_id
     begun = time.monotonic()
     outcome, reason = _execute(source, path, {**given, "run_id": run_id}, metadata,
                                config=config, progress=progress)
     duration = time.monotonic() - begun
-    notebooks.finalise(path, outcome=outcome, reason=reason, duration_s=duration)
+    notebooks.finalise(path, outcome=outcome, reason=reason, duration_s=duration,
+                       secrets=_secrets(config))
     result = RunResult(run_id=run_id, step=source.stem, path=path, outcome=outcome,
                        reason=reason, duration_s=duration)
     if not result.ok:
@@ -181,3 +184,12 @@ def parse_value(text: str) -> Any:
             pass
     return text
 
+
+
+def _secrets(config: Config) -> set[str]:
+    from bgkit.runbook.scrub import secret_values
+
+    settings = config.lb.ovh_iplb
+    ovh_conf = config.resolve(settings.config_file) if settings and settings.config_file \
+        else None
+    return secret_values(ovh_conf=ovh_conf, identity_file=config.identity_file)
