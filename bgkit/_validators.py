@@ -86,6 +86,13 @@ def positive_number(value: object) -> float:
     return number
 
 
+def non_negative_number(value: object) -> float:
+    number = _number(value)
+    if number is None or not 0 <= number < float("inf"):
+        raise _fail("a number 0 or more", value)
+    return number
+
+
 def ratio(value: object) -> float:
     number = _number(value)
     if number is None or not 0 <= number <= 1:

@@ -242,6 +242,7 @@ class GatesConfig(_Model):
     max_error_ratio: Ratio = 0.0
     max_p99_ms: PositiveNumber = 500.0
     max_p95_ratio: PositiveNumber = 1.5
+    min_p95_delta_ms: Annotated[float, BeforeValidator(v.non_negative_number)] = 5.0
     require_version: StrictBool = True
     max_consecutive_failures: Count = 3
 

@@ -257,10 +257,17 @@ def _p95_ratio_gate(idle: _Idle, comparison: Comparison, gates: GatesConfig,
     if comparison.idle_slower:
         test = (f"; Mann-Whitney U={comparison.mann_whitney_u:.0f}: idle is slower than "
                 f"live (one-sided p={comparison.p_value_idle_slower:.2g} < {comparison.alpha:g})")
-    if ratio > limit:
+    idle_p95 = float(idle.pool_row["p95_ms"]) if idle.pool_row is not None else float("nan")
+    delta = idle_p95 - idle_p95 / ratio if ratio > 0 else float("nan")
+    if ratio > limit and not delta <= gates.min_p95_delta_ms:
         return GateResult("p95_ratio", "fail", observed, threshold,
-                          f"idle {idle.pool} p95 is {ratio:.2f}x live {live_pool} p95, above "
-                          f"{limit:g}x{test}")
+                          f"idle {idle.pool} p95 is {ratio:.2f}x live {live_pool} p95 "
+                          f"({delta:.1f} ms slower), above {limit:g}x{test}")
+    if ratio > limit:
+        return GateResult("p95_ratio", "pass", observed, threshold,
+                          f"idle {idle.pool} p95 is {ratio:.2f}x live {live_pool} p95 but only "
+                          f"{delta:.2f} ms slower, within the {gates.min_p95_delta_ms:g} ms "
+                          f"below which ratios are noise{test}")
     return GateResult("p95_ratio", "pass", observed, threshold,
                       f"idle {idle.pool} p95 is {ratio:.2f}x live {live_pool} p95{test}")
 

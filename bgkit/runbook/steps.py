@@ -17,8 +17,8 @@ from bgkit.errors import DeployError
 from bgkit.lb.base import LoadBalancer, other_pool
 from bgkit.runbook.record import record
 
-__all__ = ["decide_step", "deploy_plan", "deploy_step", "rollback_preview", "switch_preview",
-           "verify_step"]
+__all__ = ["decide_step", "deploy_plan", "deploy_step", "release_picker", "rollback_preview",
+           "switch_preview", "verify_step"]
 
 
 def _show(value: Any) -> None:
@@ -47,6 +47,40 @@ def deploy_plan(config: Config, *, lb: LoadBalancer) -> pd.DataFrame:
     ])
     record("plan", {"live_pool": live, "target_pool": idle})
     return plan
+
+
+def release_picker(config: Config, *, lb: LoadBalancer) -> Any:
+    """Interactive: pick a built release and deploy it to the idle pool with one click."""
+    import ipywidgets as widgets
+
+    from bgkit.errors import BgkitError
+
+    built = sorted(config.dist_dir.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime,
+                   reverse=True)
+    idle = other_pool(lb.live_pool())
+    picker = widgets.Dropdown(options=[(p.name, str(p)) for p in built],
+                              description="release", layout=widgets.Layout(width="520px"))
+    button = widgets.Button(description=f"Deploy to {idle} (idle)", disabled=not built,
+                            button_style="primary", layout=widgets.Layout(width="260px"))
+    output = widgets.Output()
+
+    def clicked(_: Any) -> None:
+        button.disabled = True
+        with output:
+            try:
+                result = deploy_step(config, release=str(picker.value), lb=lb)
+                _show(result.table())
+                button.description = "deployed"
+            except BgkitError as error:
+                print(f"error: {error}")
+                button.disabled = False
+
+    button.on_click(clicked)
+    note = widgets.HTML("<b>No release in dist/: run 01_build first.</b>" if not built else
+                        f"<b>Pick the release for the {idle} pool, then deploy.</b>")
+    box = widgets.VBox([note, picker, button, output])
+    _show(box)
+    return box
 
 
 def deploy_step(config: Config, *, release: str = "", lb: LoadBalancer | None = None) -> Any:

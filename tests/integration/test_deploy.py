@@ -272,3 +272,26 @@ def test_pruning_keeps_the_newest_and_never_the_current_or_previous_release(
         assert current_of(root) == names["2.0.0"]
         assert (root / "previous").readlink().name == names["4.0.0"]
         assert release_dirs(root) == {names["2.0.0"], names["4.0.0"]}
+
+
+def test_the_release_picker_deploys_the_chosen_release_when_clicked(
+        serving: Config, releases: dict[str, BuildResult]) -> None:
+    import shutil
+
+    from bgkit.runbook.steps import release_picker
+
+    serving.dist_dir.mkdir(parents=True, exist_ok=True)
+    for version in ("2.0.0", "3.0.0"):
+        for path in releases[version].artifact.parent.glob(f"{releases[version].release}.*"):
+            shutil.copy2(path, serving.dist_dir / path.name)
+    box = release_picker(serving, lb=get_provider(serving))
+    note, picker, button, _ = box.children
+    assert "blue" in note.value and not button.disabled
+    assert {label for label, _ in picker.options} == {
+        f"{releases[v].release}.tar.gz" for v in ("2.0.0", "3.0.0")}
+    picker.value = str(serving.dist_dir / f"{releases['3.0.0'].release}.tar.gz")
+    button.click()
+    assert button.description == "deployed"
+    for host in serving.pools.blue.hosts:
+        assert version_at(host.address, serving.service.port) == "3.0.0"
+    assert public_version(serving) == "1.0.0"

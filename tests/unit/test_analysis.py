@@ -399,3 +399,10 @@ def test_verdict_serialises_to_strict_json_and_tables() -> None:
     assert list(table["gate"]) == ["samples", "errors", "p99_latency", "p95_ratio", "version",
                                    "consecutive_failures", "lb_health"]
     assert verdict.reasons()[0].startswith("errors: ")
+
+
+def test_p95_ratio_gate_ignores_ratios_of_sub_millisecond_noise() -> None:
+    noisy = gate(judge(healthy(idle_ms=4.0, live_ms=1.0)), "p95_ratio")  # 2.07x, 3 ms
+    assert noisy.verdict == "pass" and "below which ratios are noise" in noisy.reason
+    slow = gate(judge(healthy(idle_ms=20.0, live_ms=10.0)), "p95_ratio")
+    assert slow.verdict == "fail" and "10.0 ms slower" in slow.reason
