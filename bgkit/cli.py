@@ -338,30 +338,44 @@ def runs_group() -> None:
 @runs_dir_option
 @click.option("--step", default=None, help="Only runs of this step.")
 @click.option("--outcome", default=None, help="Only runs with this outcome.")
+@click.option("--release", default=None,
+              help="Only runs of this release (a name, or its prefix up to a '-').")
+@click.option("--since", default=None,
+              help="Only runs started since an ISO date/time (UTC unless an offset is "
+              "given) or an age: 30m, 12h, 7d, 2w.")
+@click.option("--pipeline", "pipeline", default=None, help="Only runs of this pipeline id.")
 def runs_list(config_path: Path | None, runs_dir: Path | None, step: str | None,
-              outcome: str | None) -> None:
+              outcome: str | None, release: str | None, since: str | None,
+              pipeline: str | None) -> None:
     """Print the archive as a table, oldest first."""
     from bgkit.runbook.archive import list_runs
+    from bgkit.runbook.filters import has_pipelines, parse_since, select_runs, with_pipeline
 
+    since_time = parse_since(since) if since is not None else None
     folder = _runs_dir(config_path, runs_dir)
-    runs = list_runs(folder)
-    if step:
-        runs = runs[runs["step"].str.endswith(step)]
-    if outcome:
-        runs = runs[runs["outcome"] == outcome]
+    everything = with_pipeline(list_runs(folder))
+    runs = select_runs(everything, step=step, outcome=outcome, release=release,
+                       since=since_time, pipeline=pipeline)
     if runs.empty:
-        out.print(f"no runs in {folder}")
+        matching = " match" if len(everything) else ""
+        out.print(f"no runs in {folder}{matching}")
         return
+    pipelines = has_pipelines(runs)
     table = Table(title=f"runs in {folder}")
     for column in ("time", "step", "run id", "outcome", "duration", "operator", "release"):
         table.add_column(column)
+    if pipelines:
+        table.add_column("pipeline")
     for row in runs.to_dict(orient="records"):
         colour = "green" if row["outcome"] == "succeeded" else "red"
         duration = "" if pd_isna(row["duration_s"]) else f"{row['duration_s']:.1f} s"
         when = "" if pd_isna(row["time"]) else row["time"].strftime("%Y-%m-%d %H:%M:%SZ")
-        table.add_row(when, str(row["step"]), str(row["run_id"]),
-                      f"[{colour}]{escape(str(row['outcome']))}[/]", duration,
-                      escape(str(row["operator"] or "")), escape(str(row["release"] or "")))
+        cells = [when, str(row["step"]), str(row["run_id"]),
+                 f"[{colour}]{escape(str(row['outcome']))}[/]", duration,
+                 escape(str(row["operator"] or "")), escape(str(row["release"] or ""))]
+        if pipelines:
+            cells.append("" if pd_isna(row["pipeline"]) else escape(str(row["pipeline"])))
+        table.add_row(*cells)
     out.print(table)
 
 
@@ -395,6 +409,50 @@ def runs_show(run_id: str, config_path: Path | None, runs_dir: Path | None) -> N
     out.print("[bold]records[/]")
     for name, item in details.records.items():
         _print_record(name, item)
+
+
+@runs_group.command("verify")
+@config_option
+@runs_dir_option
+def runs_verify(config_path: Path | None, runs_dir: Path | None) -> None:
+    """Check every archived notebook against the hash-chained index runs/index.jsonl.
+
+    Reports notebooks changed, deleted or added since they were indexed, and index lines
+    edited, removed or reordered. Exit 0 when all is in order, 1 otherwise.
+    """
+    from bgkit.runbook.index import verify_archive
+
+    check = verify_archive(_runs_dir(config_path, runs_dir))
+    for finding in check.findings:
+        out.print(f"[red]{finding.kind}[/] {escape(finding.subject)}: {escape(finding.detail)}")
+    state = "[green]in order[/]" if check.ok else f"[red]{len(check.findings)} problem(s)[/]"
+    out.print(f"{check.runs_dir}: {state}; {check.entries} indexed run(s), "
+              f"{check.notebooks} notebook(s); index head {check.head or '(empty)'}")
+    if not check.ok:
+        raise click.exceptions.Exit(1)
+
+
+@runs_group.command("html")
+@click.argument("run_id")
+@config_option
+@runs_dir_option
+@click.option("--no-input", is_flag=True, help="Hide code and the injected parameters cell.")
+@click.option("--output", "-o", "output", type=click.Path(path_type=Path), default=None,
+              help="Where to write (default: reports/<run file>.html beside the runs folder).")
+def runs_html(run_id: str, config_path: Path | None, runs_dir: Path | None, no_input: bool,
+              output: Path | None) -> None:
+    """Render one archived run to a self-contained HTML report that needs no network."""
+    from bgkit.runbook.archive import find_run
+    from bgkit.runbook.html import default_report_path, external_sources, write_report
+
+    folder = _runs_dir(config_path, runs_dir)
+    path = find_run(folder, run_id)
+    target = write_report(path, output or default_report_path(folder, path),
+                          no_input=no_input, runs_dir=folder)
+    out.print(f"report: {target}")
+    for source in external_sources(target.read_text(encoding="utf-8")):
+        err.print(f"[yellow]warning:[/] the run's own output loads {escape(source)}; "
+                  "it will not show offline")
 
 
 def _print_record(name: str, item: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 from bgkit.config import Config
 from bgkit.errors import SecretParameterError, StepFailed, UsageError
 from bgkit.identity import git_info, operator
-from bgkit.runbook import notebooks
+from bgkit.runbook import index, notebooks
 
 __all__ = ["RESERVED_PARAMETERS", "RunResult", "looks_secret", "run_step"]
 
@@ -97,6 +97,7 @@ def run_step(step: str, *, config: Config, parameters: Mapping[str, Any] | None 
     duration = time.monotonic() - begun
     notebooks.finalise(path, outcome=outcome, reason=reason, duration_s=duration,
                        secrets=_secrets(config))
+    index.append(archive, path)
     result = RunResult(run_id=run_id, step=source.stem, path=path, outcome=outcome,
                        reason=reason, duration_s=duration)
     if not result.ok:

@@ -1,0 +1,324 @@
+"""The archive index: an append-only, hash-chained list of every archived run.
+
+``runs/index.jsonl`` holds one JSON line per run, appended by the runner once the run's
+notebook is final and read-only::
+
+    {"hash": "...", "path": "2026/11/..._04_switch_ab12cd34ef56.ipynb", "prev": "...",
+     "recorded_at": "2026-11-26T16:01:28+00:00", "run_id": "ab12cd34ef56", "seq": 7,
+     "sha256": "..."}
+
+``sha256`` is the digest of the notebook file, ``prev`` the ``hash`` of the line before
+(64 zeros for the first), and ``hash`` the sha256 of the canonical JSON of the entry
+without ``hash`` (sorted keys, no spaces). Editing a notebook, deleting or adding one,
+or editing, removing or reordering a line is then visible to :func:`verify_archive`.
+
+What a chain alone cannot show: the *last* lines being removed, or the whole tail being
+rewritten with fresh hashes. Keep :attr:`ArchiveCheck.head` somewhere else (a CI log, a
+commit message) to close that gap.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import IO, Any, Literal
+
+from bgkit.errors import BgkitError, UsageError
+
+__all__ = ["GENESIS", "INDEX_NAME", "ArchiveCheck", "Finding", "IndexEntry", "append",
+           "entry_hash", "read_entries", "run_notebooks", "verify_archive"]
+
+INDEX_NAME = "index.jsonl"
+GENESIS = "0" * 64
+RUN_GLOB = "*/*/*.ipynb"  # the archive layout, as bgkit.runbook.archive reads it
+_FIELDS: dict[str, type] = {"seq": int, "run_id": str, "path": str, "sha256": str,
+                            "recorded_at": str, "prev": str, "hash": str}
+
+Kind = Literal["modified", "deleted", "inserted", "chain", "unreadable", "duplicate"]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """One line of the index."""
+
+    seq: int
+    run_id: str
+    path: str  # relative to the runs dir, POSIX separators
+    sha256: str
+    recorded_at: str
+    prev: str
+    hash: str
+
+    def to_line(self) -> bytes:
+        return _canonical(asdict(self)) + b"\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem :func:`verify_archive` found; ``subject`` names the file or line."""
+
+    kind: Kind
+    subject: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.subject}: {self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveCheck:
+    """The result of checking an archive against its index."""
+
+    runs_dir: Path
+    entries: int  # index lines that parse as entries
+    notebooks: int  # run notebooks found in the archive
+    head: str | None  # hash of the last entry: record it elsewhere to detect truncation
+    findings: tuple[Finding, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    @property
+    def index_path(self) -> Path:
+        return self.runs_dir / INDEX_NAME
+
+
+def entry_hash(fields: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of an entry's fields other than ``hash``."""
+    body = {key: value for key, value in fields.items() if key != "hash"}
+    return hashlib.sha256(_canonical(body)).hexdigest()
+
+
+def append(runs_dir: Path, path: Path, *, now: datetime | None = None) -> IndexEntry:
+    """Enter the archived notebook ``path`` into ``runs_dir``'s index; return its entry.
+
+    Safe against concurrent runners: the index is held under an exclusive ``flock``
+    while its tail is read and the new line written (and fsynced).
+
+    Raises:
+        UsageError: ``path`` is not a file inside ``runs_dir``, or is already indexed.
+    """
+    relative = _relative(runs_dir, path)
+    digest = _file_sha256(path)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(runs_dir / INDEX_NAME, "a+b", fcntl.LOCK_EX) as handle:
+        handle.seek(0)
+        raw = handle.read()
+        lines = raw.splitlines()
+        if any(entry is not None and entry["path"] == relative
+               for entry in (_parse(line) for line in lines)):
+            raise UsageError(f"{relative} is already in {runs_dir / INDEX_NAME}")
+        next_seq, prev = _tail(lines)
+        fields: dict[str, Any] = {
+            "seq": next_seq, "run_id": PurePosixPath(relative).stem.rsplit("_", 1)[-1],
+            "path": relative, "sha256": digest,
+            "recorded_at": (now or datetime.now(UTC)).isoformat(), "prev": prev,
+        }
+        entry = IndexEntry(**fields, hash=entry_hash(fields))
+        # A line cut short by a crash stays a (reported) line of its own.
+        handle.write((b"\n" if raw and not raw.endswith(b"\n") else b"") + entry.to_line())
+        handle.flush()
+        os.fsync(handle.fileno())
+    return entry
+
+
+def read_entries(runs_dir: Path) -> list[IndexEntry]:
+    """The index's well-formed entries in file order (an empty list without an index)."""
+    return [IndexEntry(**{key: entry[key] for key in _FIELDS})
+            for entry in map(_parse, _read_lines(runs_dir)) if entry is not None]
+
+
+def run_notebooks(runs_dir: Path) -> list[str]:
+    """Every run notebook in the archive layout, relative to ``runs_dir``, sorted."""
+    return sorted(p.relative_to(runs_dir).as_posix() for p in runs_dir.glob(RUN_GLOB))
+
+
+def verify_archive(runs_dir: Path) -> ArchiveCheck:
+    """Check every archived notebook against the index, and the index's own chain.
+
+    Reports, each naming its file or index line: notebooks changed since indexed
+    (``modified``), indexed notebooks that are gone (``deleted``), notebooks that are not
+    in the index (``inserted``), lines whose hash, ``prev`` or ``seq`` do not fit
+    (``chain``), lines that are not entries (``unreadable``) and files indexed twice
+    (``duplicate``).
+
+    Raises:
+        UsageError: ``runs_dir`` is not a folder.
+    """
+    if not runs_dir.is_dir():
+        raise UsageError(f"no run archive at {runs_dir} (give --runs-dir or --config)")
+    findings: list[Finding] = []
+    indexed: dict[str, int] = {}
+    entries, head = 0, None
+    expected_seq, expected_prev, previous_line = 1, GENESIS, 0
+    for number, raw in enumerate(_read_lines(runs_dir), start=1):
+        where = f"{INDEX_NAME} line {number}"
+        entry = _parse(raw)
+        if entry is None:
+            findings.append(Finding("unreadable", where, _unreadable_reason(raw)))
+            expected_seq, expected_prev = _advance(raw, None, expected_seq, expected_prev)
+            previous_line = number if raw.strip() else previous_line
+            continue
+        entries += 1
+        where = f"{where} (seq {entry['seq']}, {entry['path']})"
+        findings += _chain_findings(entry, where, expected_seq, expected_prev, previous_line)
+        findings += _file_findings(runs_dir, entry, where, indexed)
+        indexed.setdefault(entry["path"], entry["seq"])
+        expected_seq, expected_prev = _advance(raw, entry, expected_seq, expected_prev)
+        previous_line, head = number, entry["hash"]
+    found = run_notebooks(runs_dir)
+    findings += [Finding("inserted", name, _inserted_reason(runs_dir / name))
+                 for name in found if name not in indexed]
+    return ArchiveCheck(runs_dir=runs_dir, entries=entries, notebooks=len(found), head=head,
+                        findings=tuple(findings))
+
+
+def _chain_findings(entry: dict[str, Any], where: str, expected_seq: int, expected_prev: str,
+                    previous_line: int) -> list[Finding]:
+    found = []
+    if entry["seq"] != expected_seq:
+        found.append(Finding("chain", where, f"seq {entry['seq']} where {expected_seq} was "
+                             "expected: entries were removed, added or reordered before it"))
+    if entry["prev"] != expected_prev:
+        before = f"line {previous_line}" if previous_line else "the start of the chain"
+        found.append(Finding("chain", where, f"prev {entry['prev'][:12]} does not match the "
+                             f"hash of {before} ({expected_prev[:12]}): an entry before it "
+                             "was removed, added, reordered or rewritten"))
+    if entry_hash(entry) != entry["hash"]:
+        found.append(Finding("chain", where, "hash does not match the entry's content: the "
+                             "line was edited after it was written"))
+    return found
+
+
+def _file_findings(runs_dir: Path, entry: dict[str, Any], where: str,
+                   indexed: dict[str, int]) -> list[Finding]:
+    name = entry["path"]
+    if name in indexed:
+        return [Finding("duplicate", where, f"{name} is already indexed at seq "
+                        f"{indexed[name]}")]
+    relative = PurePosixPath(name)
+    if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+        return [Finding("unreadable", where, f"path {name!r} points outside the archive")]
+    path = runs_dir / relative
+    if not path.is_file():
+        return [Finding("deleted", name, f"indexed at seq {entry['seq']} ({where}) but the "
+                        "file is missing")]
+    digest = _file_sha256(path)
+    if digest != entry["sha256"]:
+        return [Finding("modified", name, f"sha256 is {digest[:12]}, the index recorded "
+                        f"{entry['sha256'][:12]} at seq {entry['seq']}: the notebook was "
+                        "changed after it was archived")]
+    return []
+
+
+def _inserted_reason(path: Path) -> str:
+    reason = "a run notebook that is not in the index"
+    try:
+        meta = json.loads(path.read_bytes()).get("metadata", {}).get("bgkit", {})
+    except (OSError, ValueError, AttributeError):
+        return reason
+    if isinstance(meta, dict) and meta.get("outcome") == "running":
+        reason += " (its outcome says 'running': a run in progress or whose runner was killed)"
+    return reason
+
+
+def _unreadable_reason(raw: bytes) -> str:
+    if not raw.strip():
+        return "blank line (the index never writes one)"
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return "not JSON (a cut-short or hand-edited line)"
+    if not isinstance(value, dict):
+        return "not a JSON object"
+    wrong = [key for key, kind in _FIELDS.items() if not _is(value.get(key), kind)]
+    return f"missing or mistyped field(s): {', '.join(wrong)}"
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    """The line's fields when it is a well-formed entry, else None."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    if not all(_is(value.get(key), kind) for key, kind in _FIELDS.items()):
+        return None
+    return value
+
+
+def _is(value: object, kind: type) -> bool:
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
+def _advance(raw: bytes, entry: dict[str, Any] | None, seq: int,
+             prev: str) -> tuple[int, str]:
+    """The (seq, prev) the line after ``raw`` must carry. A well-formed line links by its
+    ``hash`` and seq; anything else by the digest of its bytes, so one bad line is
+    reported once and the chain after it still checks. Blank lines do not link."""
+    if not raw.strip():
+        return seq, prev
+    if entry is None:
+        return seq + 1, hashlib.sha256(raw).hexdigest()
+    return int(entry["seq"]) + 1, str(entry["hash"])
+
+
+def _tail(lines: list[bytes]) -> tuple[int, str]:
+    """The (seq, prev) of the next entry after ``lines``, by the same rules as verify."""
+    seq, prev = 1, GENESIS
+    for raw in lines:
+        seq, prev = _advance(raw, _parse(raw), seq, prev)
+    return seq, prev
+
+
+def _read_lines(runs_dir: Path) -> list[bytes]:
+    index = runs_dir / INDEX_NAME
+    if not index.exists():
+        return []
+    with _locked(index, "rb", fcntl.LOCK_SH) as handle:
+        return handle.read().splitlines()
+
+
+@contextmanager
+def _locked(path: Path, mode: str, operation: int) -> Iterator[IO[bytes]]:
+    try:
+        handle: IO[bytes] = path.open(mode)
+    except OSError as error:
+        raise BgkitError(f"cannot open the archive index {path}: {error.strerror}") from error
+    with handle:
+        fcntl.flock(handle.fileno(), operation)
+        try:
+            yield handle
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _relative(runs_dir: Path, path: Path) -> str:
+    try:
+        relative = path.resolve().relative_to(runs_dir.resolve())
+    except ValueError:
+        raise UsageError(f"{path} is not inside the run archive {runs_dir}") from None
+    if not path.is_file():
+        raise UsageError(f"{path} is not a file")
+    return relative.as_posix()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _canonical(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()

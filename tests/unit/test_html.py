@@ -1,0 +1,138 @@
+"""HTML reports of archived runs: offline, images embedded, code hidden on request."""
+
+from __future__ import annotations
+
+import base64
+import re
+import stat
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from bgkit.errors import UsageError
+from bgkit.runbook.html import (
+    default_report_path,
+    external_sources,
+    render_html,
+    run_summary,
+    write_report,
+)
+from tests.unit.archive_factory import write_run
+
+# A 1x1 PNG.
+PIXEL = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAA"
+         "AABJRU5ErkJggg==")
+
+
+def notebook() -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["bgkit"] = {"run_id": "ab12cd34ef56", "step": "03_verify",
+                            "outcome": "failed", "reason": "gate p99 <b>broke</b> | x",
+                            "operator": "ci@runner", "git": {"commit": "c0ffee", "dirty": True}}
+    nb.metadata["papermill"] = {"parameters": {"release": "hello-1.0.0", "run_id": "ab12"}}
+    parameters = nbformat.v4.new_code_cell('release = ""  # DEFAULT_RELEASE')
+    parameters.metadata["tags"] = ["parameters"]
+    injected = nbformat.v4.new_code_cell('# Parameters\nrelease = "INJECTED_RELEASE"')
+    injected.metadata["tags"] = ["injected-parameters"]
+    plot = nbformat.v4.new_code_cell("show_the_plot()")
+    plot.outputs = [nbformat.v4.new_output("display_data", data={"image/png": PIXEL,
+                                                                 "text/plain": "<Figure>"})]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Verify\nSee [the docs](https://example.org/docs)."),
+                parameters, injected, plot]
+    return nb
+
+
+def test_a_report_embeds_png_outputs_and_loads_nothing_from_the_network() -> None:
+    page = render_html(notebook())
+    assert f'src="data:image/png;base64,{PIXEL}"' in page
+    assert external_sources(page) == []
+    assert re.findall(r"<(?:script|link|img)\b[^>]*(?:src|href)=[\"']?(?:https?:)?//", page) == []
+    for cdn in ("cdnjs", "unpkg", "require.min.js", "mathjax", "mermaid.esm"):
+        assert cdn not in page.lower()
+    assert 'href="https://example.org/docs"' in page  # a hyperlink in text stays
+
+
+def test_with_input_the_code_and_the_injected_parameters_are_shown() -> None:
+    page = render_html(notebook())
+    assert "show_the_plot" in page and "INJECTED_RELEASE" in page
+
+
+def test_no_input_hides_code_prompts_and_the_injected_parameters_cell() -> None:
+    page = render_html(notebook(), no_input=True)
+    for code in ("show_the_plot", "INJECTED_RELEASE", "DEFAULT_RELEASE", "In&nbsp;["):
+        assert code not in page
+    assert PIXEL in page
+    assert "hello-1.0.0" in page  # the values remain, in the run summary
+
+
+def test_the_run_summary_names_the_run_and_escapes_what_it_quotes() -> None:
+    summary = run_summary(notebook(), sha256="f" * 64)
+    assert summary.startswith("## Run ab12cd34ef56 · 03\\_verify")
+    assert "&lt;b&gt;broke&lt;/b&gt; &#124; x" in summary
+    assert "| git | c0ffee (dirty) |" in summary
+    assert f"| sha256 | {'f' * 64} |" in summary
+    assert "| parameter release | 'hello-1.0.0' |" in summary
+    page = render_html(notebook())
+    assert "<b>broke</b>" not in page
+
+
+def test_rendering_leaves_the_notebook_unchanged() -> None:
+    nb = notebook()
+    before = nbformat.writes(nb)
+    render_html(nb, no_input=True)
+    assert nbformat.writes(nb) == before
+
+
+@pytest.mark.parametrize("snippet", [
+    '<script src="https://cdn.example.com/x.js"></script>',
+    "<script src='//cdn.example.com/x.js'></script>",
+    '<link rel="stylesheet" href="http://cdn.example.com/x.css">',
+    '<img src="https://tracker.example.com/p.png">',
+    '<iframe src="https://example.com/"></iframe>',
+    '<style>@import url("https://fonts.example.com/f.css");</style>',
+    '<script>import("https://cdn.example.com/m.mjs")</script>',
+])
+def test_external_sources_finds_every_kind_of_network_load(snippet: str) -> None:
+    assert len(external_sources(f"<html><body>{snippet}</body></html>")) == 1
+
+
+def test_external_sources_ignores_hyperlinks_data_uris_and_script_comments() -> None:
+    page = ('<a href="https://example.com">x</a> text https://example.com '
+            f'<img src="data:image/png;base64,{PIXEL}"><script>// a comment\nvar a = 1;</script>')
+    assert external_sources(page) == []
+
+
+def test_write_report_defaults_to_reports_beside_the_archive_and_never_writes_into_it(
+        tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    path = write_run(runs, "04_switch", "2026-11-02T10:00:00+00:00")
+    path.chmod(stat.S_IRUSR)
+    target = default_report_path(runs, path)
+    assert target == tmp_path.resolve() / "reports" / f"{path.stem}.html"
+    write_report(path, target, runs_dir=runs)
+    assert "<html" in target.read_text()
+    with pytest.raises(UsageError, match="write-once"):
+        write_report(path, runs / "2026" / "x.html", runs_dir=runs)
+    assert sorted(p.name for p in runs.rglob("*") if p.is_file()) == [path.name]
+
+
+def test_the_pixel_is_a_real_png() -> None:
+    assert base64.b64decode(PIXEL).startswith(b"\x89PNG")
+
+
+def test_a_widget_output_is_named_not_loaded_from_a_cdn() -> None:
+    nb = notebook()
+    view = {"model_id": "abc", "version_major": 2, "version_minor": 0}
+    nb.cells[3].outputs.append(nbformat.v4.new_output(
+        "display_data", data={"application/vnd.jupyter.widget-view+json": view,
+                              "text/plain": "Button(description='Approve')"}))
+    model = {"model_name": "ButtonModel", "model_module": "@jupyter-widgets/controls",
+             "model_module_version": "2.0.0", "state": {}}
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {
+        "state": {"abc": model}, "version_major": 2, "version_minor": 0}}
+    page = render_html(nb)
+    assert ("Button(description='Approve') (an interactive widget: not shown in an "
+            "offline report)") in page
+    assert external_sources(page) == []
+    assert "unpkg" not in page
