@@ -372,7 +372,8 @@ def runs_list(config_path: Path | None, runs_dir: Path | None, step: str | None,
         when = "" if pd_isna(row["time"]) else row["time"].strftime("%Y-%m-%d %H:%M:%SZ")
         cells = [when, str(row["step"]), str(row["run_id"]),
                  f"[{colour}]{escape(str(row['outcome']))}[/]", duration,
-                 escape(str(row["operator"] or "")), escape(str(row["release"] or ""))]
+                 _cell(None if pd_isna(row["operator"]) else row["operator"]),
+                 _cell(None if pd_isna(row["release"]) else row["release"])]
         if pipelines:
             cells.append("" if pd_isna(row["pipeline"]) else escape(str(row["pipeline"])))
         table.add_row(*cells)

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
@@ -26,7 +27,7 @@ from bgkit.sandbox import sandbox_down, sandbox_up
 
 __all__ = ["main"]
 
-console = Console(highlight=False)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +94,7 @@ def _runs_table(runs_dir: Path) -> None:
     for row in list_runs(runs_dir).tail(12).to_dict(orient="records"):
         table.add_row(str(row["time"])[:19], str(row["step"]), str(row["run_id"]),
                       str(row["outcome"]), f"{row['duration_s'] or 0:.1f} s",
-                      str(row["release"] or ""))
+                      "" if pd.isna(row["release"]) else str(row["release"]))
     console.print(table)
 
 
