@@ -7,7 +7,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Build tools and the real services the tests and the sandbox use.
-APT_PACKAGES := build-essential cmake git openssh-server openssh-client haproxy systemd
+# chromium: the browser test drives JupyterLab in headless Debian Chromium via Playwright.
+APT_PACKAGES := build-essential cmake git openssh-server openssh-client haproxy systemd chromium
 SANDBOX := .sandbox
 SANDBOX_CONFIG := $(SANDBOX)/bgkit.toml
 
