@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import configparser
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,9 @@ from bgkit.config import Config
 from bgkit.lb import get_provider
 from bgkit.pipeline import PIPELINE_STEPS, release
 from bgkit.runbook import archive
+from bgkit.runbook.html import write_report
 from bgkit.runbook.runner import run_step
+from tests.conftest import EXAMPLE_DIR
 from tests.integration.sandbox_support import rewrite_config, set_fault
 from tests.integration.test_run_archive import write_notebook
 
@@ -42,8 +46,28 @@ def leaked(root: Path, secrets: list[str]) -> list[str]:
     return hits
 
 
+def ovh_conf_secrets(config: Config) -> list[str]:
+    """The OVH keys the sandbox wrote to its ovh.conf (empty for HAProxy)."""
+    settings = config.lb.ovh_iplb
+    if settings is None or settings.config_file is None:
+        return []
+    parser = configparser.ConfigParser()
+    parser.read(config.resolve(settings.config_file))
+    return [parser[s][k] for s in parser.sections() for k in parser[s]
+            if k in ("application_key", "application_secret", "consumer_key")]
+
+
+@pytest.mark.parametrize("provider", ["haproxy", "ovh-iplb"])
 def test_release_runs_every_step_under_one_pipeline_id_and_leaks_no_secret(
-        sandbox: Config, canaries: dict[str, str]) -> None:
+        provider: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    # OVH_* canaries would replace the emulator's real keys, so the OVH run uses the
+    # keys in the sandbox's ovh.conf as its canaries, plus the other variables.
+    for name, value in CANARIES.items():
+        if provider == "haproxy" or not name.startswith("OVH_"):
+            monkeypatch.setenv(name, value)
+    sandbox: Config = request.getfixturevalue("sandbox" if provider == "haproxy"
+                                              else "ovh_sandbox")
     config = fast(sandbox)
     result = release(config, approve=True, progress=False)
     assert result.ok, result.failed
@@ -51,9 +75,44 @@ def test_release_runs_every_step_under_one_pipeline_id_and_leaks_no_secret(
     ids = {archive.show_run(run.path).metadata["pipeline_id"] for run in result.runs}
     assert ids == {result.pipeline_id}
     assert get_provider(config).live_pool() == "green"
+    reports = tmp_path / "reports"
+    for run in result.runs:
+        write_report(run.path, reports / f"{run.path.stem}.html")
+        write_report(run.path, reports / f"{run.path.stem}-no-input.html", no_input=True)
     key_lines = [line for line in config.identity_file.read_text().splitlines()  # type: ignore[union-attr]
                  if line and not line.startswith("-----")]
-    assert leaked(config.runs_dir, [*canaries.values(), *key_lines]) == []
+    secrets = [*CANARIES.values(), *key_lines, *ovh_conf_secrets(config)]
+    assert len(secrets) > len(CANARIES)
+    assert leaked(config.runs_dir, secrets) == []
+    assert leaked(reports, secrets) == []
+    assert len(list(reports.glob("*.html"))) == 8
+
+
+def test_a_failing_verify_stops_before_the_switch_with_the_live_pool_serving(
+        sandbox: Config) -> None:
+    config = fast(sandbox)
+    assert release(config, approve=True, progress=False).ok
+    for host in config.pools.blue.hosts:
+        set_fault(Path(host.deploy_root), latency_ms=80)
+    config = rewrite_config(config.path, {"gates": {"max_p99_ms": 50}}, name="slow.toml")
+    second = release(config, approve=True, version="1.2.0", progress=False)
+    assert second.failed is not None and "03_verify" in str(second.failed)
+    assert [run.step for run in second.runs] == ["01_build", "02_deploy_green"]
+    assert get_provider(config).live_pool() == "green"
+
+
+def test_a_failing_build_stops_the_pipeline_before_any_host(sandbox: Config,
+                                                             tmp_path: Path) -> None:
+    source = tmp_path / "broken"
+    shutil.copytree(EXAMPLE_DIR, source)
+    (source / "src" / "app.c").write_text("this is not C;\n")
+    config = rewrite_config(fast(sandbox).path, {"app": {"source_dir": str(source)}},
+                            name="broken.toml")
+    result = release(config, approve=True, progress=False)
+    assert result.failed is not None and "01_build" in str(result.failed)
+    assert result.runs == []
+    assert all(not (Path(h.deploy_root) / "current").exists()
+               for pool in ("blue", "green") for h in config.pools.get(pool).hosts)
 
 
 def test_a_failing_deploy_stops_the_pipeline_with_the_live_pool_serving(
