@@ -10,7 +10,6 @@ once with the default fan-out (10). Prints a Markdown table. Loopback only.
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import sys
 import tempfile
@@ -25,15 +24,8 @@ from bgkit.config import load_config  # noqa: E402
 from bgkit.deploy import deploy  # noqa: E402
 from bgkit.sandbox import sandbox_down, sandbox_up  # noqa: E402
 
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import free_ports  # noqa: E402
 
 
 def one_deploy(scratch: Path, artifact: Path, hosts: int, fanout: int) -> tuple[float, float]:

@@ -11,7 +11,6 @@ the share of failed samples. Loopback only; each run is bounded by its sample co
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import tempfile
 import time
@@ -27,15 +26,8 @@ from bgkit.lb import get_provider  # noqa: E402
 from bgkit.probe import host_targets, lb_target, sample  # noqa: E402
 from bgkit.sandbox import sandbox_down, sandbox_up  # noqa: E402
 
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import free_ports  # noqa: E402
 
 
 def main() -> None:
