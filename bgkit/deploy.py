@@ -127,6 +127,7 @@ def _deploy(config: Config, checked: CheckedRelease, *, pool: PoolName | None,
         raise UsageError(f"refusing to deploy to the {target} pool: it is live. bgkit only "
                          f"deploys to the idle pool ({other_pool(live)})")
     hosts = hosts_of(config, target)
+    _refuse_live_servers(config, balancer, live, hosts)
     states = {host: _State() for host in hosts}
     phases: list[tuple[str, Callable[[Session], Any]]] = [
         ("preflight", lambda s: _preflight(s, config, checked, states[s.host])),
@@ -142,6 +143,17 @@ def _deploy(config: Config, checked: CheckedRelease, *, pool: PoolName | None,
                 outcome = _result(checked, target, live, hosts, states, results, phase)
                 raise DeployError(_failure_message(outcome, phase), results=outcome.hosts)
     return _result(checked, target, live, hosts, states, results, "done")
+
+
+def _refuse_live_servers(config: Config, lb: LoadBalancer, live: PoolName,
+                         hosts: Sequence[Host]) -> None:
+    """The idle pool's hosts must not be servers of the live pool in the load balancer."""
+    serving = {(s.address, s.port) for s in lb.backend_health() if s.pool == live}
+    clash = [h.label for h in hosts if (h.address, config.service.port) in serving]
+    if clash:
+        raise UsageError(f"refusing to deploy: {', '.join(clash)} serve(s) the live pool "
+                         f"({live}) in the load balancer; bgkit.toml's pools disagree with "
+                         "the load balancer's backends")
 
 
 def _provider(config: Config) -> LoadBalancer:

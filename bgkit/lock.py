@@ -9,6 +9,7 @@ new lock records whose lock it replaced.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -114,24 +115,44 @@ def acquire(path: Path, *, message: str, ttl_s: float, owner: str | None = None)
 
 
 def _create(path: Path, info: LockInfo) -> bool:
+    """Publish a complete lock file atomically: written aside, then hard-linked into place
+    (``link`` fails if the lock exists), so nobody ever reads a half-written lock."""
+    draft = path.with_name(f".{path.name}.{info.token}.draft")
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        return False
-    with os.fdopen(descriptor, "w") as handle:
-        json.dump(asdict(info), handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return True
+        with draft.open("w") as handle:
+            json.dump(asdict(info), handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        draft.unlink(missing_ok=True)
 
 
 def _set_aside(path: Path, stale: LockInfo) -> bool:
-    """Rename a stale lock away; False when another taker renamed it first."""
+    """Rename a stale lock away; False when another taker got there first.
+
+    Two takers may both have read the same stale lock: if the file this rename moved is
+    not that stale lock but a fresh one, it is put back untouched.
+    """
+    aside = path.with_name(f"{path.name}.stale-{stale.token}")
     try:
-        path.rename(path.with_name(f"{path.name}.stale-{stale.token}"))
+        path.rename(aside)
     except FileNotFoundError:
         return False
-    return True
+    try:
+        moved = LockInfo(**json.loads(aside.read_text()))
+    except (OSError, ValueError, TypeError):
+        return True
+    if moved.token == stale.token:
+        return True
+    with contextlib.suppress(FileExistsError):
+        os.link(aside, path)
+    aside.unlink(missing_ok=True)
+    return False
 
 
 def release(lock: Lock) -> None:

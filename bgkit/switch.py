@@ -172,8 +172,14 @@ def _move(config: Config, lb: LoadBalancer, action: str, live: PoolName, target:
     applied_at = datetime.now(UTC)
     on_step(f"applied in {applied.applied_s:.3f} s; watching the public address for "
             f"{config.switch.watch_s:g} s")
-    result, _ = watch(config, live_pool=target, expected_version=version,
-                      switched_at=switched_at, applied_at=applied_at)
+    try:
+        result, _ = watch(config, live_pool=target, expected_version=version,
+                          switched_at=switched_at, applied_at=applied_at)
+    except BaseException as error:  # interrupted or broken watch: never leave traffic unwatched
+        _switch_back(config, lb, action, live, target, evidence, None,
+                     f"the watch stopped ({type(error).__name__}: {error})", started,
+                     applied_s=applied.applied_s)
+        raise
     timings = {"applied_s": applied.applied_s, "watch_s": time.monotonic() - started}
     if not result.ok:
         on_step(f"the watch failed; switching back to {live}")
@@ -183,7 +189,7 @@ def _move(config: Config, lb: LoadBalancer, action: str, live: PoolName, target:
     done = "switched" if action == "switch" else "rolled back"
     return SwitchOutcome(action, done, f"traffic moved from {live} to {target} in "
                          f"{applied.applied_s:.3f} s; the watch passed", live, target,
-                         lb.live_pool(), evidence, applied.applied_s, result, timings=timings)
+                         target, evidence, applied.applied_s, result, timings=timings)
 
 
 def _switch_back(config: Config, lb: LoadBalancer, action: str, live: PoolName,

@@ -72,8 +72,8 @@ def service_commands(config: Config, *, root: str) -> ServiceCommands:
 
 def _alive(pid: str) -> str:
     """True while ``pid`` runs; a zombie has exited (an init that reaps late leaves them)."""
-    return (f"[ -e /proc/{pid} ] && ! grep -q '^State:[[:space:]]*Z' /proc/{pid}/status "
-            "2>/dev/null")
+    return (f'[ -n "{pid}" ] && [ -e /proc/{pid} ] && '
+            f"! grep -q '^State:[[:space:]]*Z' /proc/{pid}/status 2>/dev/null")
 
 
 def _sandbox_stop(pidfile: str, grace_s: int) -> str:
@@ -145,7 +145,7 @@ def render_unit(config: Config, *, root: str) -> str:
     writable = " ".join(_unit_quote(p) for p in (f"{root}/shared", *settings.read_write_paths))
     lines = [
         "[Unit]",
-        f"Description={config.app.name} (deployed by bgkit)",
+        f"Description={config.app.name.replace('%', '%%')} (deployed by bgkit)",
         "After=network-online.target",
         "Wants=network-online.target",
         "",
@@ -153,7 +153,7 @@ def render_unit(config: Config, *, root: str) -> str:
         "Type=simple",
         f"User={settings.user}",
         f"Group={settings.group or settings.user}",
-        f"WorkingDirectory={_unit_quote(root + '/current')}",
+        f"WorkingDirectory={(root + '/current').replace('%', '%%')}",
         f"ExecStart={exec_start}",
         f"Restart={settings.restart}",
         "RestartSec=1",

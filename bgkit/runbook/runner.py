@@ -153,6 +153,9 @@ def _execute(source: Path, path: Path, parameters: dict[str, Any], metadata: dic
         return FAILED, error.reason
     except engine.RunInterrupted as error:
         return FAILED, f"the runner was stopped ({error}) outside a cell"
+    except KeyboardInterrupt:
+        notebooks.ensure_written(path, source, metadata)
+        return FAILED, "the runner was interrupted (SIGINT)"
     except Exception as error:  # kernel missing, notebook unreadable...: still archive why
         notebooks.ensure_written(path, source, metadata)
         return FAILED, f"{type(error).__name__}: {error}"
@@ -193,4 +196,6 @@ def _secrets(config: Config) -> set[str]:
     settings = config.lb.ovh_iplb
     ovh_conf = config.resolve(settings.config_file) if settings and settings.config_file \
         else None
-    return secret_values(ovh_conf=ovh_conf, identity_file=config.identity_file)
+    found = secret_values(ovh_conf=ovh_conf, identity_file=config.identity_file)
+    # The kernel runs in the notebooks' folder, where python-ovh would read an ovh.conf too.
+    return found | secret_values(environ={}, ovh_conf=notebooks.default_dir() / "ovh.conf")

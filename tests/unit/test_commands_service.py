@@ -26,8 +26,8 @@ def test_args_placeholders_are_filled_per_host() -> None:
 def test_sandbox_restart_stops_with_the_drain_grace_then_starts_from_current() -> None:
     commands = service.service_commands(config_with(manager="sandbox", drain_timeout_s=2.5),
                                         root="/srv/a")
-    alive = ("[ -e /proc/$pid ] && ! grep -q '^State:[[:space:]]*Z' /proc/$pid/status "
-             "2>/dev/null")
+    alive = ('[ -n "$pid" ] && [ -e /proc/$pid ] && '
+             "! grep -q '^State:[[:space:]]*Z' /proc/$pid/status 2>/dev/null")
     assert commands.stop == (
         "if [ -f /srv/a/shared/run/service.pid ]; then pid=$(cat /srv/a/shared/run/service.pid); "
         f'if kill -TERM "$pid" 2>/dev/null; then i=0; while {alive} && [ "$i" -lt 80 ]; '
