@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
 import socket
+import subprocess
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,6 +16,8 @@ import paramiko
 import tomli_w
 
 from bgkit.config import Config, load_config
+from bgkit.sandbox import SandboxInfo
+from bgkit.sandbox.state import SandboxHost
 
 T = TypeVar("T")
 
@@ -106,3 +111,54 @@ def wait_lb_healthy(config: Config, pool: str, *, timeout_s: float = 10.0) -> No
         return bool(servers) and all(s.healthy for s in servers)
 
     wait_for(all_up, timeout_s=timeout_s, what=f"the load balancer to see {pool} healthy")
+
+
+StartService = Callable[[SandboxHost, str], "subprocess.Popen[bytes]"]
+
+
+def build_hello_c(folder: Path) -> Path:
+    """The sample service's binary, built with CMake into ``folder`` (version 0.0.1)."""
+    from tests.conftest import EXAMPLE_DIR
+
+    subprocess.run(["cmake", "-S", str(EXAMPLE_DIR), "-B", str(folder),
+                    "-DCMAKE_BUILD_TYPE=Release", "-DAPP_VERSION=0.0.1"],
+                   check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", str(folder), "--parallel", "2", "--target", "hello-c"],
+                   check=True, capture_output=True)
+    return folder / "hello-c"
+
+
+@contextmanager
+def services(binary: Path, info: SandboxInfo) -> Iterator[StartService]:
+    """Start hello-c on sandbox hosts' addresses (``start(host, version)``); stop them after."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(host: SandboxHost, version: str) -> subprocess.Popen[bytes]:
+        ini = host.root / "shared" / "test.ini"
+        ini.write_text(f"[server]\nbind = {host.address}\nport = {info.options.app_port}\n"
+                       f"version = {version}\ndrain_timeout_ms = 1000\n[faults]\n")
+        process = subprocess.Popen([str(binary), f"--config={ini}"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        started.append(process)
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith(b"listening on " + host.address.encode())
+        return process
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def public_version(info: SandboxInfo) -> str | None:
+    """The X-App-Version of one request through the sandbox's public address."""
+    conn = http.client.HTTPConnection("127.0.0.1", info.options.public_port, timeout=5)
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        response.read()
+        return response.getheader("X-App-Version")
+    finally:
+        conn.close()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import http.client
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,25 +12,24 @@ from bgkit.errors import LoadBalancerError
 from bgkit.lb import get_provider
 from bgkit.lb.haproxy import HaproxyProvider
 from bgkit.sandbox import SandboxInfo, reload_haproxy, sandbox_down, sandbox_up
-from bgkit.sandbox.state import SandboxHost
-from tests.conftest import EXAMPLE_DIR
-from tests.integration.sandbox_support import free_ports, sandbox_ports, wait_for
+from tests.integration.sandbox_support import (
+    StartService,
+    build_hello_c,
+    free_ports,
+    public_version,
+    sandbox_ports,
+    services,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
-StartService = Callable[[SandboxHost, str], subprocess.Popen[bytes]]
 
 
 @pytest.fixture(scope="module")
 def hello_c(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample service's binary, built once for this module."""
-    build = tmp_path_factory.mktemp("hello-c-build")
-    subprocess.run(["cmake", "-S", str(EXAMPLE_DIR), "-B", str(build),
-                    "-DCMAKE_BUILD_TYPE=Release", "-DAPP_VERSION=0.0.1"],
-                   check=True, capture_output=True)
-    subprocess.run(["cmake", "--build", str(build), "--parallel", "2", "--target", "hello-c"],
-                   check=True, capture_output=True)
-    return build / "hello-c"
+    return build_hello_c(tmp_path_factory.mktemp("hello-c-build"))
 
 
 @pytest.fixture
@@ -54,38 +51,13 @@ def provider(sandbox: SandboxInfo) -> HaproxyProvider:
 @pytest.fixture
 def start_service(hello_c: Path, sandbox: SandboxInfo) -> Iterator[StartService]:
     """Run hello-c on a sandbox host's address and app port, reporting ``version``."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(host: SandboxHost, version: str) -> subprocess.Popen[bytes]:
-        ini = host.root / "shared" / "test.ini"
-        ini.write_text(f"[server]\nbind = {host.address}\nport = {sandbox.options.app_port}\n"
-                       f"version = {version}\ndrain_timeout_ms = 1000\n[faults]\n")
-        process = subprocess.Popen([str(hello_c), f"--config={ini}"],
-                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        started.append(process)
-        assert process.stdout is not None
-        assert process.stdout.readline().startswith(b"listening on " + host.address.encode())
-        return process
-
-    yield start
-    for process in started:
-        process.terminate()
-        process.wait(timeout=10)
+    with services(hello_c, sandbox) as start:
+        yield start
 
 
 def healthy(provider: HaproxyProvider) -> set[str]:
     return {server.name for server in provider.backend_health() if server.healthy}
 
-
-def public_version(info: SandboxInfo) -> str | None:
-    conn = http.client.HTTPConnection("127.0.0.1", info.options.public_port, timeout=5)
-    try:
-        conn.request("GET", "/")
-        response = conn.getresponse()
-        response.read()
-        return response.getheader("X-App-Version")
-    finally:
-        conn.close()
 
 
 def test_switch_to_green_and_back_is_applied_and_followed_by_the_map_file(
