@@ -17,6 +17,8 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticCustomError
 
+from bgkit.runbook.scrub import looks_secret
+
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}")
 _UNIX_USER = re.compile(r"[A-Za-z_][A-Za-z0-9._-]{0,31}")
@@ -25,7 +27,7 @@ _HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 _CMAKE_OPTION = re.compile(r"-D[A-Za-z_][A-Za-z0-9_]*(:[A-Z]+)?=[^\n\r]*")
 _OVH_ENDPOINTS = ("ovh-eu", "ovh-ca", "ovh-us", "kimsufi-eu", "kimsufi-ca", "soyoustart-eu",
                   "soyoustart-ca")
-SECRET_WORDS = ("secret", "password", "passwd", "token", "key", "credential")
+
 
 
 def show(value: object) -> str:
@@ -286,7 +288,7 @@ def _describe(error: Any, root: type[BaseModel]) -> str:
         return "required key is missing"
     if kind == "extra_forbidden":
         leaf = str(loc[-1]).lower()
-        if any(word in leaf for word in SECRET_WORDS):
+        if looks_secret(leaf):
             return ("unknown key; secrets never belong in bgkit.toml (OVH keys come from "
                     "OVH_* variables or ovh.conf, SSH keys from your SSH agent or config)")
         parent = _model_at(root, loc[:-1])

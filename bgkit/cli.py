@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 the step failed, 2 bad usage or config, 3 inconclusive 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -96,20 +97,43 @@ def build(config_path: Path | None, version: str | None) -> None:
 @app.command()
 @click.argument("step")
 @click.option("--parameter", "-p", "parameters", type=(str, str), multiple=True,
-              metavar="NAME VALUE", help="Set a notebook parameter (repeatable).")
+              metavar="NAME VALUE", help="Set a notebook parameter, converted to its declared "
+              "type: bool takes true/false, int/float parse strictly, str keeps the text "
+              "(repeatable).")
+@click.option("--raw", "-r", "raw", type=(str, str), multiple=True, metavar="NAME VALUE",
+              help="Set a text (str) parameter to VALUE exactly as typed (repeatable).")
 @config_option
 @click.option("--notebooks", "notebooks_dir", type=click.Path(path_type=Path), default=None,
               help="Folder of step notebooks (default ./notebooks).")
-def run(step: str, parameters: tuple[tuple[str, str], ...], config_path: Path | None,
-        notebooks_dir: Path | None) -> None:
-    """Execute the STEP notebook with papermill and archive it under runs/."""
-    from bgkit.runbook.runner import parse_value, run_step
+def run(step: str, parameters: tuple[tuple[str, str], ...], raw: tuple[tuple[str, str], ...],
+        config_path: Path | None, notebooks_dir: Path | None) -> None:
+    """Execute the STEP notebook with papermill and archive it under runs/.
+
+    Exit 0 when the step succeeded, 1 when it did not (the archive says why), 2 for bad
+    parameters or configuration (nothing runs), 3 when a verify was inconclusive.
+    """
+    from bgkit.runbook import notebooks
+    from bgkit.runbook.runner import cli_parameters, run_step
 
     config = load_config(config_path)
-    values = {name: parse_value(value) for name, value in parameters}
-    result = run_step(step, config=config, parameters=values, notebooks_dir=notebooks_dir)
+    source = notebooks.find(step, notebooks_dir)
+    values = cli_parameters(source, typed=list(parameters), raw=list(raw))
+    try:
+        result = run_step(step, config=config, parameters=values, notebooks_dir=notebooks_dir)
+    except StepFailed as failure:
+        _print_head(failure.head, failure.keyed_head)
+        raise
     out.print(f"{result.step} run {result.run_id} {result.outcome} in {result.duration_s:.1f} s")
     out.print(f"record: {result.path}")
+    _print_head(result.head, result.keyed_head)
+
+
+def _print_head(head: str | None, keyed_head: str | None) -> None:
+    """The archive's head after a run: keep it elsewhere, check with --expect-head."""
+    if head:
+        out.print(f"archive head: {head}")
+    if keyed_head:
+        out.print(f"keyed head:   {keyed_head}")
 
 
 @app.command()
@@ -232,7 +256,10 @@ def release_command(config_path: Path | None, approve: bool, version: str,
     for run in result.runs:
         out.print(f"  {run.step:<16} [green]{run.outcome}[/] {run.duration_s:6.1f} s  {run.path}")
     if result.failed is not None:
+        _print_head(result.failed.head, result.failed.keyed_head)
         raise result.failed
+    if result.runs:
+        _print_head(result.runs[-1].head, result.runs[-1].keyed_head)
 
 
 @app.command("switch")
@@ -350,9 +377,18 @@ def runs_list(config_path: Path | None, runs_dir: Path | None, step: str | None,
     """Print the archive as a table, oldest first."""
     from bgkit.runbook.archive import list_runs
     from bgkit.runbook.filters import has_pipelines, parse_since, select_runs, with_pipeline
+    from bgkit.runbook.runner import recover_interrupted
+    from bgkit.runbook.staging import pending
 
     since_time = parse_since(since) if since is not None else None
     folder = _runs_dir(config_path, runs_dir)
+    for recovered in recover_interrupted(folder):
+        err.print(f"[yellow]finalised[/] {recovered.step} run {recovered.run_id} as "
+                  f"interrupted: {escape(recovered.reason or '')}")
+    for running in pending(folder):
+        err.print(f"[yellow]in progress[/] {escape(running.step)} run "
+                  f"{escape(running.run_id)} since {escape(running.started_at)} (runner pid "
+                  f"{running.runner_pid} on {escape(running.host)})")
     everything = with_pipeline(list_runs(folder))
     runs = select_runs(everything, step=step, outcome=outcome, release=release,
                        since=since_time, pipeline=pipeline)
@@ -415,20 +451,32 @@ def runs_show(run_id: str, config_path: Path | None, runs_dir: Path | None) -> N
 @runs_group.command("verify")
 @config_option
 @runs_dir_option
-def runs_verify(config_path: Path | None, runs_dir: Path | None) -> None:
+@click.option("--expect-head", "expect_head", default=None, metavar="HASH",
+              help="A head printed by an earlier run (or its keyed head): fail unless that "
+              "entry is still in the chain, unchanged.")
+def runs_verify(config_path: Path | None, runs_dir: Path | None,
+                expect_head: str | None) -> None:
     """Check every archived notebook against the hash-chained index runs/index.jsonl.
 
     Reports notebooks changed, deleted or added since they were indexed, and index lines
-    edited, removed or reordered. Exit 0 when all is in order, 1 otherwise.
+    edited, removed or reordered; with --expect-head, an archive truncated or rewritten
+    since that head was printed; with BGKIT_ARCHIVE_KEY set, entries not written with
+    that key. Exit 0 when all is in order, 1 otherwise.
     """
-    from bgkit.runbook.index import verify_archive
+    from bgkit.runbook.index import keyed, verify_archive
 
-    check = verify_archive(_runs_dir(config_path, runs_dir))
+    if expect_head is not None and not re.fullmatch(r"[0-9a-f]{64}", expect_head):
+        raise UsageError(f"--expect-head {expect_head!r}: expected the 64 hex digits a run "
+                         "printed as its archive head")
+    check = verify_archive(_runs_dir(config_path, runs_dir), expect_head=expect_head)
     for finding in check.findings:
         out.print(f"[red]{finding.kind}[/] {escape(finding.subject)}: {escape(finding.detail)}")
     state = "[green]in order[/]" if check.ok else f"[red]{len(check.findings)} problem(s)[/]"
     out.print(f"{check.runs_dir}: {state}; {check.entries} indexed run(s), "
               f"{check.notebooks} notebook(s); index head {check.head or '(empty)'}")
+    keyed_head = keyed(check.head) if check.head else None
+    if keyed_head:
+        out.print(f"keyed head {keyed_head}")
     if not check.ok:
         raise click.exceptions.Exit(1)
 
@@ -445,15 +493,29 @@ def runs_html(run_id: str, config_path: Path | None, runs_dir: Path | None, no_i
     """Render one archived run to a self-contained HTML report that needs no network."""
     from bgkit.runbook.archive import find_run
     from bgkit.runbook.html import default_report_path, external_sources, write_report
+    from bgkit.runbook.scrub import archive_secrets
 
-    folder = _runs_dir(config_path, runs_dir)
+    config = _config_if_any(config_path) if runs_dir is None or config_path else None
+    folder = runs_dir if runs_dir is not None else (config.runs_dir if config else
+                                                    _runs_dir(config_path, None))
     path = find_run(folder, run_id)
     target = write_report(path, output or default_report_path(folder, path),
-                          no_input=no_input, runs_dir=folder)
+                          no_input=no_input, runs_dir=folder,
+                          secrets=archive_secrets(config))
     out.print(f"report: {target}")
     for source in external_sources(target.read_text(encoding="utf-8")):
         err.print(f"[yellow]warning:[/] the run's own output loads {escape(source)}; "
                   "it will not show offline")
+
+
+def _config_if_any(config_path: Path | None) -> Config | None:
+    """The config when one is given or found, else None (for commands that can do without)."""
+    try:
+        return load_config(config_path)
+    except ConfigError:
+        if config_path is not None:
+            raise
+        return None
 
 
 def _print_record(name: str, item: dict[str, Any]) -> None:

@@ -270,11 +270,16 @@ class LockConfig(_Model):
 
 
 class RunsConfig(_Model):
-    """``[runs]``: where executed notebooks are archived and how long a cell may run."""
+    """``[runs]``: where executed notebooks are archived and how long a cell may run.
+
+    ``iopub_timeout_s`` is how long, after a cell finished, its remaining output may take
+    to arrive (a cell that prints a flood of output on a busy machine). Notebooks always
+    run on a kernel of bgkit's own interpreter (there is no kernel to choose).
+    """
 
     dir: AnyPath = "runs"
     cell_timeout_s: Seconds = 1800.0
-    kernel: Name = "python3"
+    iopub_timeout_s: Seconds = 120.0
 
 
 class Config(_Model):

@@ -52,13 +52,15 @@ def styled_summary(summary: pd.DataFrame, gates: GatesConfig, *, idle_pool: str)
     number_formats: dict[Any, str | Callable[[object], str] | None] = {
         c: "{:.2f}" for c in summary.columns if c.endswith("_ms")}
     number_formats["ok_ratio"] = "{:.1%}"
-    return summary.style.apply(mark, axis=1).format(number_formats, na_rep="-").hide(axis="index")
+    # Text from hosts (versions, error kinds) is data, never markup: escape every cell.
+    return (summary.style.apply(mark, axis=1).format(escape="html", na_rep="-")
+            .format(number_formats, na_rep="-", escape="html").hide(axis="index"))
 
 
 def styled_gates(gates: pd.DataFrame) -> Any:
     """One row per gate, coloured by its verdict."""
-    return gates.style.map(lambda v: VERDICT_STYLE.get(str(v), ""), subset=["verdict"]).hide(
-        axis="index")
+    return (gates.style.map(lambda v: VERDICT_STYLE.get(str(v), ""), subset=["verdict"])
+            .format(escape="html").hide(axis="index"))
 
 
 def banner(title: str, style: str, lines: list[str]) -> Any:

@@ -15,10 +15,74 @@ import pandas as pd
 from bgkit.config import Config
 from bgkit.errors import DeployError
 from bgkit.lb.base import LoadBalancer, other_pool
-from bgkit.runbook.record import record
+from bgkit.runbook.record import record, record_outcome
 
-__all__ = ["decide_step", "deploy_plan", "deploy_step", "release_picker", "rollback_preview",
-           "switch_preview", "verify_step"]
+__all__ = ["build_step", "decide_step", "deploy_plan", "deploy_step", "open_config",
+           "release_picker", "rollback_preview", "switch_preview", "verify_step"]
+
+SANDBOX_CONFIG = Path(__file__).resolve().parents[2] / ".sandbox" / "bgkit.toml"
+
+
+def open_config(config_path: str = "") -> Config:
+    """The runbook's bgkit.toml: ``config_path`` if given, else ``$BGKIT_CONFIG``, else
+    ./bgkit.toml, else the local sandbox's. In a notebook, bgkit's own errors from then on
+    show as one line (what was wrong, what to do) instead of a traceback.
+
+    Raises:
+        ConfigError: the file is missing or invalid (the message names the key path).
+    """
+    import os
+
+    from bgkit.config import CONFIG_ENV, DEFAULT_NAME, load_config
+
+    _one_line_errors()
+    if config_path:
+        return load_config(config_path)
+    if os.environ.get(CONFIG_ENV) or Path(DEFAULT_NAME).exists() or \
+            not SANDBOX_CONFIG.exists():
+        return load_config(None)
+    return load_config(SANDBOX_CONFIG)
+
+
+def _one_line_errors() -> None:
+    """Show a BgkitError raised in a cell as ``ErrorName: message`` (the cell still fails)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - ipykernel depends on IPython
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    from bgkit.errors import BgkitError
+
+    def show(shell: Any, kind: type[BaseException], error: BaseException, _tb: Any,
+             tb_offset: int | None = None) -> None:
+        line = f"{kind.__name__}: {error}"
+        shell._showtraceback(kind, error, [line])
+
+    shell.set_custom_exc((BgkitError,), show)
+
+
+def build_step(config: Config, *, version: str = "") -> Any:
+    """Build, test and package with progress lines; show and record the build and its
+    files; record the outcome."""
+    from bgkit.artifact import build_release
+    from bgkit.runbook.display import build_progress
+
+    result = build_release(config, version=version or None, on_progress=build_progress())
+    record("build", result.summary())
+    _show(result.summary_table())
+    files = result.files_table()
+    record("manifest", files)
+    _show(files)
+    record_outcome("succeeded")
+    return result
+
+
+def _provider(config: Config) -> LoadBalancer:
+    from bgkit.lb import get_provider
+
+    return get_provider(config)
 
 
 def _show(value: Any) -> None:
@@ -68,8 +132,7 @@ def release_picker(config: Config, *, lb: LoadBalancer) -> Any:
         button.disabled = True
         with output:
             try:
-                result = deploy_step(config, release=str(picker.value), lb=lb)
-                _show(result.table())
+                deploy_step(config, release=str(picker.value), lb=lb)
                 button.description = "deployed"
             except BgkitError as error:
                 print(f"error: {error}")
@@ -83,9 +146,14 @@ def release_picker(config: Config, *, lb: LoadBalancer) -> Any:
     return box
 
 
-def deploy_step(config: Config, *, release: str = "", lb: LoadBalancer | None = None) -> Any:
-    """Deploy to the idle pool with per-host progress; record the per-host table."""
+def deploy_step(config: Config, *, release: str = "", lb: LoadBalancer | None = None,
+                interactive: bool = False) -> Any:
+    """Deploy to the idle pool with per-host progress; show and record the per-host table
+    and the outcome. ``interactive``: show the release picker and its button instead."""
     from bgkit.deploy import deploy, hosts_table
+
+    if interactive:
+        return release_picker(config, lb=lb or _provider(config))
     from bgkit.progress import LineProgress
 
     try:
@@ -96,11 +164,14 @@ def deploy_step(config: Config, *, release: str = "", lb: LoadBalancer | None = 
         record("deploy", {"ok": False, "error": str(error)})
         record("hosts", table)
         _show(table)
+        record_outcome("failed", str(error))
         raise
     record("deploy", {"ok": True, "release": result.release, "sha256": result.sha256,
                       "pool": result.pool, "live_pool": result.live_pool,
                       "moved": result.moved})
     record("hosts", result.table())
+    _show(result.table())
+    record_outcome("succeeded")
     return result
 
 
@@ -150,9 +221,9 @@ def _verify_and_show(config: Config, *, lb: LoadBalancer, expected: str | None,
         _show(_png(plots.figure_to_png(figure)))
     _show(styled_gates(verdict.gate_table()))
     _show(verdict_banner(verdict.verdict, verdict.reasons()))
-    if outcome and verdict.verdict != "pass":
-        record("outcome", "failed" if verdict.verdict == "fail" else "inconclusive")
-        record("outcome_reason", "; ".join(verdict.reasons()))
+    if outcome:
+        words = {"pass": "succeeded", "fail": "failed", "inconclusive": "inconclusive"}
+        record_outcome(words[verdict.verdict], "; ".join(verdict.reasons()))
     return result
 
 
@@ -161,9 +232,7 @@ def _record_outcome(outcome: Any) -> None:
     record("switch", outcome.to_dict())
     if outcome.watch is not None:
         record("watch", outcome.watch.to_dict())
-    if outcome.exit_code != 0:
-        record("outcome", outcome.outcome)
-        record("outcome_reason", outcome.reason)
+    record_outcome("succeeded" if outcome.exit_code == 0 else outcome.outcome, outcome.reason)
 
 
 def _show_outcome(outcome: Any) -> None:
@@ -206,13 +275,11 @@ def decide_step(config: Config, *, lb: LoadBalancer, action: str, preview_ok: bo
         return _approval_button(action, preview_ok, run)
     if not preview_ok:
         reason = f"the evidence above did not pass, so there is no {action} to approve"
-        record("outcome", "refused")
-        record("outcome_reason", reason)
+        record_outcome("refused", reason)
         print(f"refused: {reason}")
         return None
-    reason = "the gates passed; approve=True (-p approve True) was not given"
-    record("outcome", "not approved")
-    record("outcome_reason", reason)
+    reason = "the gates passed; approve=True (-p approve true) was not given"
+    record_outcome("not approved", reason)
     print(f"not approved: {reason}")
     return None
 
