@@ -37,7 +37,7 @@ from bgkit.hosts import Fleet, Host, HostResult, Progress, Session, hosts_of
 from bgkit.lb.base import LoadBalancer, PoolName, other_pool
 from bgkit.release_check import CheckedRelease, check_release, latest_release
 
-__all__ = ["DeployResult", "HostDeploy", "deploy", "hosts_table", "needed_space_kb"]
+__all__ = ["DeployResult", "HostDeploy", "deploy", "hosts_table"]
 
 SWAP_FAILED = 90
 
@@ -179,7 +179,7 @@ def _preflight(session: Session, config: Config, checked: CheckedRelease,
     if not answer.writable:
         raise HostError(session.host.label, f"{layout.root} is not writable by "
                         f"{session.host.user}")
-    needed_kb = needed_space_kb(config, checked)
+    needed_kb = _needed_space_kb(config, checked)
     if answer.installed_sha256 != checked.sha256 and answer.free_kb < needed_kb:
         raise HostError(session.host.label, f"only {answer.free_kb // 1024} MiB free under "
                         f"{layout.root}, {needed_kb // 1024} MiB needed (the upload, "
@@ -189,7 +189,7 @@ def _preflight(session: Session, config: Config, checked: CheckedRelease,
         _check_unit(session, config)
 
 
-def needed_space_kb(config: Config, checked: CheckedRelease) -> int:
+def _needed_space_kb(config: Config, checked: CheckedRelease) -> int:
     """Free space a host needs for a release: upload + unpacked members + the margin."""
     upload = checked.path.stat().st_size
     return config.deploy.min_free_mb * 1024 + -(-(upload + checked.unpacked_bytes) // 1024)

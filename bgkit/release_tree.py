@@ -7,7 +7,8 @@ before a deploy:
 - a member's path is a plain relative path (``bin/app``): no leading ``/``, no ``..``,
   ``.`` or empty part, no control character (C0, DEL, C1), each path once;
 - members are files, folders or symlinks: no hard links, devices, FIFOs;
-- no member lies *below* a symlink of the release: nothing is ever written through a link;
+- every folder a member lies in is itself a member, and a folder: nothing is ever
+  written through a link;
 - every symlink, followed through the release's own links as the kernel would, stays
   inside the release;
 - the top-level names ``manifest.json`` and ``.bgkit*`` belong to bgkit.
@@ -108,11 +109,15 @@ def _check_parents(path: str, kinds: Mapping[str, str]) -> None:
     parts = path.split("/")
     for depth in range(1, len(parts)):
         parent = "/".join(parts[:depth])
-        if kinds.get(parent) == "symlink":
+        kind = kinds.get(parent)
+        if kind == "symlink":
             raise ValueError(f"member {path!r} lies below the symlink {parent!r}: nothing in "
                              "a release may be written through a link")
-        if kinds.get(parent) == "file":
-            raise ValueError(f"member {path!r} lies below the file {parent!r}")
+        if kind is None:
+            raise ValueError(f"member {path!r} lies in the folder {parent!r}, which is not a "
+                             "member: a release holds each of its folders as a member")
+        if kind != "dir":
+            raise ValueError(f"member {path!r} lies below the {kind} {parent!r}")
 
 
 def resolve_link(path: str, links: Mapping[str, str]) -> str:

@@ -238,6 +238,8 @@ CASES = [
          lambda env: chain(Crafted(env.good)).add(member("a1/a2/a3/p/owned")).write(env.folder),
          "'a1/a2/a3/p/owned' lies below the symlink 'a1/a2/a3/p'"),
     Case("reserved-name", add(member(".bgkit-sha256")), "reserved for bgkit"),
+    Case("member-in-a-folder-not-held", add(member("etc/conf")),
+         "'etc/conf' lies in the folder 'etc', which is not a member"),
     # 2: a sparse huge member
     Case("sparse-1-gib-member", lambda env: sparse(env, size=1 << 30, listed_size=1 << 30),
          r"1025 MiB unpacked, more than \[deploy\].max_unpacked_mb = 512"),

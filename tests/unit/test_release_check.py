@@ -29,11 +29,16 @@ def write_release(folder: Path, members: list[tarfile.TarInfo], *, files: dict[s
     rule it aims at, not the manifest's); ``manifest`` overrides any key.
     """
     path = folder / f"{name}.tar.gz"
-    entries = [entry_of(info, files.get(info.name, b""))
-               for info in [*(file_info(p, d) for p, d in files.items()), *members]
-               if listed or info.name in files]
+    folders = [folder_of for folder_of in sorted({
+        "/".join(p.split("/")[:depth]) for p in files for depth in range(1, p.count("/") + 1)})]
+    entries = [entry_of(info, files.get(info.name, b"")) for info in [
+        *(member(f, tarfile.DIRTYPE) for f in folders),
+        *(file_info(p, d) for p, d in files.items()), *members]
+        if listed or info.name in files or info.name in folders]
     body = json.dumps({**MANIFEST, "files": entries, **(manifest or {})}).encode()
     with tarfile.open(path, "w:gz") as tar:
+        for folder_path in folders:
+            tar.addfile(member(folder_path, tarfile.DIRTYPE))
         for member_path, data in {**files, "manifest.json": body}.items():
             tar.addfile(file_info(member_path, data), io.BytesIO(data))
         for extra in members:
@@ -60,6 +65,9 @@ def entry_of(info: tarfile.TarInfo, data: bytes) -> dict[str, object]:
 def seal(path: Path) -> None:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
+
+
+BIN = {"path": "bin", "type": "dir"}
 
 
 def member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
@@ -111,7 +119,7 @@ def test_a_checksum_mismatch_is_refused(tmp_path: Path) -> None:
 
 def test_a_file_that_differs_from_its_manifest_entry_is_refused(tmp_path: Path) -> None:
     path = write_release(tmp_path, [], files={"bin/app": b"x"},
-                         manifest={"files": [{"path": "bin/app", "type": "file",
+                         manifest={"files": [BIN, {"path": "bin/app", "type": "file",
                                               "sha256": "0" * 64}]})
     with pytest.raises(UsageError, match="does not match its sha256"):
         check_release(path)
@@ -151,8 +159,9 @@ CHAIN = [folder("a1"), folder("a1/a2"), folder("a1/a2/a3"), link("a1/a2/a3/p", "
     ([link("lib", "bin"), member("lib/evil")], "lies below the symlink 'lib'"),
     ([*CHAIN, member("a1/a2/a3/p/evil")], "lies below the symlink 'a1/a2/a3/p'"),
     ([member("bin/app/inner")], "lies below the file 'bin/app'"),
+    ([member("etc/conf")], "lies in the folder 'etc', which is not a member"),
 ], ids=["chain-escape", "link-to-link-escape", "loop", "dot-then-dotdot", "file-below-link",
-        "file-below-chain", "file-below-file"])
+        "file-below-chain", "file-below-file", "folder-not-a-member"])
 def test_links_are_followed_through_the_release_as_the_kernel_would(
         tmp_path: Path, bad: list[tarfile.TarInfo], message: str) -> None:
     path = write_release(tmp_path, bad, files={"bin/app": b"x"})
@@ -223,8 +232,8 @@ def test_an_unlisted_folder_or_link_is_refused_too(tmp_path: Path) -> None:
 def test_the_manifest_must_describe_each_member_as_it_is(
         tmp_path: Path, entry: dict[str, object], message: str) -> None:
     path = write_release(tmp_path, [], files={"bin/app": b"x"},
-                         manifest={"files": [entry] if entry["path"] == "bin/app" else [
-                             entry_of(file_info("bin/app", b"x"), b"x"), entry]})
+                         manifest={"files": [BIN, entry] if entry["path"] == "bin/app" else [
+                             BIN, entry_of(file_info("bin/app", b"x"), b"x"), entry]})
     with pytest.raises(UsageError, match=message):
         check_release(path)
 
@@ -232,7 +241,7 @@ def test_the_manifest_must_describe_each_member_as_it_is(
 def test_a_link_target_differing_from_the_manifest_is_refused(tmp_path: Path) -> None:
     path = write_release(tmp_path, [link("bin/alias", "app")], files={"bin/app": b"x"},
                          manifest={"files": [
-                             entry_of(file_info("bin/app", b"x"), b"x"),
+                             BIN, entry_of(file_info("bin/app", b"x"), b"x"),
                              {"path": "bin/alias", "type": "symlink", "target": "other"}]})
     with pytest.raises(UsageError, match="points at 'app' but manifest.json says 'other'"):
         check_release(path)
