@@ -347,3 +347,17 @@ def test_unit_names_must_be_services_and_size_caps_positive() -> None:
         'service.systemd.unit: expected a systemd service name such as hello-c.service '
         '(letters, digits, \'.\', \'_\', \'-\'), got "hello-c"',
         "deploy.max_unpacked_mb: expected a whole number of MiB, 1 or more, got 0")
+
+
+def test_config_check_exits_2_on_a_carriage_return_in_deploy_root(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bgkit.cli import main
+
+    data = example_data()
+    data["pools"]["blue"]["hosts"][0]["deploy_root"] = "/srv/x\rExecStartPre=+/bin/id"
+    path = tmp_path / "bgkit.toml"
+    path.write_text(tomli_w.dumps(data))
+    assert main(["config", "check", str(path)]) == 2
+    error = capsys.readouterr().err
+    assert "pools.blue.hosts[0].deploy_root: expected an absolute path such as /opt/app, " \
+        'without control characters (CR, LF, NUL, tab...), got "/srv/x\\rExecStartPre' in error
