@@ -9,6 +9,7 @@ still sends traffic to the live pool, and the message names the problem.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -55,6 +56,7 @@ class Crafted:
         path = folder / f"{self.name or self.good.release}.tar.gz"
         with tarfile.open(self.good.artifact) as source, tarfile.open(path, "w:gz") as out:
             manifest = json.load(source.extractfile("manifest.json"))  # type: ignore[arg-type]
+            manifest["release"] = self.name or manifest["release"]
             if self.listed:
                 manifest["files"] += [entry(info, data) for info, data in self.added]
             body = json.dumps(manifest).encode()
@@ -117,7 +119,8 @@ def to_the_live_config(env: Env) -> str:
 
 
 def sparse(env: Env, *, size: int, listed_size: int) -> Path:
-    """The good release plus bin/huge, a ``size``-byte sparse file (GNU tar -S: a few KB)."""
+    """The good release plus bin/huge, a ``size``-byte sparse file (GNU tar -S: a few KB),
+    listed with its true sha256 and ``listed_size``."""
     stage = env.folder / "sparse-stage"
     stage.mkdir()
     with tarfile.open(env.good.artifact) as source:
@@ -127,7 +130,7 @@ def sparse(env: Env, *, size: int, listed_size: int) -> Path:
         handle.truncate(size)
     manifest = json.loads((stage / "manifest.json").read_text())
     manifest["files"].append({"path": "bin/huge", "type": "file", "mode": "0644",
-                              "size": listed_size, "sha256": "0" * 64})
+                              "size": listed_size, "sha256": zeros_sha256(size >> 20)})
     (stage / "manifest.json").write_text(json.dumps(manifest))
     path = env.folder / f"{env.good.release}.tar.gz"
     subprocess.run(["tar", "-S", "--format=gnu", "--no-recursion", "--owner=0", "--group=0",
@@ -154,18 +157,23 @@ class Zeros(io.RawIOBase):
         return count
 
 
+@functools.cache
+def zeros_sha256(mib: int) -> str:
+    digest = hashlib.sha256()
+    for _ in range(mib):
+        digest.update(bytes(1 << 20))
+    return digest.hexdigest()
+
+
 def gzip_bomb(env: Env) -> Path:
     """The good release plus a BOMB_MIB MiB file of zeros, correctly listed in the manifest."""
     size = BOMB_MIB << 20
-    digest = hashlib.sha256()
-    for _ in range(BOMB_MIB):
-        digest.update(bytes(1 << 20))
     path = env.folder / f"{env.good.release}.tar.gz"
     with tarfile.open(env.good.artifact) as source, \
             tarfile.open(path, "w:gz", compresslevel=1) as out:
         manifest = json.load(source.extractfile("manifest.json"))  # type: ignore[arg-type]
         manifest["files"].append({"path": "bin/bomb", "type": "file", "mode": "0644",
-                                  "size": size, "sha256": digest.hexdigest()})
+                                  "size": size, "sha256": zeros_sha256(BOMB_MIB)})
         body = json.dumps(manifest).encode()
         for item in source.getmembers():
             if item.name == "manifest.json":
