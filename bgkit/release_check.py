@@ -120,7 +120,7 @@ def check_release(path: Path, *,
             _check_size(total, max_unpacked_mb)
             _check_hashes(tar, infos, manifest["files"])
     except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError, KeyError,
-            TypeError) as error:
+            TypeError, RecursionError) as error:
         raise UsageError(f"{path.name} is not a usable release: {error}") from error
     if manifest.get("release") not in (None, release):
         raise UsageError(f"{path.name}: manifest names release {manifest['release']!r}")

@@ -324,3 +324,14 @@ def test_a_release_file_name_that_is_not_a_release_name_says_so(tmp_path: Path,
                          manifest={"release": None})
     with pytest.raises(UsageError, match="is not a release name: expected <release>.tar.gz"):
         check_release(path)
+
+
+def test_a_manifest_nested_too_deep_for_json_is_refused_without_a_traceback(
+        tmp_path: Path) -> None:
+    path = tmp_path / "app-1.0-abc.tar.gz"
+    body = b"[" * 200_000 + b"]" * 200_000
+    with tarfile.open(path, "w:gz") as tar:
+        tar.addfile(file_info("manifest.json", body), io.BytesIO(body))
+    seal(path)
+    with pytest.raises(UsageError, match="is not a usable release"):
+        check_release(path)
