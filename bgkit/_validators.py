@@ -48,9 +48,19 @@ def _fail(expected: str, value: object) -> PydanticCustomError:
                                {"expected": expected, "got": show(value)})
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def _string(value: object, expected: str) -> str:
+    """Every string of bgkit.toml passes here: none may hold a control character.
+
+    Strings reach shells, unit files, sudoers files and HTTP headers; a CR, LF, NUL or
+    any other C0/C1 control (or DEL) could start a new line or command in one of them.
+    """
     if not isinstance(value, str):
         raise _fail(expected, value)
+    if _CONTROL.search(value):
+        raise _fail(f"{expected}, without control characters (CR, LF, NUL, tab...)", value)
     return value
 
 
@@ -106,6 +116,10 @@ def fanout(value: object) -> int:
     return _integer(value, 1, 1000, "a whole number of hosts at once, 1-1000")
 
 
+def megabytes(value: object) -> int:
+    return _integer(value, 1, 2**31 - 1, "a whole number of MiB, 1 or more")
+
+
 def keep_releases(value: object) -> int:
     return _integer(value, 2, 1000, "a whole number of releases to keep, at least 2 "
                     "(the live and the previous one are never pruned)")
@@ -128,6 +142,14 @@ def name(value: object) -> str:
     expected = "a name of letters, digits, '.', '_' or '-' (at most 64, not starting with a symbol)"
     text = _string(value, expected)
     if not _NAME.fullmatch(text):
+        raise _fail(expected, value)
+    return text
+
+
+def unit_name(value: object) -> str:
+    expected = "a systemd service name such as hello-c.service (letters, digits, '.', '_', '-')"
+    text = _string(value, expected)
+    if not (_NAME.fullmatch(text) and text.endswith(".service") and len(text) > 8):
         raise _fail(expected, value)
     return text
 
@@ -166,7 +188,7 @@ def address(value: object) -> str:
 
 def _path(value: object, expected: str) -> str:
     text = _string(value, expected)
-    if not text or "\x00" in text or "\n" in text:
+    if not text:
         raise _fail(expected, value)
     return text
 

@@ -171,6 +171,41 @@ def _print_frame(frame: Any, *, title: str) -> None:
     out.print(table)
 
 
+@app.group("host")
+def host_group() -> None:
+    """One-time, privileged setup of real servers (manager = "systemd")."""
+
+
+@host_group.command("setup")
+@config_option
+@click.option("--pool", type=click.Choice(["blue", "green"]), default=None,
+              help="Only hosts of this pool (default: both).")
+@click.option("--host", "address", default=None, help="Only the host with this address.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Write each host's setup.sh, unit and sudoers file under this folder.")
+def host_setup(config_path: Path | None, pool: str | None, address: str | None,
+               out_dir: Path | None) -> None:
+    """Print the script an administrator runs as root, once, on a host.
+
+    It installs the systemd unit bgkit.toml renders for the host and a sudoers file that
+    lets the deploy user only restart, stop and query that unit and read its journal.
+    Deploys never install the unit; they refuse a host whose unit differs.
+    """
+    from bgkit.host_setup import host_setups, write_setups
+
+    config = load_config(config_path)
+    chosen: PoolName | None = "blue" if pool == "blue" else "green" if pool == "green" else None
+    setups = host_setups(config, pool=chosen, address=address)
+    if out_dir is not None:
+        for folder, setup in zip(write_setups(setups, out_dir), setups, strict=True):
+            out.print(f"{escape(setup.host.label)}: {folder}")
+        return
+    if len(setups) > 1:
+        raise UsageError(f"{len(setups)} hosts match: pass --pool and --host to print one "
+                         "host's script, or --out DIR to write them all")
+    click.echo(setups[0].script, nl=False)
+
+
 @app.command()
 @config_option
 def status(config_path: Path | None) -> None:
