@@ -80,7 +80,7 @@ def hostile_host(address: str, port: int) -> Iterator[None]:
     """A server on ``address:port`` whose every answer carries markup in its headers."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("X-App-Version", HOSTILE)
             self.send_header("Content-Length", "2")

@@ -245,7 +245,7 @@ def _with_every_string_key() -> dict[str, Any]:
                                 "unit_dir": "/etc/systemd/system"}},
         "ssh": {"identity_file": "~/.ssh/id"},
         "lock": {"path": "bgkit.lock"},
-        "runs": {"kernel": "python3"},
+        "runs": {"dir": "runs"},
     })
 
 
