@@ -53,11 +53,16 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy --strict bgkit
 
-# The notebooks' defaults point at the local sandbox, so nbval runs them against it.
+# The tests start their own sandboxes on free ports in temporary folders. The notebooks run
+# under nbval with their defaults, against a sandbox of their own in a temporary folder on
+# free ports ($$BGKIT_CONFIG): never your .sandbox, its ports or its dist/.
 pytest: deps
-	$(BIN)/bgkit sandbox up --dir $(SANDBOX) > /dev/null
-	status=0; $(BIN)/pytest -p no:cacheprovider tests notebooks --nbval-lax || status=$$?; \
-	$(BIN)/bgkit sandbox down --dir $(SANDBOX) > /dev/null; exit $$status
+	$(BIN)/pytest -p no:cacheprovider tests
+	@tier=$$(mktemp -d /tmp/bgkit-notebooks.XXXXXX); \
+	$(BIN)/bgkit sandbox up --dir $$tier/sandbox --free-ports > /dev/null || exit $$?; \
+	status=0; BGKIT_CONFIG=$$tier/sandbox/bgkit.toml $(BIN)/pytest -p no:cacheprovider \
+	  --nbval-lax notebooks || status=$$?; \
+	$(BIN)/bgkit sandbox down --dir $$tier/sandbox > /dev/null; rm -rf $$tier; exit $$status
 
 test: deps lint typecheck pytest
 

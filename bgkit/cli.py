@@ -148,18 +148,35 @@ def deploy(config_path: Path | None, release: Path | None, pool: str | None) -> 
     from bgkit.deploy import hosts_table
     from bgkit.errors import DeployError
     from bgkit.progress import LiveProgress, progress_for
+    from bgkit.runbook.actions import archive_action
+    from bgkit.runbook.steps import deploy_record
 
     config = load_config(config_path)
     target: PoolName | None = "blue" if pool == "blue" else "green" if pool == "green" else None
     display = progress_for(err, "deploy")
+    started = _now()
+    parameters = {"release": str(release)} if release else {}
     try:
         with display if isinstance(display, LiveProgress) else nullcontext():
             result = deploy_release(config, release=release, pool=target, progress=display)
     except DeployError as error:
-        _print_frame(hosts_table(error.results), title="per-host result")
+        table = hosts_table(error.results)
+        _print_frame(table, title="per-host result")
+        run = archive_action(config, step="02_deploy_green", front_door="cli",
+                             started=started, outcome="failed", reason=str(error),
+                             summary=f"deploy failed: {error}", parameters=parameters,
+                             records={"deploy": {"ok": False, "error": str(error)},
+                                      "hosts": table})
+        err.print(f"archived as run {run.run_id} ({run.path})")
         raise
     _print_frame(result.table(), title=f"{result.release} on the {result.pool} pool "
                  f"(live: {result.live_pool})")
+    run = archive_action(config, step="02_deploy_green", front_door="cli", started=started,
+                         outcome="succeeded", reason=None,
+                         summary=f"deployed {result.release} to the {result.pool} pool",
+                         parameters=parameters,
+                         records={"deploy": deploy_record(result), "hosts": result.table()})
+    out.print(f"archived as run {run.run_id} ({run.path})")
 
 
 def _print_frame(frame: Any, *, title: str) -> None:
@@ -316,12 +333,30 @@ def switch_command(config_path: Path | None, release: Path | None, approve: bool
 
     config = load_config(config_path)
     expected = expected_release_version(config, release)
+    started = _now()
     with err.status("sampling, switching, watching"):
         outcome = switch(config, lb=get_provider(config), expected_version=expected,
                          approve=approve, message=message)
     _print_outcome(outcome)
+    _archive_outcome(config, outcome, started, {"version": expected})
     if outcome.exit_code:
         raise click.exceptions.Exit(outcome.exit_code)
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+def _archive_outcome(config: Config, outcome: Any, started: Any,
+                     pins: dict[str, str]) -> None:
+    """Every switch and rollback, from any front door, leaves a run in the archive."""
+    from bgkit.runbook.actions import archive_switch
+
+    run = archive_switch(config, outcome, started=started, front_door="cli", pins=pins)
+    out.print(f"  archived as run {run.run_id} ({run.path})")
+    _print_head(run.head, run.keyed_head)
 
 
 @app.command("rollback")
@@ -334,9 +369,11 @@ def rollback_command(config_path: Path | None, approve: bool, message: str) -> N
     from bgkit.switch import rollback
 
     config = load_config(config_path)
+    started = _now()
     with err.status("sampling, switching back, watching"):
         outcome = rollback(config, lb=get_provider(config), approve=approve, message=message)
     _print_outcome(outcome)
+    _archive_outcome(config, outcome, started, {})
     if outcome.exit_code:
         raise click.exceptions.Exit(outcome.exit_code)
 

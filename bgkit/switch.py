@@ -99,8 +99,10 @@ def switch(config: Config, *, lb: LoadBalancer, expected_version: str, approve: 
 
 
 def rollback(config: Config, *, lb: LoadBalancer, approve: bool,
-             message: str = "rollback", on_step: Step = _quiet) -> SwitchOutcome:
-    """Move all traffic back to the other pool, if it is healthy."""
+             message: str = "rollback", on_step: Step = _quiet,
+             expected_version: str | None = None) -> SwitchOutcome:
+    """Move all traffic back to the other pool, if it is healthy (and, with
+    ``expected_version``, still serves that version: what the operator was shown)."""
     on_step("taking the deployment lock")
     with locking.held(config.lock_path, message=message, ttl_s=config.lock.ttl_s):
         live = lb.live_pool()
@@ -116,6 +118,11 @@ def rollback(config: Config, *, lb: LoadBalancer, approve: bool,
                 f"the {previous} pool does not answer one single version"
             return SwitchOutcome("rollback", "refused", f"refusing to roll back to the "
                                  f"{previous} pool: {reasons}", live, previous, live, evidence)
+        if expected_version is not None and version != expected_version:
+            return SwitchOutcome("rollback", "refused", f"refusing to roll back to the "
+                                 f"{previous} pool: it now answers {version}, not "
+                                 f"{expected_version} as when you decided", live, previous,
+                                 live, evidence)
         return _decide_and_move(config, lb, "rollback", live, previous, evidence, approve,
                                 version, on_step)
 

@@ -17,7 +17,8 @@ GOOD = "background-color: #d1e7dd; color: #0f5132"
 UNSURE = "background-color: #fff3cd; color: #664d03"
 VERDICT_STYLE = {"pass": GOOD, "fail": BAD, "inconclusive": UNSURE}
 
-__all__ = ["banner", "build_progress", "styled_gates", "styled_summary", "verdict_banner"]
+__all__ = ["banner", "build_progress", "html_block", "styled_gates", "styled_summary",
+           "verdict_banner"]
 
 
 def build_progress(stream: TextIO | None = None) -> Callable[[str], None]:
@@ -61,6 +62,13 @@ def styled_gates(gates: pd.DataFrame) -> Any:
     """One row per gate, coloured by its verdict."""
     return (gates.style.map(lambda v: VERDICT_STYLE.get(str(v), ""), subset=["verdict"])
             .format(escape="html").hide(axis="index"))
+
+
+def html_block(text: str) -> Any:
+    """Already-escaped HTML (from :mod:`bgkit.runbook.evidence`) as a notebook output."""
+    from IPython.display import HTML
+
+    return HTML(text)
 
 
 def banner(title: str, style: str, lines: list[str]) -> Any:

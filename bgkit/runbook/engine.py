@@ -70,6 +70,7 @@ class RunControl:
     grace_s: float
     iopub_timeout_s: float
     expected_kernel: dict[str, str]
+    kernel_env: dict[str, str] = field(default_factory=dict)  # set in the kernel's environment
     signal_name: str | None = None  # the first SIGTERM/SIGINT received, if any
     signal_cell: int | None = None  # the cell that was running when it came
     signalled_at: float | None = None  # time.monotonic() of that signal
@@ -96,7 +97,7 @@ class BgkitClient(PapermillNotebookClient):  # type: ignore[misc]
         from jupyter_client.manager import AsyncKernelManager
 
         specs = self.private_dir / "kernels"
-        _write_kernelspec(specs / KERNEL_NAME)
+        _write_kernelspec(specs / KERNEL_NAME, self.control.kernel_env)
         self.kernel_name = KERNEL_NAME
         self.km = AsyncKernelManager(
             kernel_name=KERNEL_NAME, transport="ipc", ip=str(self.private_dir / "k"),
@@ -201,11 +202,11 @@ def _kernel_mismatch(expected: dict[str, str], found: dict[str, str]) -> str | N
     return None
 
 
-def _write_kernelspec(folder: Path) -> None:
+def _write_kernelspec(folder: Path, env: dict[str, str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     spec = {"argv": [sys.executable, "-Xfrozen_modules=off", "-m", "ipykernel_launcher",
                      "-f", "{connection_file}"],
-            "display_name": "bgkit runner", "language": "python",
+            "display_name": "bgkit runner", "language": "python", "env": env,
             "metadata": {"debugger": False}}
     (folder / "kernel.json").write_text(json.dumps(spec))
 

@@ -58,6 +58,9 @@ _ATTRIBUTES = {"*": {"class", "id", "style", "title"}, "a": {"href"},
 _STYLES = frozenset({"background-color", "border", "border-radius", "color", "font-family",
                      "font-size", "font-style", "font-weight", "margin", "padding",
                      "text-align", "white-space", "width"})
+# Wide tables scroll inside the page instead of overflowing it.
+_REPORT_CSS = (".jp-RenderedHTMLCommon table, .jp-RenderedMarkdown table "
+               "{ display: block; max-width: 100%; overflow-x: auto; }")
 _SUMMARY_KEYS = ("step", "run_id", "outcome", "reason", "operator", "started_at",
                  "finished_at", "duration_s", "bgkit_version", "pipeline_id")
 
@@ -101,12 +104,19 @@ def render_html(nb: Any, *, no_input: bool = False, title: str = "",
         exporter.register_preprocessor(remover, enabled=True)  # type: ignore[no-untyped-call]
     metadata = {"name": title, "path": str(folder or Path.cwd())}
     body, _ = exporter.from_notebook_node(copy, resources={"metadata": metadata})
-    return _STYLE.sub(lambda m: m[1] + _URL_COMMENT.sub("", m[2]) + m[3], str(body))
+    text = _STYLE.sub(lambda m: m[1] + _URL_COMMENT.sub("", m[2]) + m[3], str(body))
+    return text.replace("</head>", f"<style>{_REPORT_CSS}</style></head>", 1)
 
 
 def run_summary(nb: Any, *, sha256: str | None = None) -> str:
-    """A markdown table of the run's ``metadata.bgkit`` and parameters (values escaped)."""
+    """The report's first screen, as markdown (values escaped): the headline — outcome,
+    who, when, what, release, evidence — then the run's ``metadata.bgkit`` and parameters."""
+    from bgkit.runbook.headline import run_headline
+
+    top = run_headline(nb)
     meta = dict(nb.metadata.get("bgkit", {}))
+    head = [f"## {markdown_text(top.title)}", "", "| | |", "|---|---|"]
+    head += [f"| **{markdown_text(key)}** | {markdown_text(value)} |" for key, value in top.rows]
     rows = [(key, meta[key]) for key in _SUMMARY_KEYS if meta.get(key) not in (None, "")]
     git = meta.get("git") or {}
     if isinstance(git, dict) and git.get("commit"):
@@ -116,7 +126,7 @@ def run_summary(nb: Any, *, sha256: str | None = None) -> str:
     parameters = nb.metadata.get("papermill", {}).get("parameters", {})
     rows += [(f"parameter {name}", repr(value)) for name, value in parameters.items()]
     run_id, step = markdown_text(meta.get("run_id", "?")), markdown_text(meta.get("step", "?"))
-    lines = [f"## Run {run_id} · {step}", "",
+    lines = [*head, "", f"### Run {run_id} · {step}", "",
              "| field | value |", "|---|---|"]
     lines += [f"| {markdown_text(key)} | {markdown_text(value)} |" for key, value in rows]
     return "\n".join(lines)

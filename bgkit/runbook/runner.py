@@ -36,7 +36,7 @@ from bgkit.runbook import index, notebooks, staging
 from bgkit.runbook.parameters import Declared, convert_text, declared_parameters, typed_value
 
 __all__ = ["RESERVED_PARAMETERS", "RunResult", "archive_path", "cli_parameters",
-           "looks_secret", "recover_interrupted", "run_step"]
+           "looks_secret", "publish_run", "recover_interrupted", "run_metadata", "run_step"]
 
 RESERVED_PARAMETERS = ("run_id",)
 HEADLESS_OFF = ("interactive",)  # a headless run never waits for a click
@@ -47,6 +47,7 @@ GRACE_MARGIN_S = 10.0
 # when a save takes over a quarter of it): little is lost when the runner is killed.
 AUTOSAVE_S = 2
 SUCCEEDED, FAILED, RUNNING, INTERRUPTED = "succeeded", "failed", "running", "interrupted"
+RUN_ID_ENV = "BGKIT_RUN_ID"  # set in a kernel that `bgkit run` started: the run is the record
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,18 +183,30 @@ def recover_interrupted(runs_dir: Path, *, config: Config | None = None) -> list
 def _publish(runs_dir: Path, staged: staging.StagedRun, nb: Any, *, outcome: str,
              reason: str | None, duration_s: float | None, config: Config | None,
              already_scrubbed: int = 0) -> RunResult:
+    result = publish_run(runs_dir, staged.archive_name, nb, outcome=outcome, reason=reason,
+                         duration_s=duration_s, config=config,
+                         already_scrubbed=already_scrubbed)
+    staged.discard()
+    return result
+
+
+def publish_run(runs_dir: Path, name: str, nb: Any, *, outcome: str, reason: str | None,
+                duration_s: float | None, config: Config | None,
+                already_scrubbed: int = 0) -> RunResult:
+    """Finalise ``nb`` (outcome, banner, secrets scrubbed), publish it write-once into
+    ``runs_dir`` at ``name`` and enter it into the index; the archived run."""
     from bgkit.runbook.archive import publish
 
     if "papermill" in nb.metadata:  # not the private file's path: where it is archived
-        nb.metadata.papermill["output_path"] = staged.archive_name
+        nb.metadata.papermill["output_path"] = name
     final = notebooks.finalise(nb, outcome=outcome, reason=reason, duration_s=duration_s,
                                secrets=_secrets(config), already_scrubbed=already_scrubbed)
-    path = publish(runs_dir, staged.archive_name, final)
+    path = publish(runs_dir, name, final)
     entry = index.append(runs_dir, path)
-    staged.discard()
-    return RunResult(run_id=staged.run_id, step=staged.step, path=path, outcome=outcome,
-                     reason=reason, duration_s=duration_s or 0.0, head=entry.hash,
-                     keyed_head=index.keyed(entry.hash))
+    meta = final.metadata["bgkit"]
+    return RunResult(run_id=str(meta.get("run_id", "")), step=str(meta.get("step", "")),
+                     path=path, outcome=outcome, reason=reason, duration_s=duration_s or 0.0,
+                     head=entry.hash, keyed_head=index.keyed(entry.hash))
 
 
 def _interrupted_reason(nb: Any, staged: staging.StagedRun) -> str:
@@ -230,14 +243,22 @@ def _read_or_source(path: Path, source: Path, metadata: dict[str, Any]) -> Any:
     return nb
 
 
-def _metadata(config: Config, source: Path, run_id: str, started: datetime,
-              pipeline_id: str | None) -> dict[str, Any]:
-    info = git_info(source.parent)
-    metadata: dict[str, Any] = {
-        "schema": 1, "run_id": run_id, "step": source.stem, "operator": operator(),
+def run_metadata(config: Config, *, step: str, run_id: str, started: datetime,
+                 folder: Path) -> dict[str, Any]:
+    """``metadata.bgkit`` of a run starting now: who, what, with which bgkit and git
+    commit (of ``folder``), under which config."""
+    info = git_info(folder)
+    return {
+        "schema": 1, "run_id": run_id, "step": step, "operator": operator(),
         "bgkit_version": _bgkit_version(), "git": {"commit": info.commit, "dirty": info.dirty},
         "config": str(config.path), "started_at": started.isoformat(), "outcome": RUNNING,
     }
+
+
+def _metadata(config: Config, source: Path, run_id: str, started: datetime,
+              pipeline_id: str | None) -> dict[str, Any]:
+    metadata = run_metadata(config, step=source.stem, run_id=run_id, started=started,
+                            folder=source.parent)
     if pipeline_id:
         metadata["pipeline_id"] = pipeline_id
     return metadata
@@ -278,7 +299,8 @@ def _execute(source: Path, path: Path, parameters: dict[str, Any], metadata: dic
     staging.PrivateOutput.register(_secrets(config))
     control = engine.RunControl(grace_s=config.switch.timeout_s + GRACE_MARGIN_S,
                                 iopub_timeout_s=config.runs.iopub_timeout_s,
-                                expected_kernel=expected_kernel())
+                                expected_kernel=expected_kernel(),
+                                kernel_env={RUN_ID_ENV: str(parameters["run_id"])})
     try:
         nb = papermill.execute_notebook(
             str(source), staging.PRIVATE_SCHEME + str(path), parameters=parameters,

@@ -340,3 +340,28 @@ def test_refusals_happen_before_any_run_is_staged(write_config: WriteConfig,
     with pytest.raises(UsageError, match="parameter what is a str"):
         run_step("18_types", config=config, parameters={"what": 1.1}, notebooks_dir=notebooks)
     assert not staging.staging_dir(config.runs_dir).exists()
+
+
+def test_an_empty_config_path_means_bgkit_config_and_a_config_error_is_one_line(
+        write_config: WriteConfig, tmp_path: Path) -> None:
+    folder = tmp_path / "defaults"
+    write_notebook(folder, "19_config",
+                   "from bgkit.runbook.steps import open_config\nimport bgkit\n"
+                   "bgkit.record('config', str(open_config('').path))", FINISH)
+    write_notebook(folder, "20_broken",
+                   "from bgkit.runbook.steps import open_config\n"
+                   "open_config('/nonexistent/bgkit.toml')", FINISH)
+    config_path = write_config()
+    env = {**os.environ, "BGKIT_CONFIG": str(config_path)}
+    common = ["--config", str(config_path), "--notebooks", str(folder)]
+    done = cli("run", "19_config", *common, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    broken = cli("run", "20_broken", *common, env=env)
+    assert broken.returncode == 1
+    paths = {p.stem.split("_", 1)[1].rsplit("_", 1)[0]: p for p in archived(config_path)}
+    assert archive.show_run(paths["19_config"]).records["config"]["value"] == str(config_path)
+    nb = nbformat.read(paths["20_broken"], as_version=4)
+    (error,) = [o for c in nb.cells for o in c.get("outputs", [])
+                if o.get("output_type") == "error"]
+    assert error["traceback"] == ["ConfigError: /nonexistent/bgkit.toml: no such file (pass "
+                                  "--config PATH or set BGKIT_CONFIG)"]

@@ -128,3 +128,29 @@ def test_a_version_header_with_markup_is_text_in_the_notebook_and_the_report(
                           cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
     assert live_markup(report.read_text()) == []
+
+
+def test_switch_rollback_and_deploy_from_the_command_line_each_leave_an_archived_run(
+        ready: Config, releases: dict[str, BuildResult]) -> None:  # noqa: F811
+    from bgkit.runbook.index import verify_archive
+
+    def bgkit(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*BGKIT, *args, "--config", str(ready.path)],
+                              capture_output=True, text=True, cwd=REPO, timeout=300)
+
+    switched = bgkit("switch", "--approve", "--release", str(releases["2.0.0"].artifact))
+    assert switched.returncode == 0, switched.stdout + switched.stderr
+    back = bgkit("rollback", "--approve")
+    assert back.returncode == 0, back.stdout + back.stderr
+    deployed = bgkit("deploy", "--release", str(releases["3.0.0"].artifact))
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    runs = {path.stem.split("_", 1)[1].rsplit("_", 1)[0]: archive.show_run(path)
+            for path in ready.runs_dir.glob("*/*/*.ipynb")}
+    assert set(runs) == {"04_switch", "05_rollback", "02_deploy_green"}
+    for details in runs.values():
+        assert details.metadata["front_door"] == "cli" and details.outcome == "succeeded"
+    assert runs["04_switch"].records["watch"]["value"]["ok"] is True
+    assert runs["05_rollback"].records["switch"]["value"]["to_pool"] == "blue"
+    assert runs["02_deploy_green"].records["deploy"]["value"]["pool"] == "green"
+    assert f"archived as run {runs['04_switch'].metadata['run_id']}" in switched.stdout
+    assert verify_archive(ready.runs_dir).ok

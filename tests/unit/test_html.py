@@ -68,7 +68,8 @@ def test_no_input_hides_code_prompts_and_the_injected_parameters_cell() -> None:
 
 def test_the_run_summary_names_the_run_and_escapes_what_it_quotes() -> None:
     summary = run_summary(notebook(), sha256="f" * 64)
-    assert summary.startswith("## Run ab12cd34ef56 · 03\\_verify")
+    assert summary.startswith("## 03\\_verify · failed · ci@runner")
+    assert "### Run ab12cd34ef56 · 03\\_verify" in summary
     assert "&lt;b&gt;broke&lt;/b&gt; &#124; x" in summary
     assert "| git | c0ffee (dirty) |" in summary
     assert f"| sha256 | {'f' * 64} |" in summary
@@ -207,3 +208,48 @@ def test_runs_html_scrubs_secrets_before_rendering(tmp_path: Path) -> None:
     target = write_report(path, tmp_path / "report.html", runs_dir=runs,
                           secrets={"s3cr3t-value"})
     assert "s3cr3t-value" not in target.read_text() and "key ***" in target.read_text()
+
+
+def switch_run() -> nbformat.NotebookNode:
+    from bgkit.runbook.record import RECORD_MIME
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["bgkit"] = {"run_id": "feed00000001", "step": "04_switch",
+                            "outcome": "switched back", "reason": "the watch failed",
+                            "operator": "ops@laptop", "front_door": "jupyterlab",
+                            "started_at": "2026-11-30T10:11:12.123456+00:00",
+                            "duration_s": 13.25}
+    records = {
+        "preview": {"action": "switch", "release": "hello-c-2.0.0-1a2b3c", "version": "2.0.0",
+                    "live_pool": "blue", "target_pool": "green"},
+        "gates": [{"gate": g, "verdict": "pass"} for g in ("samples", "errors", "version")],
+        "switch": {"action": "switch", "outcome": "switched back", "from_pool": "blue",
+                   "to_pool": "green", "live_pool": "blue"},
+        "watch": {"samples": 480, "errors": 31, "wrong_version": 0, "p99_ms": 4.25},
+    }
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={RECORD_MIME: {
+        "name": name, "kind": "table" if isinstance(value, list) else "value",
+        "value": value}}) for name, value in records.items()]
+    nb.cells = [cell]
+    return nb
+
+
+def test_the_reports_first_screen_says_who_when_what_release_evidence_and_outcome() -> None:
+    from bgkit.runbook.headline import run_headline
+
+    top = run_headline(switch_run()).as_dict()
+    assert top == {
+        "outcome": "switched back: the watch failed",
+        "who": "ops@laptop (from jupyterlab)",
+        "when": "2026-11-30 10:11:12 UTC, 13.2 s",
+        "what": "switch from blue to green; traffic ended on blue",
+        "release": "hello-c-2.0.0-1a2b3c",
+        "evidence": "gates 3/3 pass; watch 480 answers, 31 failed, 0 from another release, "
+                    "p99 4.2 ms"}
+    summary = run_summary(switch_run())
+    first = summary.split("### Run")[0]
+    for value in ("ops@laptop", "2026-11-30 10:11:12 UTC", "blue to green",
+                  "hello-c-2.0.0-1a2b3c", "gates 3/3 pass", "480 answers"):
+        assert value.replace("_", "\\_") in first or value in first
+    assert ".123456" not in first, "no microseconds in the headline"
