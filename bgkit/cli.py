@@ -233,6 +233,7 @@ def status(config_path: Path | None) -> None:
     config = load_config(config_path)
     result = fleet_status(config, lb=get_provider(config))
     _print_frame(result.table(), title=f"live pool: {result.live_pool}")
+    _runs_in_progress(config.runs_dir)
 
 
 @app.command()
@@ -449,18 +450,9 @@ def runs_list(config_path: Path | None, runs_dir: Path | None, step: str | None,
     """Print the archive as a table, oldest first."""
     from bgkit.runbook.archive import list_runs
     from bgkit.runbook.filters import has_pipelines, parse_since, select_runs, with_pipeline
-    from bgkit.runbook.runner import recover_interrupted
-    from bgkit.runbook.staging import pending
-
     since_time = parse_since(since) if since is not None else None
     folder = _runs_dir(config_path, runs_dir)
-    for recovered in recover_interrupted(folder):
-        err.print(f"[yellow]finalised[/] {recovered.step} run {recovered.run_id} as "
-                  f"interrupted: {escape(recovered.reason or '')}")
-    for running in pending(folder):
-        err.print(f"[yellow]in progress[/] {escape(running.step)} run "
-                  f"{escape(running.run_id)} since {escape(running.started_at)} (runner pid "
-                  f"{running.runner_pid} on {escape(running.host)})")
+    _runs_in_progress(folder)
     everything = with_pipeline(list_runs(folder))
     runs = select_runs(everything, step=step, outcome=outcome, release=release,
                        since=since_time, pipeline=pipeline)
@@ -486,6 +478,20 @@ def runs_list(config_path: Path | None, runs_dir: Path | None, step: str | None,
             cells.append("" if pd_isna(row["pipeline"]) else escape(str(row["pipeline"])))
         table.add_row(*cells)
     out.print(table)
+
+
+def _runs_in_progress(folder: Path) -> None:
+    """Archive runs whose runner was killed (as interrupted), and name those still running."""
+    from bgkit.runbook.runner import recover_interrupted
+    from bgkit.runbook.staging import pending
+
+    for recovered in recover_interrupted(folder):
+        err.print(f"[yellow]finalised[/] {recovered.step} run {recovered.run_id} as "
+                  f"interrupted: {escape(recovered.reason or '')}")
+    for running in pending(folder):
+        err.print(f"[yellow]in progress[/] {escape(running.step)} run "
+                  f"{escape(running.run_id)} since {escape(running.started_at)} (runner pid "
+                  f"{running.runner_pid} on {escape(running.host)})")
 
 
 def pd_isna(value: object) -> bool:
