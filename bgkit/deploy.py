@@ -199,7 +199,9 @@ def _check_unit(session: Session, config: Config) -> None:
     """The host's installed unit must be the one the config renders (bgkit never writes it)."""
     path = service.unit_path(config)
     installed = session.run(remote.read_file(path)).stdout
-    drift = service.unit_drift(installed, service.render_unit(config, root=session.host.root))
+    rendered = service.render_unit(config, root=session.host.root,
+                                   values=session.host.values(config))
+    drift = service.unit_drift(installed, rendered)
     if drift is not None:
         raise HostError(session.host.label, f"the systemd unit {path} {drift}",
                         hint=setup_hint(config, session.host))
