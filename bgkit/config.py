@@ -304,10 +304,16 @@ class OvhIplbSettings(_Model):
 
 
 class LbConfig(_Model):
-    """``[lb]``: the load balancer provider and its settings (never secrets)."""
+    """``[lb]``: the load balancer provider and its settings (never secrets).
+
+    ``pool_header`` is the response header the load balancer adds naming the pool
+    (backend) that served a request (HAProxy: ``http-response set-header X-Bgkit-Pool
+    %b``); the post-switch watch checks it when answers carry it.
+    """
 
     provider: Literal["haproxy", "ovh-iplb"]
     public_url: LoopbackOrUrl
+    pool_header: HeaderName = "X-Bgkit-Pool"
     haproxy: HaproxySettings | None = None
     ovh_iplb: OvhIplbSettings | None = None
 

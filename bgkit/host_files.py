@@ -16,7 +16,7 @@ from pathlib import Path
 import jinja2
 from jinja2 import meta
 
-from bgkit._validators import SERVICE_PLACEHOLDERS, placeholder_list
+from bgkit._validators import SERVICE_PLACEHOLDERS
 
 __all__ = ["check_template", "file_digest", "render_file"]
 
@@ -48,8 +48,9 @@ def check_template(path: Path) -> str | None:
         unknown = sorted(meta.find_undeclared_variables(environment.parse(text))
                          - set(SERVICE_PLACEHOLDERS))
         if unknown:
+            known = ", ".join(SERVICE_PLACEHOLDERS)
             return (f"{path.name} uses undefined variable(s) {', '.join(unknown)}; a "
-                    f"template may use {placeholder_list().replace('{', '{{ ').replace('}', ' }}')}")
+                    f"template may use only {known} (the placeholders of [service].args)")
         environment.from_string(text).render({key: key for key in SERVICE_PLACEHOLDERS})
     except jinja2.TemplateError as error:
         line = getattr(error, "lineno", None)
