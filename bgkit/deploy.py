@@ -21,6 +21,7 @@ are never touched, and :class:`bgkit.errors.DeployError` carries every host's re
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,6 +283,7 @@ def _activate(session: Session, config: Config, checked: CheckedRelease,
         session.step("check health")
         if _healthy(url, config, checked, timeout_s=2.0, still_running=None).ok:
             return
+    _wait_idle(session, config)
     session.step("swap current, restart")
     answer = session.run(f"( {remote.swap_current(layout)} ) || exit {SWAP_FAILED}; "
                          f"{commands.restart}", check=False)
@@ -297,6 +299,26 @@ def _activate(session: Session, config: Config, checked: CheckedRelease,
                       still_running=lambda: session.run(commands.is_running, check=False).ok)
     if not answer.ok:
         raise HostError(host.label, f"{url}: {answer.problem}{_service_log(session, commands)}")
+
+
+def _wait_idle(session: Session, config: Config) -> None:
+    """Drain without the service's help: wait (up to ``drain_timeout_s``) until no TCP
+    connection to the service is open, so a service that exits at once on SIGTERM drops
+    no request. The pool is idle, so only connections the load balancer kept from before
+    a switch can still be there."""
+    command = remote.open_connections(session.host.address, config.service.port)
+    deadline = time.monotonic() + config.service.drain_timeout_s
+    while True:
+        answer = session.run(command, check=False).stdout.strip()
+        count = int(answer) if answer.isdigit() else 0
+        if count == 0:
+            return
+        if time.monotonic() >= deadline:
+            session.step(f"{count} connection(s) still open after "
+                         f"{config.service.drain_timeout_s:g} s; restarting")
+            return
+        session.step(f"waiting for {count} connection(s) to close")
+        time.sleep(0.2)
 
 
 def _service_log(session: Session, commands: service.ServiceCommands) -> str:

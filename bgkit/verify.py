@@ -79,10 +79,12 @@ def verify(config: Config, *, lb: LoadBalancer, expected_version: str | None,
         raise UsageError(f"samples per host must be at least 1, got {count}")
     live = lb.live_pool()
     idle = other_pool(live)
-    targets = [*host_targets(config, idle, expected_version=expected_version),
+    signal = VersionSource.parse(config.service.version_source)
+    # Without a version on the wire, answers are judged by the version read over SSH.
+    on_wire = expected_version if signal.says_version else None
+    targets = [*host_targets(config, idle, expected_version=on_wire),
                *host_targets(config, live, expected_version=None),
                lb_target(config, live_pool=live, expected_version=None)]
-    signal = VersionSource.parse(config.service.version_source)
     samples = sample(targets, samples_per_target=count, rate_per_s=rate_per_s,
                      timeout_s=timeout_s, version_from=signal)
     described = f"each answer's {signal.describe()}"

@@ -34,6 +34,7 @@ __all__ = [
     "list_releases",
     "make_root",
     "missing_libraries",
+    "open_connections",
     "parse_current_identity",
     "parse_file_state",
     "parse_preflight",
@@ -357,6 +358,12 @@ def staged_name(final: str) -> str:
     """Where a host file is uploaded before :func:`publish_file` renames it into place."""
     folder, _, name = final.rpartition("/")
     return f"{folder}/.{name}.bgkit-new"
+
+
+def open_connections(address: str, port: int) -> str:
+    """How many TCP connections the service at ``address:port`` holds open (``ss``)."""
+    return (f"ss -Htn state established src {_q(f'{address}:{port}')} 2>/dev/null "
+            "| wc -l")
 
 
 def read_file(path: str) -> str:

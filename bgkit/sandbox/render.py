@@ -39,6 +39,13 @@ class AppFacts:
     health_path: str = "/health"
     version_header: str = "X-App-Version"
     drain_timeout_s: float = 10.0
+    args: tuple[str, ...] = ("--config={shared}/config.ini",)
+    version_from: str | None = None
+    files: tuple[Mapping[str, object], ...] = ()  # [[service.files]], templates absolute
+    include: tuple[Mapping[str, object], ...] = ()
+    install_components: tuple[str, ...] = ()
+    ctest: bool = True
+    ctest_args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +72,16 @@ def app_facts(source: Path) -> AppFacts:
     app: Mapping[str, Any] = data.get("app", {})
     service: Mapping[str, Any] = data.get("service", {})
     default = AppFacts()
+    files = tuple({**item, "template": str((source / str(item["template"])).resolve())}
+                  for item in service.get("files", ()))
     return AppFacts(
+        args=tuple(str(a) for a in service.get("args", default.args)),
+        version_from=service.get("version_from"),
+        files=files,
+        include=tuple(app.get("include", ())),
+        install_components=tuple(app.get("install_components", ())),
+        ctest=bool(app.get("ctest", True)),
+        ctest_args=tuple(app.get("ctest_args", ())),
         name=str(app.get("name", default.name)),
         version=str(app.get("version", default.version)),
         build_type=str(app.get("build_type", default.build_type)),
@@ -150,21 +166,26 @@ def render_bgkit_toml(*, layout: Layout, options: SandboxOptions, hosts: Sequenc
                 "endpoint": ovh.endpoint, "service_name": ovh.service_name,
                 "frontend_id": ovh.frontend_id, "farm_ids": dict(ovh.farm_ids),
                 "config_file": ovh.config_file})]
+    signal: dict[str, object] = {"version_from": facts.version_from} if facts.version_from \
+        else {"version_header": facts.version_header}
     tables = [
         f"# bgkit.toml of the sandbox fleet in {layout.root}, written by `bgkit sandbox up`.\n"
         "# It is rewritten by every `up`: copy it elsewhere before editing.\n",
         _table("[app]", {
             "name": facts.name, "version": facts.version, "source_dir": options.source,
             "build_type": facts.build_type, "cmake_options": list(facts.cmake_options),
-            "dist_dir": str(layout.dist_dir)}),
+            "dist_dir": str(layout.dist_dir), "include": list(facts.include),
+            "install_components": list(facts.install_components), "ctest": facts.ctest,
+            "ctest_args": list(facts.ctest_args)}),
         _table("[service]", {
             "port": options.app_port, "executable": facts.executable,
-            "args": ["--config={shared}/config.ini"], "manager": "sandbox",
-            "health_path": facts.health_path, "version_header": facts.version_header,
+            "args": list(facts.args), "manager": "sandbox",
+            "health_path": facts.health_path, **signal,
             "drain_timeout_s": facts.drain_timeout_s}),
+        *(_table("[[service.files]]", dict(item)) for item in facts.files),
         *(_table(f"[[pools.{host.pool}.hosts]]", {
             "address": host.address, "port": options.ssh_port, "user": options.user,
-            "deploy_root": str(host.root)}) for host in hosts),
+            "deploy_root": str(host.root), "name": host.name}) for host in hosts),
         *lb_tables,
         _table("[ssh]", {"known_hosts": str(layout.known_hosts),
                          "identity_file": str(layout.client_key)}),
