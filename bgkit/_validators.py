@@ -389,5 +389,7 @@ def describe_errors(error: ValidationError, root: type[BaseModel]) -> list[str]:
         nested = any(other[: len(loc)] == loc and len(other) > len(loc) for other in locs)
         if item["type"] == "too_short" and nested:
             continue
-        lines.append(f"{key_path(loc)}: {_describe(item, root)}")
+        # A whole-file check names its own key path in its message.
+        where = f"{key_path(loc)}: " if loc or item["type"] != "value_error" else ""
+        lines.append(f"{where}{_describe(item, root)}")
     return lines

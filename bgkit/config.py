@@ -263,6 +263,20 @@ class PoolsConfig(_Model):
         return self.blue if pool == "blue" else self.green
 
 
+# The unit bgkit renders hides these from the service (ProtectHome=yes, PrivateTmp=yes).
+_HIDDEN_FROM_UNIT = {"/home": "ProtectHome=yes", "/root": "ProtectHome=yes",
+                     "/run/user": "ProtectHome=yes", "/tmp": "PrivateTmp=yes",  # noqa: S108
+                     "/var/tmp": "PrivateTmp=yes"}  # noqa: S108
+
+
+def _hidden_by_unit(path: str) -> str | None:
+    """The unit setting that would hide ``path`` from a systemd service, if any."""
+    for prefix, setting in _HIDDEN_FROM_UNIT.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return f"{setting} in the unit hides {prefix} from the service"
+    return None
+
+
 class PoolBackends(_Model):
     blue: Name = "blue"
     green: Name = "green"
@@ -386,6 +400,21 @@ class Config(_Model):
     switch: SwitchConfig = SwitchConfig()
     lock: LockConfig = LockConfig()
     path: Path = Path(DEFAULT_NAME)
+
+    @model_validator(mode="after")
+    def _systemd_can_see_the_deploy_roots(self) -> Config:
+        if self.service.manager != "systemd":
+            return self
+        for pool_name in ("blue", "green"):
+            pool = self.pools.blue if pool_name == "blue" else self.pools.green
+            for index, host in enumerate(pool.hosts):
+                hidden = _hidden_by_unit(host.deploy_root)
+                if hidden:
+                    raise ValueError(
+                        f"pools.{pool_name}.hosts[{index}].deploy_root {host.deploy_root}: "
+                        f"{hidden}, so it could not run from there; put the deploy root "
+                        "elsewhere (/srv/<app> or /opt/<app>)")
+        return self
 
     def resolve(self, relative: str) -> Path:
         """A path from the file, made absolute against the file's folder."""

@@ -218,6 +218,7 @@ def _preflight(session: Session, config: Config, checked: CheckedRelease,
                         f"[deploy].min_free_mb = {config.deploy.min_free_mb})")
     if config.service.manager == "systemd":
         _check_unit(session, config)
+        _check_service_access(session, config)
 
 
 def _needed_space_kb(config: Config, checked: CheckedRelease) -> int:
@@ -235,6 +236,17 @@ def _check_unit(session: Session, config: Config) -> None:
     drift = service.unit_drift(installed, rendered)
     if drift is not None:
         raise HostError(session.host.label, f"the systemd unit {path} {drift}",
+                        hint=setup_hint(config, session.host))
+
+
+def _check_service_access(session: Session, config: Config) -> None:
+    """The service user can run the release and write where the unit lets it."""
+    user, root = config.service.systemd.user, session.host.root
+    writable = config.service.systemd.read_write_paths
+    answer = session.run(remote.service_access(root, user, writable)).stdout
+    problems = remote.access_problems(answer, user=user, root=root, writable=writable)
+    if problems:
+        raise HostError(session.host.label, "; ".join(problems),
                         hint=setup_hint(config, session.host))
 
 

@@ -80,6 +80,7 @@ def setup_script(config: Config, *, root: str, user: str, label: str,
     unit_tmp = _beside(unit_file)
     sudoers_tmp = f"{sudoers_dir}/.{sudoers_name(config)}.new"  # sudo skips dot-files
     service_user = config.service.systemd.user
+    service_group = config.service.systemd.group or service_user
     q = shlex.quote
     return "\n".join([
         "#!/bin/sh",
@@ -93,6 +94,11 @@ def setup_script(config: Config, *, root: str, user: str, label: str,
         "  exit 1",
         "fi",
         f"[ -d {q(root)} ] || install -d -m 0755 -o {q(user)} {q(root)}",
+        "# shared/: the deploy user writes host files there, the service writes what it",
+        "# must; new files take the service's group (setgid).",
+        f"[ -d {q(root + '/shared')} ] || install -d -o {q(user)} {q(root + '/shared')}",
+        f"chgrp -- {q(service_group)} {q(root + '/shared')}",
+        f"chmod 2775 -- {q(root + '/shared')}",
         f"mkdir -p -- {q(unit_file.rsplit('/', 1)[0])}",
         f"cat > {q(unit_tmp)} <<'{_UNIT_END}'",
         _heredoc_body(service.render_unit(config, root=root, values=values), _UNIT_END) + _UNIT_END,

@@ -25,6 +25,7 @@ from bgkit.release_tree import Member
 __all__ = [
     "Layout",
     "Preflight",
+    "access_problems",
     "check_libraries",
     "current_identity",
     "discard",
@@ -46,6 +47,7 @@ __all__ = [
     "publish_file",
     "read_file",
     "releases_to_prune",
+    "service_access",
     "sha256sum",
     "stage",
     "staged_name",
@@ -364,6 +366,69 @@ def open_connections(address: str, port: int) -> str:
     """How many TCP connections the service at ``address:port`` holds open (``ss``)."""
     return (f"ss -Htn state established src {_q(f'{address}:{port}')} 2>/dev/null "
             "| wc -l")
+
+
+def service_access(root: str, user: str, writable: Sequence[str]) -> str:
+    """The service user's ids, and owner and mode of the folders it must reach: the deploy
+    root and ``releases/`` (to run a release), ``shared/`` and ``writable`` (to write)."""
+    q = _q
+    paths = " ".join(q(p) for p in (root, f"{root}/releases", f"{root}/shared", *writable))
+    return "; ".join([
+        f"printf 'uid=%s\\ngids=%s\\n' \"$(id -u -- {q(user)} 2>/dev/null)\" "
+        f"\"$(id -G -- {q(user)} 2>/dev/null)\"",
+        f"for p in {paths}; do if [ -d \"$p\" ]; then stat -Lc 'dir %a %u %g %n' -- \"$p\"; "
+        "else printf 'missing %s\\n' \"$p\"; fi; done",
+    ])
+
+
+def access_problems(text: str, *, user: str, root: str, writable: Sequence[str]) -> list[str]:
+    """What would stop ``user`` running from ``root`` under the rendered unit, from
+    :func:`service_access` output (pure): each problem says why and what to do."""
+    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    uid_text = fields.get("uid", "").strip()
+    if not uid_text.isdigit():
+        return [f"the service user {user} does not exist on the host (create it, then run "
+                "the host setup)"]
+    uid, gids = int(uid_text), {int(g) for g in fields.get("gids", "").split() if g.isdigit()}
+    found: dict[str, tuple[int, int, int] | None] = {}
+    for line in text.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "dir":
+            mode, owner, group, path = rest.split(" ", 3)
+            found[path] = (int(mode, 8), int(owner), int(group))
+        elif kind == "missing":
+            found[rest] = None
+    problems = []
+    for path in (root, f"{root}/releases"):
+        folder = found.get(path)
+        if folder is not None and not _may(folder, uid, gids, 0o1):
+            problems.append(f"{path} is not searchable by the service user {user}, so it "
+                            f"cannot run the release (mode {folder[0]:o}); chmod o+x, or "
+                            "give it the service's group")
+    shared = f"{root}/shared"
+    if found.get(shared) is not None and not _may(found[shared], uid, gids, 0o3):
+        problems.append(f"{shared} is not writable by the service user {user} though the unit "
+                        "grants it (ReadWritePaths); run the host setup again (it makes shared/ "
+                        "group-owned by the service, mode 2775)")
+    for path in writable:
+        if found.get(path, ()) is None:
+            problems.append(f"[service.systemd].read_write_paths: {path} does not exist on "
+                            "the host, and systemd refuses to start a unit whose "
+                            "ReadWritePaths= folder is missing (status 226/NAMESPACE); "
+                            "create it or remove it from the list")
+    return problems
+
+
+def _may(stat: tuple[int, int, int] | None, uid: int, gids: set[int], wanted: int) -> bool:
+    """Whether ``uid`` (in ``gids``) has the ``wanted`` bits (1 = search, 2 = write) on a
+    folder of (mode, owner, group). root may do anything."""
+    if stat is None:
+        return False
+    mode, owner, group = stat
+    if uid == 0:
+        return True
+    bits = (mode >> 6) if uid == owner else (mode >> 3) if group in gids else mode
+    return bits & wanted == wanted
 
 
 def read_file(path: str) -> str:
