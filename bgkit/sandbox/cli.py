@@ -57,11 +57,16 @@ def sandbox_group() -> None:
               show_default=True,
               help="What bgkit switches through: HAProxy directly, or the OVH API emulator "
                    "(IP Load Balancing) in front of it.")
+@click.option("--manager", type=click.Choice(["sandbox", "systemd"]), default="sandbox",
+              show_default=True,
+              help="How hosts run the service: start-stop-daemon, or each host a "
+                   "systemd-nspawn container under a real systemd (root only).")
 def up(state_dir: Path, hosts: int, app_port: int, public_port: int, ssh_port: int,
-       source: Path, runs_dir: Path | None, lb: str) -> None:
+       source: Path, runs_dir: Path | None, lb: str, manager: str) -> None:
     """Start the fleet (or find it running) and write <dir>/bgkit.toml."""
     info = sandbox_up(state_dir, hosts=hosts, app_port=app_port, public_port=public_port,
-                      ssh_port=ssh_port, source=source, runs_dir=runs_dir, lb=lb)
+                      ssh_port=ssh_port, source=source, runs_dir=runs_dir, lb=lb,
+                      manager=manager)
     out.print(escape(info.usage()))
 
 

@@ -46,6 +46,7 @@ class AppFacts:
     install_components: tuple[str, ...] = ()
     ctest: bool = True
     ctest_args: tuple[str, ...] = ()
+    systemd_user: str = "bgkit-svc"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +73,12 @@ def app_facts(source: Path) -> AppFacts:
     app: Mapping[str, Any] = data.get("app", {})
     service: Mapping[str, Any] = data.get("service", {})
     default = AppFacts()
+    systemd: Mapping[str, Any] = service.get("systemd", {})
     files = tuple({**item, "template": str((source / str(item["template"])).resolve())}
                   for item in service.get("files", ()))
     return AppFacts(
         args=tuple(str(a) for a in service.get("args", default.args)),
+        systemd_user=str(systemd.get("user", default.systemd_user)),
         version_from=service.get("version_from"),
         files=files,
         include=tuple(app.get("include", ())),
@@ -144,6 +147,16 @@ def _table(header: str, values: Mapping[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _host_entry(options: SandboxOptions, host: SandboxHost, facts: AppFacts) -> dict[str, object]:
+    """A host as bgkit.toml names it. A systemd host is a container whose ``/srv`` is the
+    host's folder: its deploy user is ``deploy`` and its deploy root ``/srv/<app>``."""
+    if options.manager == "systemd":
+        return {"address": host.address, "port": options.ssh_port, "user": "deploy",
+                "deploy_root": f"/srv/{facts.name}", "name": host.name}
+    return {"address": host.address, "port": options.ssh_port, "user": options.user,
+            "deploy_root": str(host.root), "name": host.name}
+
+
 def render_bgkit_toml(*, layout: Layout, options: SandboxOptions, hosts: Sequence[SandboxHost],
                       runtime_api: str, facts: AppFacts, ovh: OvhFacts | None = None) -> str:
     """A complete bgkit.toml for the fleet (``load_config`` must accept it).
@@ -179,13 +192,14 @@ def render_bgkit_toml(*, layout: Layout, options: SandboxOptions, hosts: Sequenc
             "ctest_args": list(facts.ctest_args)}),
         _table("[service]", {
             "port": options.app_port, "executable": facts.executable,
-            "args": list(facts.args), "manager": "sandbox",
+            "args": list(facts.args), "manager": options.manager,
             "health_path": facts.health_path, **signal,
             "drain_timeout_s": facts.drain_timeout_s}),
         *(_table("[[service.files]]", dict(item)) for item in facts.files),
-        *(_table(f"[[pools.{host.pool}.hosts]]", {
-            "address": host.address, "port": options.ssh_port, "user": options.user,
-            "deploy_root": str(host.root), "name": host.name}) for host in hosts),
+        *([_table("[service.systemd]", {"user": facts.systemd_user})]
+          if options.manager == "systemd" else []),
+        *(_table(f"[[pools.{host.pool}.hosts]]", _host_entry(options, host, facts))
+          for host in hosts),
         *lb_tables,
         _table("[ssh]", {"known_hosts": str(layout.known_hosts),
                          "identity_file": str(layout.client_key)}),
