@@ -222,7 +222,7 @@ class Fleet:
         with self._lock:
             connections, self._open = list((self._open or {}).values()), None
         for connection in connections:
-            connection.close()
+            _close(connection)
 
     def each(self, hosts: Sequence[Host], work: Callable[[Session], T]) -> list[HostResult[T]]:
         """Run ``work`` on every host (at most ``fanout`` at once); one result per host."""
@@ -262,7 +262,7 @@ class Fleet:
             keep = self._keep(host, connection)
         finally:
             if not keep:
-                connection.close()
+                _close(connection)
 
     def _cached(self, host: Host) -> Any:
         with self._lock:
@@ -285,7 +285,7 @@ class Fleet:
         try:
             connection.open()
         except Exception as error:
-            connection.close()
+            _close(connection)
             raise _translate(host, error) from error
         return connection
 
@@ -337,4 +337,12 @@ class Fleet:
 
 
 MAX_JUMPS = 8
+
+
+def _close(connection: Any) -> None:
+    """Close a connection and the ProxyJump hops it went through (Fabric leaves them open)."""
+    while connection is not None and connection is not False:
+        connection.close()
+        gateway = getattr(connection, "gateway", None)
+        connection = gateway if hasattr(gateway, "close") else None
 _HOST_KEYS_LOCK = threading.Lock()

@@ -61,12 +61,15 @@ def sandbox_group() -> None:
               show_default=True,
               help="How hosts run the service: start-stop-daemon, or each host a "
                    "systemd-nspawn container under a real systemd (root only).")
+@click.option("--bastion", is_flag=True,
+              help="Reach the hosts only through a bastion sshd on 127.0.9.1 (ProxyJump in "
+                   "the written ssh/config; hosts accept the deploy key only from it).")
 def up(state_dir: Path, hosts: int, app_port: int, public_port: int, ssh_port: int,
-       source: Path, runs_dir: Path | None, lb: str, manager: str) -> None:
+       source: Path, runs_dir: Path | None, lb: str, manager: str, bastion: bool) -> None:
     """Start the fleet (or find it running) and write <dir>/bgkit.toml."""
     info = sandbox_up(state_dir, hosts=hosts, app_port=app_port, public_port=public_port,
                       ssh_port=ssh_port, source=source, runs_dir=runs_dir, lb=lb,
-                      manager=manager)
+                      manager=manager, bastion=bastion)
     out.print(escape(info.usage()))
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from bgkit.config import load_config
 from bgkit.errors import ConfigError, SandboxError
+from bgkit.sandbox import bastion, ovh, sshd, systemd_hosts
 from bgkit.sandbox import haproxy as proxy
-from bgkit.sandbox import ovh, sshd, systemd_hosts
 from bgkit.sandbox.processes import (
     ProcessSpec,
     StoppedProcess,
@@ -67,14 +67,16 @@ def sandbox_up(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *, hosts: 
                app_port: int = 8080, public_port: int = 8000, ssh_port: int = 2222,
                source: str | os.PathLike[str] | None = None,
                runs_dir: str | os.PathLike[str] | None = None,
-               lb: str = "haproxy", manager: str = "sandbox") -> SandboxInfo:
+               lb: str = "haproxy", manager: str = "sandbox",
+               bastion: bool = False) -> SandboxInfo:
     """Bring the fleet up (or find it up) and return how to reach it.
 
     ``lb`` is what the written bgkit.toml talks to: ``haproxy``, or ``ovh-iplb`` (the
     OVH API emulator, with HAProxy behind it as its data plane). ``manager`` is
     ``sandbox`` (start-stop-daemon, hosts share one sshd) or ``systemd`` (each host a
     systemd-nspawn container with its own systemd and sshd, set up by ``bgkit host
-    setup``'s script; needs root), see :mod:`bgkit.sandbox.systemd_hosts`.
+    setup``'s script; needs root), see :mod:`bgkit.sandbox.systemd_hosts`. ``bastion``
+    puts a bastion sshd before the hosts, reached by ProxyJump (:mod:`bgkit.sandbox.bastion`).
 
     Raises:
         UsageError: an option is out of range.
@@ -87,7 +89,7 @@ def sandbox_up(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *, hosts: 
         hosts=hosts, app_port=app_port, public_port=public_port, ssh_port=ssh_port,
         source=str(Path(source or DEFAULT_SOURCE).resolve()),
         runs_dir=str(Path(runs_dir).resolve()) if runs_dir else str(layout.runs_dir),
-        user=current_user(), lb=lb, manager=manager).validate()
+        user=current_user(), lb=lb, manager=manager, bastion=bastion).validate()
     saved = read_options(layout)
     _refuse_other_shape(layout, options, saved[0] if saved else None)
     fleet = fleet_hosts(layout, options.hosts)
@@ -207,8 +209,13 @@ def _write_files(layout: Layout, options: SandboxOptions, fleet: list[SandboxHos
         _write_host(host, options, facts)
     sshd.ensure_keys(layout)
     addresses = [host.address for host in fleet]
+    if options.bastion:
+        bastion.write_bastion_files(
+            layout, port=options.ssh_port, user=options.user, host_addresses=addresses,
+            client_public=layout.client_key.with_suffix(".pub").read_text(encoding="ascii"))
+    known = [*addresses, bastion.BASTION_ADDRESS] if options.bastion else addresses
     write_if_changed(layout.known_hosts, render_known_hosts(
-        addresses, port=options.ssh_port, host_key=sshd.host_public_key(layout)))
+        known, port=options.ssh_port, host_key=sshd.host_public_key(layout)))
     if options.manager == "systemd":
         for host in fleet:
             write_if_changed(_container_sshd_config(layout, host), render_container_sshd(
@@ -283,7 +290,13 @@ def _start_missing(layout: Layout, options: SandboxOptions, fleet: list[SandboxH
             if not probe(spec).alive:
                 started.append(spec)
                 sshd.start_sshd(layout, shard, group, port=options.ssh_port,
-                                user=options.user, timeout_s=START_TIMEOUT_S)
+                                user=options.user, timeout_s=START_TIMEOUT_S,
+                                key=bastion.admin_key(layout) if options.bastion else None)
+        spec = bastion.bastion_spec(layout)
+        if options.bastion and not probe(spec).alive:
+            started.append(spec)
+            bastion.start_bastion(layout, port=options.ssh_port, user=options.user,
+                                  timeout_s=START_TIMEOUT_S)
         spec = proxy.haproxy_spec(layout)
         if not probe(spec).alive:
             started.append(spec)
@@ -308,8 +321,9 @@ def _core_specs(layout: Layout, options: SandboxOptions) -> list[ProcessSpec]:
         return [*(systemd_hosts.container_spec(layout, h) for h in fleet),
                 proxy.haproxy_spec(layout), *emulator]
     shard_count = len(sshd.shards([h.address for h in fleet]))
+    jump = [bastion.bastion_spec(layout)] if options.bastion else []
     return [*(sshd.sshd_spec(layout, shard) for shard in range(1, shard_count + 1)),
-            proxy.haproxy_spec(layout), *emulator]
+            *jump, proxy.haproxy_spec(layout), *emulator]
 
 
 def _container_sshd_config(layout: Layout, host: SandboxHost) -> Path:
@@ -378,7 +392,8 @@ def _all_specs(layout: Layout) -> list[ProcessSpec]:
                               pid_file=path, program=systemd_hosts.NSPAWN, marker="bgkit-")
                   for path in sorted(layout.run_dir.glob("nspawn-*.pid"))]
     return [ovh.emulator_spec(layout), *services, proxy.haproxy_spec(layout),
-            *(sshd.sshd_spec(layout, shard) for shard in shards), *containers]
+            *(sshd.sshd_spec(layout, shard) for shard in shards), *containers,
+            bastion.bastion_spec(layout)]
 
 
 def _host_status(host: SandboxHost) -> HostStatus:

@@ -202,7 +202,9 @@ def render_bgkit_toml(*, layout: Layout, options: SandboxOptions, hosts: Sequenc
           for host in hosts),
         *lb_tables,
         _table("[ssh]", {"known_hosts": str(layout.known_hosts),
-                         "identity_file": str(layout.client_key)}),
+                         "identity_file": str(layout.client_key),
+                         **({"config_file": str(layout.root / "ssh" / "config")}
+                            if options.bastion else {})}),
         _table("[runs]", {"dir": options.runs_dir}),
     ]
     return "\n".join(tables)
