@@ -145,3 +145,22 @@ def test_preflight_refuses_a_host_the_service_could_not_run_on_and_says_why(
     finally:
         inside(layout, target, "chmod 0755 /srv/plain-c; chmod 2775 /srv/plain-c/shared")
         reinstall_unit(systemd_sandbox, idle)
+
+
+def test_a_drifted_or_missing_unit_is_refused_at_preflight_with_the_fix(
+        systemd_sandbox: Config, plain_releases: dict[str, BuildResult]) -> None:  # noqa: F811
+    config = systemd_sandbox
+    idle = "blue" if get_provider(config).live_pool() == "green" else "green"
+    layout, target = Layout.at(state_of(config)), host(config, idle)
+    unit = "/etc/systemd/system/plain-c.service"
+    inside(layout, target, f"sed -i 's/^User=plain$/User=attacker/' {unit}")
+    try:
+        with pytest.raises(DeployError, match="failed at preflight") as caught:
+            deploy(config, release=plain_releases["1.0.0"].artifact)
+        assert "the host has 'User=attacker', bgkit.toml renders 'User=plain'" in \
+            str(caught.value)
+        inside(layout, target, f"rm -f {unit}")
+        with pytest.raises(DeployError, match=f"the systemd unit {unit} is not installed"):
+            deploy(config, release=plain_releases["1.0.0"].artifact)
+    finally:
+        reinstall_unit(config, idle)
