@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Build tools and the real services the tests and the sandbox use.
 # chromium: the browser test drives JupyterLab in headless Debian Chromium via Playwright.
 # sudo: for visudo, which checks the sudoers file `bgkit host setup` renders.
-APT_PACKAGES := build-essential cmake git openssh-server openssh-client haproxy systemd chromium sudo
+APT_PACKAGES := build-essential cmake git openssh-server openssh-client haproxy systemd systemd-container chromium sudo
 SANDBOX := .sandbox
 SANDBOX_CONFIG := $(SANDBOX)/bgkit.toml
 

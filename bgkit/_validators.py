@@ -43,6 +43,11 @@ def show(value: object) -> str:
     return type(value).__name__
 
 
+def _said(message: str) -> PydanticCustomError:
+    """An error whose whole message is ``message``."""
+    return PydanticCustomError("bgkit", "{message}", {"message": message})
+
+
 def _fail(expected: str, value: object) -> PydanticCustomError:
     return PydanticCustomError("bgkit", "expected {expected}, got {got}",
                                {"expected": expected, "got": show(value)})
@@ -125,17 +130,61 @@ def keep_releases(value: object) -> int:
                     "(the live and the previous one are never pruned)")
 
 
-SERVICE_PLACEHOLDERS = ("root", "shared", "current")
+SERVICE_PLACEHOLDERS = ("root", "shared", "current", "address", "port", "host", "pool",
+                        "version", "release")
+# The systemd unit is installed once per host, so what changes with each release cannot
+# stand in its ExecStart.
+PER_RELEASE_PLACEHOLDERS = ("version", "release")
+
+
+def placeholder_list() -> str:
+    return ", ".join("{" + key + "}" for key in SERVICE_PLACEHOLDERS)
 
 
 def service_arg(value: object) -> str:
-    expected = "an argument string; placeholders are {root}, {shared} and {current}"
+    expected = f"an argument string; the placeholders are {placeholder_list()}"
     text = _string(value, expected)
     try:
         text.format(**{key: "" for key in SERVICE_PLACEHOLDERS})
-    except (KeyError, IndexError, ValueError):
-        raise _fail(expected, value) from None
+    except KeyError as error:
+        raise _said(f"unknown placeholder {{{error.args[0]}}} in {show(value)}; the "
+                    f"placeholders are {placeholder_list()} (write {{{{ and }}}} for a "
+                    "literal brace)") from None
+    except (IndexError, ValueError):
+        raise _fail(expected + " ({{ and }} for literal braces)", value) from None
     return text
+
+
+def placeholders_in(text: str) -> set[str]:
+    """The placeholder names a checked argument string uses."""
+    import string
+
+    return {field for _, field, _, _ in string.Formatter().parse(text) if field}
+
+
+def file_mode(value: object) -> int:
+    """A permission mode: an integer (TOML 0o640) or an octal string ("0640")."""
+    expected = 'a file mode such as 0o640 or "0640" (at most 0o777)'
+    if isinstance(value, str):
+        if not re.fullmatch(r"0?[0-7]{3}", value):
+            raise _fail(expected, value)
+        return int(value, 8)
+    return _integer(value, 0, 0o777, expected)
+
+
+def version_from(value: object) -> str:
+    expected = ('"header:<HTTP header>", "json:<JSON pointer into the health body>" or '
+                '"none", such as "header:X-App-Version" or "json:/version"')
+    text = _string(value, expected)
+    kind, _, where = text.partition(":")
+    if text == "none" or (kind == "header" and _HEADER.fullmatch(where)) or \
+            (kind == "json" and (where == "" or where.startswith("/"))):
+        return text
+    raise _fail(expected, value)
+
+
+def ctest_arg(value: object) -> str:
+    return _string(value, "a ctest argument such as -E or network")
 
 
 def name(value: object) -> str:
@@ -314,7 +363,8 @@ def _describe(error: Any, root: type[BaseModel]) -> str:
             return ("unknown key; secrets never belong in bgkit.toml (OVH keys come from "
                     "OVH_* variables or ovh.conf, SSH keys from your SSH agent or config)")
         parent = _model_at(root, loc[:-1])
-        valid = sorted(k for k in parent.model_fields if k != "path") if parent else []
+        valid = sorted(field.alias or key for key, field in parent.model_fields.items()
+                       if key != "path") if parent else []
         return f"unknown key (expected one of: {', '.join(valid)})"
     if kind == "literal_error":
         return f"expected {error['ctx']['expected']}, got {show(found)}"
@@ -339,5 +389,7 @@ def describe_errors(error: ValidationError, root: type[BaseModel]) -> list[str]:
         nested = any(other[: len(loc)] == loc and len(other) > len(loc) for other in locs)
         if item["type"] == "too_short" and nested:
             continue
-        lines.append(f"{key_path(loc)}: {_describe(item, root)}")
+        # A whole-file check names its own key path in its message.
+        where = f"{key_path(loc)}: " if loc or item["type"] != "value_error" else ""
+        lines.append(f"{where}{_describe(item, root)}")
     return lines

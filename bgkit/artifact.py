@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -33,7 +34,7 @@ from bgkit.commands import build as cmd
 from bgkit.config import Config
 from bgkit.errors import BuildError
 from bgkit.identity import GitInfo, git_info, operator
-from bgkit.tarball import elf_arch, sha256_file, staged_files, write_tarball
+from bgkit.tarball import FileEntry, elf_arch, sha256_file, staged_files, write_tarball
 
 __all__ = ["BuildResult", "build_release", "release_name"]
 
@@ -107,6 +108,7 @@ def build_release(config: Config, *, version: str | None = None,
         build_dir, stage = Path(scratch) / "build", Path(scratch) / "stage"
         _compile(config, source=source, build_dir=build_dir, stage=stage,
                  version=app_version, jobs=jobs or os.cpu_count() or 1, progress=progress)
+        _include(config, source=source, stage=stage)
         progress("package")
         try:
             entries = staged_files(stage)
@@ -115,7 +117,8 @@ def build_release(config: Config, *, version: str | None = None,
         executable = stage / config.service.executable
         if not executable.is_file():
             raise BuildError("install", f"the install step did not produce "
-                             f"{config.service.executable} (named by [service].executable)")
+                             f"{config.service.executable} (named by [service].executable); "
+                             f"it installed {_executables(entries)}")
         digest = _content_digest(source, config.dist_dir)
         release = release_name(config.app.name, app_version, git, digest)
         manifest = {
@@ -127,7 +130,7 @@ def build_release(config: Config, *, version: str | None = None,
             "compiler": _compiler(build_dir),
             "build_type": config.app.build_type,
             "cmake_options": list(config.app.cmake_options),
-            "arch": elf_arch(executable),
+            "arch": _arch(executable, stage, entries, config.service.executable),
             "executable": config.service.executable,
             "files": [entry.to_manifest() for entry in entries],
         }
@@ -139,20 +142,69 @@ def build_release(config: Config, *, version: str | None = None,
                        manifest=manifest, duration_s=duration)
 
 
+def _executables(entries: Sequence[FileEntry]) -> str:
+    found = [e.path for e in entries if e.kind == "file" and e.mode & 0o111]
+    if not found:
+        return "no executable at all (check install(TARGETS ...) and [app].install_components)"
+    shown = ", ".join(found[:20]) + (f" and {len(found) - 20} more" if len(found) > 20 else "")
+    return f"these executables: {shown}"
+
+
+def _arch(executable: Path, stage: Path, entries: Sequence[FileEntry], name: str) -> str:
+    """The release's CPU architecture: its executable's, or (a script) its ELF files'.
+
+    Raises:
+        BuildError: no ELF file at all, or ELF files of several architectures.
+    """
+    arch = elf_arch(executable)
+    if arch != "not-elf":
+        return arch
+    found = {elf_arch(stage / e.path) for e in entries if e.kind == "file"} - {"not-elf"}
+    if len(found) == 1:
+        return found.pop()
+    if not found:
+        raise BuildError("package", f"{name} (named by [service].executable) is not an ELF "
+                         "executable and the release holds no ELF file: bgkit deploys compiled "
+                         "services and checks each host's CPU architecture against the "
+                         "release's; point executable at the compiled program")
+    raise BuildError("package", f"{name} is not an ELF executable and the release holds ELF "
+                     f"files of several architectures ({', '.join(sorted(found))})")
+
+
+def _include(config: Config, *, source: Path, stage: Path) -> None:
+    """Copy ``[app].include`` entries from the repository into the staged release."""
+    for index, item in enumerate(config.app.include):
+        origin, target = source / item.from_, stage / item.to
+        where = f"[app].include[{index}]"
+        if not origin.exists():
+            raise BuildError("install", f"{where}: {item.from_} does not exist in {source}")
+        if target.exists() and not target.is_dir():
+            raise BuildError("install", f"{where}: the install already staged a file at "
+                             f"{item.to}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if origin.is_dir():
+            shutil.copytree(origin, target, symlinks=True, dirs_exist_ok=True)
+        else:
+            shutil.copy2(origin, target, follow_symlinks=False)
+
+
 def _compile(config: Config, *, source: Path, build_dir: Path, stage: Path, version: str,
              jobs: int, progress: Progress) -> None:
     env = dict(os.environ)
     env["CFLAGS"] = " ".join(filter(None, [
         env.get("CFLAGS", ""), cmd.reproducible_cflags(source_dir=source, build_dir=build_dir)]))
     env["SOURCE_DATE_EPOCH"] = "315532800"
+    app = config.app
     steps = [
         ("configure", cmd.cmake_configure(source_dir=source, build_dir=build_dir,
-                                          build_type=config.app.build_type, version=version,
-                                          options=config.app.cmake_options)),
+                                          build_type=app.build_type, version=version,
+                                          options=app.cmake_options)),
         ("compile", cmd.cmake_build(build_dir=build_dir, jobs=jobs)),
-        ("ctest", cmd.ctest(build_dir=build_dir, jobs=jobs)),
-        ("install", cmd.cmake_install(build_dir=build_dir)),
     ]
+    if app.ctest:
+        steps.append(("ctest", cmd.ctest(build_dir=build_dir, jobs=jobs, extra=app.ctest_args)))
+    steps += [("install", cmd.cmake_install(build_dir=build_dir, component=component))
+              for component in (app.install_components or (None,))]
     for stage_name, argv in steps:
         progress(stage_name)
         step_env = {**env, "DESTDIR": str(stage)} if stage_name == "install" else env
@@ -168,7 +220,12 @@ def _run(stage: str, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path) 
                          "run `make deps` or install it") from error
     if done.returncode != 0:
         tail = "\n".join(done.stdout.rstrip().splitlines()[-TAIL_LINES:])
-        raise BuildError(stage, f"`{' '.join(argv)}` exited with {done.returncode}", tail)
+        hint = ""
+        if stage == "ctest" and "No tests were found" in done.stdout:
+            hint = ("; the project has no ctest tests: add some, or set [app] ctest = false "
+                    "in bgkit.toml to build without them")
+        raise BuildError(stage, f"`{' '.join(argv)}` exited with {done.returncode}{hint}",
+                         tail)
     return done.stdout
 
 

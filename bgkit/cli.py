@@ -63,10 +63,15 @@ def config_check(path: Path | None) -> None:
     table = Table(title=f"{config.path}: valid", show_header=False)
     table.add_row("app", f"{config.app.name} {config.app.version} from {config.source_dir}")
     table.add_row("service", f"port {config.service.port}, health {config.service.health_path},"
+                  f" version from {config.service.version_source},"
                   f" drain {config.service.drain_timeout_s:g} s")
+    for item in config.service.files:
+        table.add_row("host file", f"{item.template} -> <root>/shared/{item.path} "
+                      f"(mode {item.mode:04o})")
     for pool_name in ("blue", "green"):
         pool = config.pools.get(pool_name)
-        hosts = ", ".join(f"{h.user}@{h.address}:{h.port}" for h in pool.hosts)
+        hosts = ", ".join(f"{h.user + '@' if h.user else ''}{h.address}"
+                          f"{':' + str(h.port) if h.port else ''}" for h in pool.hosts)
         table.add_row(f"pool {pool_name}", f"{len(pool.hosts)} host(s): {hosts}")
     table.add_row("load balancer", f"{config.lb.provider}, public {config.lb.public_url}")
     gates = config.gates
@@ -171,11 +176,14 @@ def deploy(config_path: Path | None, release: Path | None, pool: str | None) -> 
         raise
     _print_frame(result.table(), title=f"{result.release} on the {result.pool} pool "
                  f"(live: {result.live_pool})")
+    records: dict[str, object] = {"deploy": deploy_record(result), "hosts": result.table()}
+    if config.service.files:
+        _print_frame(result.files_table(), title="host files (sha256; changed by this deploy)")
+        records["files"] = result.files_table()
     run = archive_action(config, step="02_deploy_green", front_door="cli", started=started,
                          outcome="succeeded", reason=None,
                          summary=f"deployed {result.release} to the {result.pool} pool",
-                         parameters=parameters,
-                         records={"deploy": deploy_record(result), "hosts": result.table()})
+                         parameters=parameters, records=records)
     out.print(f"archived as run {run.run_id} ({run.path})")
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "GatesConfig",
     "HaproxySettings",
     "HostConfig",
+    "IncludeConfig",
     "LbConfig",
     "LockConfig",
     "OvhIplbSettings",
@@ -43,6 +44,7 @@ __all__ = [
     "PoolsConfig",
     "RunsConfig",
     "ServiceConfig",
+    "ServiceFile",
     "SshConfig",
     "SwitchConfig",
     "SystemdConfig",
@@ -77,8 +79,23 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class IncludeConfig(_Model):
+    """One ``[app].include`` entry: repository files (``from``, relative to ``source_dir``)
+    added to the release at ``to``."""
+
+    from_: RelPath = Field(alias="from")
+    to: RelPath
+
+
 class AppConfig(_Model):
-    """``[app]``: what is built."""
+    """``[app]``: what is built.
+
+    CMake installs with ``CMAKE_INSTALL_PREFIX=/`` into a staging folder, which is the
+    release: ``install(TARGETS x DESTINATION bin)`` and GNUInstallDirs'
+    ``${CMAKE_INSTALL_BINDIR}`` both give ``bin/x``. ``install_components`` installs only
+    those CMake components; ``include`` adds repository files; ``ctest = false`` builds a
+    project without tests, ``ctest_args`` are passed to ctest (e.g. ``["-E", "network"]``).
+    """
 
     name: Name
     version: Version
@@ -86,6 +103,10 @@ class AppConfig(_Model):
     cmake_options: tuple[CmakeOption, ...] = ()
     build_type: Literal["Release", "RelWithDebInfo", "MinSizeRel", "Debug"] = "Release"
     dist_dir: AnyPath = "dist"
+    include: tuple[IncludeConfig, ...] = ()
+    install_components: tuple[Name, ...] = ()
+    ctest: StrictBool = True
+    ctest_args: tuple[Annotated[str, BeforeValidator(v.ctest_arg)], ...] = ()
 
 
 class SystemdConfig(_Model):
@@ -104,13 +125,28 @@ class SystemdConfig(_Model):
     unit_dir: AbsPath = "/etc/systemd/system"
 
 
+class ServiceFile(_Model):
+    """One ``[[service.files]]``: a Jinja2 template of the repository (``template``,
+    relative to bgkit.toml) rendered for each host and published atomically at
+    ``<root>/shared/<path>`` with ``mode`` before the service restarts."""
+
+    template: AnyPath
+    path: RelPath
+    mode: Annotated[int, BeforeValidator(v.file_mode)] = 0o644
+
+
 class ServiceConfig(_Model):
     """``[service]``: how the deployed program runs and answers health checks.
 
-    ``args`` may use ``{root}``, ``{shared}`` and ``{current}``: the host's deploy root,
-    its ``shared/`` folder for host-local config, and the ``current`` release link.
-    ``manager`` is ``systemd`` on real servers; ``sandbox`` is the start-stop-daemon
-    supervisor of ``bgkit sandbox``.
+    ``args`` and ``files`` templates may use the placeholders of
+    :data:`bgkit._validators.SERVICE_PLACEHOLDERS`: the host's deploy ``root``, its
+    ``shared/`` folder, the ``current`` release link, the host's ``address``, the service
+    ``port``, the host's name (``host``), its ``pool``, and the release's ``version`` and
+    ``release`` id (not in the args of a systemd unit, which is installed once).
+    ``version_from`` is where a health answer says its version: ``header:<name>``,
+    ``json:<pointer>`` or ``none`` (then the release is read over SSH and the pool from
+    the load balancer's header). ``manager`` is ``systemd`` on real servers; ``sandbox``
+    is the start-stop-daemon supervisor of ``bgkit sandbox``.
     """
 
     port: Port
@@ -119,8 +155,35 @@ class ServiceConfig(_Model):
     manager: Literal["systemd", "sandbox"] = "systemd"
     health_path: UrlPath = "/health"
     version_header: HeaderName = "X-App-Version"
+    version_from: Annotated[str, BeforeValidator(v.version_from)] | None = None
     drain_timeout_s: Seconds = 10.0
+    files: tuple[ServiceFile, ...] = ()
     systemd: SystemdConfig = SystemdConfig()
+
+    @model_validator(mode="after")
+    def _systemd_args_are_per_host(self) -> ServiceConfig:
+        if self.manager != "systemd":
+            return self
+        for index, arg in enumerate(self.args):
+            used = v.placeholders_in(arg) & set(v.PER_RELEASE_PLACEHOLDERS)
+            if used:
+                raise ValueError(
+                    f"args[{index}] uses {{{sorted(used)[0]}}}, which changes with every "
+                    "release; a systemd unit is installed once per host (bgkit host setup), "
+                    "so its ExecStart cannot hold it: put it in a [[service.files]] template")
+        return self
+
+    @model_validator(mode="after")
+    def _one_version_setting(self) -> ServiceConfig:
+        if self.version_from is not None and "version_header" in self.model_fields_set:
+            raise ValueError("set version_from or version_header, not both "
+                             '(version_header = "X" means version_from = "header:X")')
+        return self
+
+    @property
+    def version_source(self) -> str:
+        """``version_from``, or ``header:<version_header>`` when it is not set."""
+        return self.version_from or f"header:{self.version_header}"
 
 
 class DeployConfig(_Model):
@@ -141,23 +204,33 @@ class DeployConfig(_Model):
 
 
 class SshConfig(_Model):
-    """``[ssh]``: where host keys and the client key are (paths only, never key material).
+    """``[ssh]``: where host keys, the client key and OpenSSH's config are (paths only,
+    never key material).
 
     Host keys are always verified against ``known_hosts``; an unknown host is refused.
-    Without ``identity_file`` the SSH agent and ~/.ssh/config decide.
+    Each host is resolved as ``ssh -G`` resolves it: ``config_file`` (like ``ssh -F``),
+    else ``~/.ssh/config`` and ``/etc/ssh/ssh_config`` give HostName, User, Port,
+    IdentityFile and ProxyJump (Include and Match too). ``identity_file`` is tried first.
     """
 
     known_hosts: AnyPath = "~/.ssh/known_hosts"
     identity_file: AnyPath | None = None
+    config_file: AnyPath | None = None
 
 
 class HostConfig(_Model):
-    """One server: where to reach it over SSH and where releases live."""
+    """One server: where to reach it over SSH and where releases live.
+
+    ``port`` and ``user``, when given, win over the SSH config (as ``ssh -p -l`` do);
+    else the SSH config decides (default 22 and the local user). ``name`` is the host's
+    ``{host}`` placeholder (default: its address).
+    """
 
     address: Address
-    port: Port = 22
-    user: UnixUser
+    port: Port | None = None
+    user: UnixUser | None = None
     deploy_root: AbsPath
+    name: Name | None = None
 
 
 class PoolConfig(_Model):
@@ -172,7 +245,7 @@ class PoolsConfig(_Model):
 
     @model_validator(mode="after")
     def _hosts_are_distinct(self) -> PoolsConfig:
-        seen: dict[tuple[str, int, str], str] = {}
+        seen: dict[tuple[str, int | None, str], str] = {}
         for pool_name in ("blue", "green"):
             pool: PoolConfig = getattr(self, pool_name)
             for index, host in enumerate(pool.hosts):
@@ -188,6 +261,20 @@ class PoolsConfig(_Model):
 
     def get(self, pool: PoolName) -> PoolConfig:
         return self.blue if pool == "blue" else self.green
+
+
+# The unit bgkit renders hides these from the service (ProtectHome=yes, PrivateTmp=yes).
+_HIDDEN_FROM_UNIT = {"/home": "ProtectHome=yes", "/root": "ProtectHome=yes",
+                     "/run/user": "ProtectHome=yes", "/tmp": "PrivateTmp=yes",  # noqa: S108
+                     "/var/tmp": "PrivateTmp=yes"}  # noqa: S108
+
+
+def _hidden_by_unit(path: str) -> str | None:
+    """The unit setting that would hide ``path`` from a systemd service, if any."""
+    for prefix, setting in _HIDDEN_FROM_UNIT.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return f"{setting} in the unit hides {prefix} from the service"
+    return None
 
 
 class PoolBackends(_Model):
@@ -231,10 +318,16 @@ class OvhIplbSettings(_Model):
 
 
 class LbConfig(_Model):
-    """``[lb]``: the load balancer provider and its settings (never secrets)."""
+    """``[lb]``: the load balancer provider and its settings (never secrets).
+
+    ``pool_header`` is the response header the load balancer adds naming the pool
+    (backend) that served a request (HAProxy: ``http-response set-header X-Bgkit-Pool
+    %b``); the post-switch watch checks it when answers carry it.
+    """
 
     provider: Literal["haproxy", "ovh-iplb"]
     public_url: LoopbackOrUrl
+    pool_header: HeaderName = "X-Bgkit-Pool"
     haproxy: HaproxySettings | None = None
     ovh_iplb: OvhIplbSettings | None = None
 
@@ -308,6 +401,21 @@ class Config(_Model):
     lock: LockConfig = LockConfig()
     path: Path = Path(DEFAULT_NAME)
 
+    @model_validator(mode="after")
+    def _systemd_can_see_the_deploy_roots(self) -> Config:
+        if self.service.manager != "systemd":
+            return self
+        for pool_name in ("blue", "green"):
+            pool = self.pools.blue if pool_name == "blue" else self.pools.green
+            for index, host in enumerate(pool.hosts):
+                hidden = _hidden_by_unit(host.deploy_root)
+                if hidden:
+                    raise ValueError(
+                        f"pools.{pool_name}.hosts[{index}].deploy_root {host.deploy_root}: "
+                        f"{hidden}, so it could not run from there; put the deploy root "
+                        "elsewhere (/srv/<app> or /opt/<app>)")
+        return self
+
     def resolve(self, relative: str) -> Path:
         """A path from the file, made absolute against the file's folder."""
         return (self.path.parent / relative).resolve()
@@ -337,6 +445,13 @@ class Config(_Model):
         if self.ssh.identity_file is None:
             return None
         return self.resolve(str(Path(self.ssh.identity_file).expanduser()))
+
+    @property
+    def ssh_config_file(self) -> Path | None:
+        if self.ssh.config_file is None:
+            return None
+        return self.resolve(str(Path(self.ssh.config_file).expanduser()))
+
 
 
 def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -381,6 +496,19 @@ def parse_config(data: Mapping[str, Any], *, path: str | os.PathLike[str]) -> Co
     if "path" in data:
         raise ConfigError(source, ["path: unknown key (the file's own location is implied)"])
     try:
-        return Config.model_validate({**data, "path": source.absolute()})
+        config = Config.model_validate({**data, "path": source.absolute()})
     except ValidationError as error:
         raise ConfigError(source, v.describe_errors(error, Config)) from None
+    problems = _template_problems(config)
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def _template_problems(config: Config) -> list[str]:
+    """Every ``[[service.files]]`` template must exist and render with the placeholders."""
+    from bgkit.host_files import check_template
+
+    return [f"service.files[{index}].template: {problem}"
+            for index, item in enumerate(config.service.files)
+            if (problem := check_template(config.resolve(item.template)))]

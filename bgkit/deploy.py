@@ -20,8 +20,10 @@ are never touched, and :class:`bgkit.errors.DeployError` carries every host's re
 
 from __future__ import annotations
 
+import tempfile
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +34,33 @@ from bgkit.commands import remote, service
 from bgkit.config import Config
 from bgkit.errors import DeployError, HostError, UsageError
 from bgkit.health import health_url, wait_healthy
+from bgkit.host_files import file_digest, render_file
 from bgkit.host_setup import setup_hint
 from bgkit.hosts import Fleet, Host, HostResult, Progress, Session, hosts_of
 from bgkit.lb.base import LoadBalancer, PoolName, other_pool
-from bgkit.release_check import CheckedRelease, check_release, latest_release
+from bgkit.release_check import (
+    CheckedRelease,
+    check_matches_config,
+    check_release,
+    latest_release,
+)
+from bgkit.version_signal import VersionSource
 
-__all__ = ["DeployResult", "HostDeploy", "deploy", "hosts_table"]
+__all__ = ["DeployResult", "HostDeploy", "PublishedFile", "deploy", "hosts_table"]
 
 SWAP_FAILED = 90
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedFile:
+    """One ``[[service.files]]`` on one host: where, its sha256, whether it changed."""
+
+    path: str
+    sha256: str
+    changed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "sha256": self.sha256, "changed": self.changed}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +75,7 @@ class HostDeploy:
     restarted: bool
     error: str | None
     duration_s: float
+    files: tuple[PublishedFile, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -85,6 +107,12 @@ class DeployResult:
     def table(self) -> pd.DataFrame:
         return hosts_table(self.hosts)
 
+    def files_table(self) -> pd.DataFrame:
+        """One row per host file per host: its path, sha256 and whether it changed."""
+        return pd.DataFrame([{"pool": h.host.pool, "host": h.host.address, **f.to_dict()}
+                             for h in self.hosts for f in h.files],
+                            columns=["pool", "host", "path", "sha256", "changed"])
+
 
 def hosts_table(hosts: Sequence[object]) -> pd.DataFrame:
     """One row per host of a deploy (``DeployError.results`` or ``DeployResult.hosts``)."""
@@ -93,6 +121,7 @@ def hosts_table(hosts: Sequence[object]) -> pd.DataFrame:
         "pool": h.host.pool, "host": h.host.address, "ssh_port": h.host.port,
         "phase": h.phase, "previous": h.previous or "-", "current": h.current or "-",
         "uploaded": h.uploaded, "restarted": h.restarted, "ok": h.ok,
+        "files_changed": sum(f.changed for f in h.files),
         "seconds": round(h.duration_s, 2), "error": h.error or "",
     } for h in rows])
 
@@ -103,6 +132,7 @@ class _State:
     uploaded: bool = False
     restarted: bool = False
     current: str = ""
+    files: list[PublishedFile] = field(default_factory=list)
 
 
 def deploy(config: Config, *, release: Path | None = None, pool: PoolName | None = None,
@@ -117,6 +147,7 @@ def deploy(config: Config, *, release: Path | None = None, pool: PoolName | None
     """
     checked = check_release(release or latest_release(config.dist_dir),
                             max_unpacked_mb=config.deploy.max_unpacked_mb)
+    check_matches_config(checked, name=config.app.name, executable=config.service.executable)
     with locking.held(config.lock_path, message=f"deploy {checked.release}",
                       ttl_s=config.lock.ttl_s):
         return _deploy(config, checked, pool=pool, lb=lb or _provider(config),
@@ -187,6 +218,7 @@ def _preflight(session: Session, config: Config, checked: CheckedRelease,
                         f"[deploy].min_free_mb = {config.deploy.min_free_mb})")
     if config.service.manager == "systemd":
         _check_unit(session, config)
+        _check_service_access(session, config)
 
 
 def _needed_space_kb(config: Config, checked: CheckedRelease) -> int:
@@ -199,9 +231,22 @@ def _check_unit(session: Session, config: Config) -> None:
     """The host's installed unit must be the one the config renders (bgkit never writes it)."""
     path = service.unit_path(config)
     installed = session.run(remote.read_file(path)).stdout
-    drift = service.unit_drift(installed, service.render_unit(config, root=session.host.root))
+    rendered = service.render_unit(config, root=session.host.root,
+                                   values=session.host.values(config))
+    drift = service.unit_drift(installed, rendered)
     if drift is not None:
         raise HostError(session.host.label, f"the systemd unit {path} {drift}",
+                        hint=setup_hint(config, session.host))
+
+
+def _check_service_access(session: Session, config: Config) -> None:
+    """The service user can run the release and write where the unit lets it."""
+    user, root = config.service.systemd.user, session.host.root
+    writable = config.service.systemd.read_write_paths
+    answer = session.run(remote.service_access(root, user, writable)).stdout
+    problems = remote.access_problems(answer, user=user, root=root, writable=writable)
+    if problems:
+        raise HostError(session.host.label, "; ".join(problems),
                         hint=setup_hint(config, session.host))
 
 
@@ -240,13 +285,17 @@ def _stage(session: Session, config: Config, checked: CheckedRelease, state: _St
 def _activate(session: Session, config: Config, checked: CheckedRelease,
               state: _State) -> None:
     host = session.host
-    commands = service.service_commands(config, root=host.root)
+    values = host.values(config, version=checked.version, release=checked.release)
+    commands = service.service_commands(config, root=host.root, values=values)
     url = health_url(host.address, config.service.port, config.service.health_path)
     layout = remote.Layout(host.root, checked.release)
-    if state.current == checked.release and session.run(commands.is_running, check=False).ok:
+    changed = _publish_files(session, config, values, state)
+    if state.current == checked.release and not changed and \
+            session.run(commands.is_running, check=False).ok:
         session.step("check health")
         if _healthy(url, config, checked, timeout_s=2.0, still_running=None).ok:
             return
+    _wait_idle(session, config)
     session.step("swap current, restart")
     answer = session.run(f"( {remote.swap_current(layout)} ) || exit {SWAP_FAILED}; "
                          f"{commands.restart}", check=False)
@@ -254,20 +303,75 @@ def _activate(session: Session, config: Config, checked: CheckedRelease,
         raise HostError(host.label, f"could not swap current: {answer.tail(5)}")
     state.current = checked.release
     if not answer.ok:
-        raise HostError(host.label, f"restart failed (exit {answer.exit_code}): {answer.tail(5)}")
+        raise HostError(host.label, f"restart failed (exit {answer.exit_code}): "
+                        f"{answer.tail(5)}{_service_log(session, commands)}")
     state.restarted = True
     session.step("wait healthy")
     answer = _healthy(url, config, checked, timeout_s=config.deploy.health_timeout_s,
                       still_running=lambda: session.run(commands.is_running, check=False).ok)
     if not answer.ok:
-        log = session.run(commands.log_tail, check=False).stdout.strip()
-        detail = f"; service log:\n{log}" if log else ""
-        raise HostError(host.label, f"{url}: {answer.problem}{detail}")
+        raise HostError(host.label, f"{url}: {answer.problem}{_service_log(session, commands)}")
+
+
+def _wait_idle(session: Session, config: Config) -> None:
+    """Drain without the service's help: wait (up to ``drain_timeout_s``) until no TCP
+    connection to the service is open, so a service that exits at once on SIGTERM drops
+    no request. The pool is idle, so only connections the load balancer kept from before
+    a switch can still be there."""
+    command = remote.open_connections(session.host.address, config.service.port)
+    deadline = time.monotonic() + config.service.drain_timeout_s
+    while True:
+        answer = session.run(command, check=False).stdout.strip()
+        count = int(answer) if answer.isdigit() else 0
+        if count == 0:
+            return
+        if time.monotonic() >= deadline:
+            session.step(f"{count} connection(s) still open after "
+                         f"{config.service.drain_timeout_s:g} s; restarting")
+            return
+        session.step(f"waiting for {count} connection(s) to close")
+        time.sleep(0.2)
+
+
+def _service_log(session: Session, commands: service.ServiceCommands) -> str:
+    """The service's log tail (the journal under systemd), for a failure message."""
+    log = session.run(commands.log_tail, check=False).stdout.strip()
+    return f"; service log:\n{log}" if log else ""
+
+
+def _publish_files(session: Session, config: Config, values: dict[str, str],
+                   state: _State) -> bool:
+    """Render each ``[[service.files]]`` for this host and publish the changed ones
+    atomically into ``<root>/shared/``; True if any changed (the service must restart)."""
+    state.files.clear()
+    for item in config.service.files:
+        try:
+            text = render_file(config.resolve(item.template), values)
+        except ValueError as error:
+            raise HostError(session.host.label, f"cannot render {item.template}: {error}") \
+                from error
+        final = f"{session.host.root}/shared/{item.path}"
+        digest = file_digest(text)
+        found, mode = remote.parse_file_state(session.run(remote.file_state(final)).stdout)
+        changed = (found, mode) != (digest, item.mode)
+        if changed:
+            session.step(f"publish shared/{item.path}")
+            _upload_text(session, text, remote.staged_name(final))
+            session.run(remote.publish_file(remote.staged_name(final), final, item.mode))
+        state.files.append(PublishedFile(path=final, sha256=digest, changed=changed))
+    return any(f.changed for f in state.files)
+
+
+def _upload_text(session: Session, text: str, remote_path: str) -> None:
+    with tempfile.TemporaryDirectory(prefix="bgkit-file-") as folder:
+        local = Path(folder) / "file"
+        local.write_text(text, encoding="utf-8")
+        session.put(local, remote_path)
 
 
 def _healthy(url: str, config: Config, checked: CheckedRelease, *, timeout_s: float,
              still_running: Callable[[], bool] | None) -> Any:
-    return wait_healthy(url, version_header=config.service.version_header,
+    return wait_healthy(url, version_from=VersionSource.parse(config.service.version_source),
                         expected_version=checked.version, timeout_s=timeout_s,
                         still_running=still_running)
 
@@ -294,7 +398,8 @@ def _result(checked: CheckedRelease, target: PoolName, live: PoolName, hosts: Se
         before = state.preflight.current if state.preflight else ""
         rows.append(HostDeploy(host=host, phase=phase, previous=before, current=state.current,
                                uploaded=state.uploaded, restarted=state.restarted,
-                               error=result.error, duration_s=result.duration_s))
+                               error=result.error, duration_s=result.duration_s,
+                               files=tuple(state.files)))
     return DeployResult(release=checked.release, sha256=checked.sha256, pool=target,
                         live_pool=live, hosts=tuple(rows))
 

@@ -15,7 +15,7 @@ from bgkit.commands import host_setup as cmd
 from bgkit.commands import service
 from bgkit.config import Config
 from bgkit.errors import UsageError
-from bgkit.hosts import Host, hosts_of
+from bgkit.hosts import Host, hosts_of, resolve_ssh
 from bgkit.lb.base import PoolName
 
 __all__ = ["HostSetup", "host_setups", "setup_hint", "write_setups"]
@@ -53,13 +53,17 @@ def host_setups(config: Config, *, pool: PoolName | None = None,
 
 
 def _setup(config: Config, host: Host) -> HostSetup:
+    # The deploy user as the SSH config names it when bgkit.toml does not.
+    user = host.user or resolve_ssh(config, host.address, port=host.port).user
+    values = host.values(config)
     return HostSetup(
         host=host,
         unit_path=service.unit_path(config),
-        unit=service.render_unit(config, root=host.root),
+        unit=service.render_unit(config, root=host.root, values=values),
         sudoers_path=cmd.sudoers_path(config),
-        sudoers=cmd.render_sudoers(config, user=host.user),
-        script=cmd.setup_script(config, root=host.root, user=host.user, label=host.label),
+        sudoers=cmd.render_sudoers(config, user=user),
+        script=cmd.setup_script(config, root=host.root, user=user, label=host.label,
+                                values=values),
     )
 
 

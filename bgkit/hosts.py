@@ -10,6 +10,7 @@ host and what to do. Host keys are always checked against the configured known_h
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -19,10 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
+from bgkit.commands import service, ssh
 from bgkit.config import Config, HostConfig
 from bgkit.errors import HostError
 
-__all__ = ["CommandResult", "Fleet", "Host", "HostResult", "Progress", "Session", "hosts_of"]
+__all__ = ["CommandResult", "Fleet", "Host", "HostResult", "Progress", "Session", "hosts_of",
+           "resolve_ssh"]
 
 T = TypeVar("T")
 _REFRESH_S = 0.25  # how often a refreshable progress is redrawn while hosts work
@@ -30,24 +33,62 @@ _REFRESH_S = 0.25  # how often a refreshable progress is redrawn while hosts wor
 
 @dataclass(frozen=True, slots=True)
 class Host:
-    """One server of one pool."""
+    """One server of one pool; ``port`` and ``user`` are None where the SSH config decides."""
 
     pool: str
     index: int
     address: str
-    port: int
-    user: str
+    port: int | None
+    user: str | None
     root: str
+    name: str = ""
 
     @property
     def label(self) -> str:
-        return f"{self.pool}[{self.index}] {self.user}@{self.address}:{self.port}"
+        user = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port else ""
+        return f"{self.pool}[{self.index}] {user}{self.address}{port}"
+
+    def values(self, config: Config, *, version: str = "", release: str = "") -> dict[str, str]:
+        """Its placeholder values (``[service].args``, ``[[service.files]]``)."""
+        return service.placeholder_values(config, root=self.root, address=self.address,
+                                          host=self.name or self.address, pool=self.pool,
+                                          version=version, release=release)
 
 
 def hosts_of(config: Config, pool: str) -> list[Host]:
     configured: Sequence[HostConfig] = config.pools.get(pool).hosts  # type: ignore[arg-type]
     return [Host(pool=pool, index=i, address=h.address, port=h.port, user=h.user,
-                 root=h.deploy_root.rstrip("/") or "/") for i, h in enumerate(configured)]
+                 root=h.deploy_root.rstrip("/") or "/", name=h.name or h.address)
+            for i, h in enumerate(configured)]
+
+
+def resolve_ssh(config: Config, address: str, *, port: int | None = None,
+                user: str | None = None) -> ssh.SshTarget:
+    """What OpenSSH's config says about ``address`` (``ssh -G``), as plain ``ssh`` reads it.
+
+    Raises:
+        HostError: ssh is not installed, or its config is broken.
+    """
+    argv = ssh.resolve_argv(address, port=port, user=user, config_file=config.ssh_config_file)
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                              timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise HostError(address, f"cannot run `ssh -G`: {error}",
+                        hint="install openssh-client") from error
+    if done.returncode != 0:
+        raise HostError(address, f"OpenSSH refused its config: {done.stderr.strip()[:300]}",
+                        hint="check [ssh].config_file or ~/.ssh/config with `ssh -G HOST`")
+    try:
+        return ssh.parse_resolved(done.stdout)
+    except ValueError as error:
+        raise HostError(address, str(error)) from error
+
+
+def _existing_keys(paths: Sequence[str]) -> list[str]:
+    """The identity files that exist (``ssh -G`` lists OpenSSH's defaults either way)."""
+    return [str(path) for path in (Path(p).expanduser() for p in paths) if path.is_file()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +226,7 @@ class Fleet:
         with self._lock:
             connections, self._open = list((self._open or {}).values()), None
         for connection in connections:
-            connection.close()
+            _close(connection)
 
     def each(self, hosts: Sequence[Host], work: Callable[[Session], T]) -> list[HostResult[T]]:
         """Run ``work`` on every host (at most ``fanout`` at once); one result per host."""
@@ -230,7 +271,7 @@ class Fleet:
             keep = self._keep(host, connection)
         finally:
             if not keep:
-                connection.close()
+                _close(connection)
 
     def _cached(self, host: Host) -> Any:
         with self._lock:
@@ -247,33 +288,70 @@ class Fleet:
             return True
 
     def _connect(self, host: Host) -> Any:
+        target = resolve_ssh(self.config, host.address, port=host.port, user=host.user)
+        connection = self._connection(host, target,
+                                      gateway=self._gateway(host, target, depth=0))
+        try:
+            connection.open()
+        except Exception as error:
+            _close(connection)
+            raise _translate(host, error) from error
+        return connection
+
+    def _connection(self, host: Host, target: ssh.SshTarget, *, gateway: Any) -> Any:
+        """A Fabric connection to ``target`` through ``gateway``, its host key checked
+        against known_hosts."""
         import paramiko
         from fabric import Config as FabricConfig
         from fabric import Connection
 
-        known_hosts = self.config.known_hosts
-        connect_kwargs: dict[str, Any] = {"banner_timeout": self.config.deploy.connect_timeout_s,
-                                          "auth_timeout": self.config.deploy.connect_timeout_s}
+        timeout = self.config.deploy.connect_timeout_s
+        keys = _existing_keys(target.identity_files)
         if self.config.identity_file is not None:
-            connect_kwargs["key_filename"] = str(self.config.identity_file)
+            keys.insert(0, str(self.config.identity_file))
+        connect_kwargs: dict[str, Any] = {"banner_timeout": timeout, "auth_timeout": timeout}
+        if keys:
+            connect_kwargs["key_filename"] = keys
         connection = Connection(
-            host.address, user=host.user, port=host.port,
-            connect_timeout=int(self.config.deploy.connect_timeout_s),
-            connect_kwargs=connect_kwargs, config=FabricConfig(lazy=True),
-        )
+            target.hostname, user=target.user, port=target.port,
+            connect_timeout=int(timeout), connect_kwargs=connect_kwargs,
+            config=FabricConfig(lazy=True), gateway=gateway)
         client: paramiko.SSHClient = connection.client
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        known_hosts = self.config.known_hosts
         if not known_hosts.is_file():
             raise HostError(host.label, f"known_hosts file {known_hosts} does not exist",
                             hint="set [ssh].known_hosts; bgkit never trusts unknown host keys")
         with _HOST_KEYS_LOCK:
             client.load_host_keys(str(known_hosts))
-        try:
-            connection.open()
-        except Exception as error:
-            connection.close()
-            raise _translate(host, error) from error
         return connection
 
+    def _gateway(self, host: Host, target: ssh.SshTarget, *, depth: int) -> Any:
+        """The last ProxyJump hop's connection (it reaches through the earlier ones), a
+        ProxyCommand string, or False for a direct connection."""
+        if target.proxy_jump:
+            if depth >= MAX_JUMPS:
+                raise HostError(host.label, f"more than {MAX_JUMPS} ProxyJump hops",
+                                hint="check ProxyJump in the SSH config for a loop")
+            gateway: Any = False
+            for index, hop in enumerate(target.proxy_jump):
+                resolved = resolve_ssh(self.config, hop.host, port=hop.port, user=hop.user)
+                # The first hop is reached as its own config says; each next one through
+                # the hop before it.
+                through = self._gateway(host, resolved, depth=depth + 1) if index == 0 \
+                    else gateway
+                gateway = self._connection(host, resolved, gateway=through)
+            return gateway
+        return target.proxy_command or False
 
+
+MAX_JUMPS = 8
+
+
+def _close(connection: Any) -> None:
+    """Close a connection and the ProxyJump hops it went through (Fabric leaves them open)."""
+    while connection is not None and connection is not False:
+        connection.close()
+        gateway = getattr(connection, "gateway", None)
+        connection = gateway if hasattr(gateway, "close") else None
 _HOST_KEYS_LOCK = threading.Lock()

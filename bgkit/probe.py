@@ -23,8 +23,9 @@ import pandas as pd
 
 from bgkit.config import Config
 from bgkit.health import health_url
+from bgkit.version_signal import VersionSource
 
-__all__ = ["Target", "classify", "host_targets", "lb_target", "sample"]
+__all__ = ["Target", "classify", "host_targets", "lb_target", "pool_label", "sample"]
 
 T = TypeVar("T")
 
@@ -38,6 +39,7 @@ class Target:
     target: str  # "host" | "lb"
     url: str
     expected_version: str | None = None
+    expected_pool: str | None = None  # the load balancer's pool header must name this
 
 
 def host_targets(config: Config, pool: str, *, expected_version: str | None) -> list[Target]:
@@ -46,10 +48,19 @@ def host_targets(config: Config, pool: str, *, expected_version: str | None) -> 
             for h in config.pools.get(pool).hosts]  # type: ignore[arg-type]
 
 
-def lb_target(config: Config, *, live_pool: str, expected_version: str | None) -> Target:
+def lb_target(config: Config, *, live_pool: str, expected_version: str | None,
+              expected_pool: str | None = None) -> Target:
     url = config.lb.public_url.rstrip("/") + config.service.health_path
     return Target(pool=live_pool, host="lb", target="lb", url=url,
-                  expected_version=expected_version)
+                  expected_version=expected_version, expected_pool=expected_pool)
+
+
+def pool_label(config: Config, pool: str) -> str:
+    """What the load balancer's pool header says for ``pool``: its HAProxy backend name."""
+    settings = config.lb.haproxy
+    if settings is not None:
+        return str(getattr(settings.backends, pool))
+    return pool
 
 
 def classify(error: BaseException) -> str:
@@ -74,8 +85,15 @@ def classify(error: BaseException) -> str:
 
 def sample(targets: Sequence[Target], *, samples_per_target: int | None = None,
            duration_s: float | None = None, rate_per_s: float = 200.0,
-           timeout_s: float = 2.0, version_header: str = "X-App-Version") -> pd.DataFrame:
+           timeout_s: float = 2.0, version_header: str = "X-App-Version",
+           version_from: VersionSource | None = None,
+           pool_header: str | None = None) -> pd.DataFrame:
     """Probe every target ``samples_per_target`` times, or for ``duration_s`` seconds.
+
+    The version is read as ``version_from`` says (default: the ``version_header``
+    header); with ``pool_header`` each row also has ``served_by``, that header's value
+    (the pool the load balancer sent the request to), checked against a target's
+    ``expected_pool``.
 
     Raises:
         ValueError: neither or both of ``samples_per_target`` and ``duration_s``, or a
@@ -88,9 +106,16 @@ def sample(targets: Sequence[Target], *, samples_per_target: int | None = None,
     interval = len(targets) / rate_per_s
     count = samples_per_target if samples_per_target is not None else \
         max(1, int((duration_s or 0) / interval))
+    reading = _Reading(version_from or VersionSource("header", version_header), pool_header)
     rows = _run(_sample_all(targets, count=count, interval=interval,
-                            timeout_s=timeout_s, version_header=version_header))
+                            timeout_s=timeout_s, reading=reading))
     return _frame(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    version_from: VersionSource
+    pool_header: str | None
 
 
 def _run(work: Coroutine[Any, Any, T]) -> T:
@@ -104,52 +129,64 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
 
 
 async def _sample_all(targets: Sequence[Target], *, count: int, interval: float,
-                      timeout_s: float, version_header: str) -> list[dict[str, Any]]:
+                      timeout_s: float, reading: _Reading) -> list[dict[str, Any]]:
     limits = httpx.Limits(max_connections=len(targets) * 2,
                           max_keepalive_connections=len(targets) * 2)
     async with httpx.AsyncClient(timeout=timeout_s, limits=limits) as client:
         start = time.monotonic()
         per_target = await asyncio.gather(*(
             _sample_one(client, target, count=count, interval=interval, start=start,
-                        offset=index * interval / len(targets), version_header=version_header)
+                        offset=index * interval / len(targets), reading=reading)
             for index, target in enumerate(targets)))
     return [row for rows in per_target for row in rows]
 
 
 async def _sample_one(client: httpx.AsyncClient, target: Target, *, count: int, interval: float,
-                      start: float, offset: float, version_header: str) -> list[dict[str, Any]]:
+                      start: float, offset: float, reading: _Reading) -> list[dict[str, Any]]:
     rows = []
     for index in range(count):
         due = start + offset + index * interval
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        rows.append(await _probe(client, target, version_header=version_header))
+        rows.append(await _probe(client, target, reading=reading))
     return rows
 
 
 async def _probe(client: httpx.AsyncClient, target: Target, *,
-                 version_header: str) -> dict[str, Any]:
+                 reading: _Reading) -> dict[str, Any]:
     stamp = datetime.now(UTC)
     began = time.perf_counter()
     status: int | None = None
     version: str | None = None
+    served_by: str | None = None
     try:
         response = await client.get(target.url)
-        status, version = response.status_code, response.headers.get(version_header)
-        error = _answer_error(status, version, target.expected_version)
+        status, version = response.status_code, reading.version_from.read(response)
+        if reading.pool_header:
+            served_by = response.headers.get(reading.pool_header)
+        error = _answer_error(status, version, target, served_by)
     except httpx.HTTPError as failure:
         error = classify(failure)
     latency_ms = (time.perf_counter() - began) * 1000.0
-    return {"timestamp": stamp, "pool": target.pool, "host": target.host, "target": target.target,
-            "status": status, "ok": error == "", "latency_ms": latency_ms, "version": version,
-            "error": error}
+    row = {"timestamp": stamp, "pool": target.pool, "host": target.host,
+           "target": target.target, "status": status, "ok": error == "",
+           "latency_ms": latency_ms, "version": version, "error": error}
+    if reading.pool_header:
+        row["served_by"] = served_by
+    return row
 
 
-def _answer_error(status: int, version: str | None, expected: str | None) -> str:
+def _answer_error(status: int, version: str | None, target: Target,
+                  served_by: str | None) -> str:
+    """An answer from another release is ``wrong_version``, whichever signal says so: the
+    version it names, or the pool the load balancer says served it."""
     if status != 200:
         return "bad_status"
-    if expected is not None and version != expected:
+    if target.expected_version is not None and version != target.expected_version:
+        return "wrong_version"
+    if target.expected_pool is not None and served_by is not None and \
+            served_by != target.expected_pool:
         return "wrong_version"
     return ""
 

@@ -35,6 +35,7 @@ __all__ = [
     "MAX_MANIFEST_BYTES",
     "MAX_MEMBERS",
     "CheckedRelease",
+    "check_matches_config",
     "check_release",
     "check_release_name",
     "latest_release",
@@ -126,6 +127,34 @@ def check_release(path: Path, *,
         raise UsageError(f"{path.name}: manifest names release {manifest['release']!r}")
     return CheckedRelease(path=path, release=release, sha256=actual, manifest=manifest,
                           members=tuple(members), unpacked_bytes=total)
+
+
+def check_matches_config(checked: CheckedRelease, *, name: str, executable: str) -> None:
+    """The release is one of this app's: its manifest names ``[app].name`` and it holds
+    ``[service].executable`` (a file, or a link to one).
+
+    Raises:
+        UsageError: another app's release (a ``dist_dir`` shared by two apps), or the
+            executable is missing; no host is contacted.
+    """
+    found = checked.manifest.get("name")
+    if found != name:
+        raise UsageError(f"{checked.path.name} is a release of {found!r}, not of {name!r} "
+                         "([app].name): refusing to deploy another app's release (does "
+                         "another app share [app].dist_dir?)")
+    kinds = {m.path: m.kind for m in checked.members}
+    if kinds.get(executable) not in ("file", "symlink"):
+        files = sorted(e["path"] for e in checked.manifest.get("files", ())
+                       if e.get("type") == "file" and _executable_mode(e.get("mode")))
+        raise UsageError(f"{checked.path.name} holds no {executable} ([service].executable); "
+                         f"its executables are: {', '.join(files) or 'none'}")
+
+
+def _executable_mode(mode: object) -> bool:
+    try:
+        return bool(int(str(mode), 8) & 0o111)
+    except ValueError:
+        return False
 
 
 def _checked_sha256(path: Path) -> str:

@@ -12,6 +12,7 @@ from bgkit.config import Config
 from bgkit.health import health_url, probe_once
 from bgkit.hosts import Fleet, Host, Session, hosts_of
 from bgkit.lb.base import BackendServer, LoadBalancer, PoolName
+from bgkit.version_signal import VersionSource
 
 __all__ = ["FleetStatus", "HostStatus", "fleet_status"]
 
@@ -48,11 +49,12 @@ def fleet_status(config: Config, *, lb: LoadBalancer) -> FleetStatus:
     hosts = [*hosts_of(config, "blue"), *hosts_of(config, "green")]
     facts = Fleet(config).each(hosts, lambda session: _facts(session, config))
     rows = []
+    signal = VersionSource.parse(config.service.version_source)
     with httpx.Client(timeout=2.0) as client:
         for result in facts:
             host = result.host
             url = health_url(host.address, config.service.port, config.service.health_path)
-            answer = probe_once(client, url, version_header=config.service.version_header,
+            answer = probe_once(client, url, version_from=signal,
                                 expected_version=None)
             release, running = result.value if result.value else ("", None)
             backend = seen.get((host.pool, host.address))

@@ -15,11 +15,14 @@ from typing import Any
 import pandas as pd
 
 from bgkit.analysis import Comparison, Verdict, evaluate
+from bgkit.commands import remote
 from bgkit.config import Config
 from bgkit.errors import UsageError
+from bgkit.hosts import Fleet, Session, hosts_of
 from bgkit.lb.base import BackendServer, LoadBalancer, PoolName, other_pool
 from bgkit.probe import host_targets, lb_target, sample
 from bgkit.release_check import check_release, latest_release
+from bgkit.version_signal import VersionSource
 
 __all__ = ["EXIT_CODES", "VerifyResult", "expected_release_version", "verify"]
 
@@ -37,6 +40,7 @@ class VerifyResult:
     comparison: Comparison
     verdict: Verdict
     lb_servers: tuple[BackendServer, ...]
+    version_signal: str = ""  # where the hosts' versions came from
 
     @property
     def exit_code(self) -> int:
@@ -50,6 +54,7 @@ class VerifyResult:
     def to_dict(self) -> dict[str, Any]:
         return {"idle_pool": self.idle_pool, "live_pool": self.live_pool,
                 "expected_version": self.expected_version, "samples": len(self.samples),
+                "version_signal": self.version_signal,
                 "verdict": self.verdict.to_dict(), "comparison": self.comparison.to_dict()}
 
 
@@ -74,15 +79,40 @@ def verify(config: Config, *, lb: LoadBalancer, expected_version: str | None,
         raise UsageError(f"samples per host must be at least 1, got {count}")
     live = lb.live_pool()
     idle = other_pool(live)
-    targets = [*host_targets(config, idle, expected_version=expected_version),
+    signal = VersionSource.parse(config.service.version_source)
+    # Without a version on the wire, answers are judged by the version read over SSH.
+    on_wire = expected_version if signal.says_version else None
+    targets = [*host_targets(config, idle, expected_version=on_wire),
                *host_targets(config, live, expected_version=None),
                lb_target(config, live_pool=live, expected_version=None)]
     samples = sample(targets, samples_per_target=count, rate_per_s=rate_per_s,
-                     timeout_s=timeout_s, version_header=config.service.version_header)
+                     timeout_s=timeout_s, version_from=signal)
+    described = f"each answer's {signal.describe()}"
+    if not signal.says_version:
+        samples = _versions_over_ssh(config, samples)
+        described = "each host's current release, read over SSH (version_from = none)"
     servers = tuple(lb.backend_health())
     verdict = evaluate(samples, config.gates, idle_pool=idle, live_pool=live,
                        expected_version=expected_version, lb_servers=servers,
                        expected_hosts=[h.address for h in config.pools.get(idle).hosts])
     return VerifyResult(idle_pool=idle, live_pool=live, expected_version=expected_version,
                         samples=samples, comparison=verdict.comparison, verdict=verdict,
-                        lb_servers=servers)
+                        lb_servers=servers, version_signal=described)
+
+
+def _versions_over_ssh(config: Config, samples: pd.DataFrame) -> pd.DataFrame:
+    """``samples`` with each host row's version set to the version of the release the
+    host's ``current`` points at (read over SSH); None where it could not be read."""
+    hosts = [*hosts_of(config, "blue"), *hosts_of(config, "green")]
+
+    def identity(session: Session) -> str | None:
+        answer = session.run(remote.current_identity(session.host.root), check=False)
+        return remote.parse_current_identity(answer.stdout)[1]
+
+    found = {(r.host.pool, r.host.address): r.value for r in Fleet(config).each(hosts, identity)}
+    out = samples.copy()
+    is_host = out["target"] == "host"
+    out.loc[is_host, "version"] = [found.get((pool, host)) for pool, host in
+                                   zip(out.loc[is_host, "pool"], out.loc[is_host, "host"],
+                                       strict=True)]
+    return out

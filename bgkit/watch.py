@@ -8,13 +8,14 @@ last answer from the old release came: from then on, every request met the new p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import pandas as pd
 
 from bgkit.config import Config, GatesConfig
-from bgkit.probe import lb_target, sample
+from bgkit.probe import lb_target, pool_label, sample
+from bgkit.version_signal import VersionSource
 
 __all__ = ["WatchResult", "judge_watch", "watch"]
 
@@ -30,11 +31,12 @@ class WatchResult:
     wrong_version: int
     p99_ms: float | None
     moved_s: float | None  # from the switch call to the last answer of the old release
+    signal: str = ""  # what told the new release's answers from the old one's
 
     def to_dict(self) -> dict[str, object]:
         return {"ok": self.ok, "reasons": list(self.reasons), "samples": self.samples,
                 "errors": self.errors, "wrong_version": self.wrong_version,
-                "p99_ms": self.p99_ms, "moved_s": self.moved_s}
+                "p99_ms": self.p99_ms, "moved_s": self.moved_s, "signal": self.signal}
 
 
 def judge_watch(samples: pd.DataFrame, gates: GatesConfig, *, expected_version: str,
@@ -50,8 +52,10 @@ def judge_watch(samples: pd.DataFrame, gates: GatesConfig, *, expected_version: 
     if total == 0:
         reasons.append("no answer was sampled after the switch")
     if wrong:
+        column = "version" if after.loc[after["error"] == "wrong_version", "version"].notna() \
+            .any() or "served_by" not in after.columns else "served_by"
         versions = sorted({str(v) for v in after.loc[after["error"] == "wrong_version",
-                                                      "version"]})
+                                                      column]})
         reasons.append(f"{wrong} of {total} answers after the switch came from another "
                        f"release ({', '.join(versions)}), expected {expected_version}")
     if total and failed / total > gates.max_error_ratio:
@@ -71,9 +75,24 @@ def watch(config: Config, *, live_pool: str, expected_version: str, switched_at:
           applied_at: datetime) -> tuple[WatchResult, pd.DataFrame]:
     """Sample the public address for the watch window and judge it."""
     settings = config.switch
-    target = lb_target(config, live_pool=live_pool, expected_version=expected_version)
+    signal = VersionSource.parse(config.service.version_source)
+    target = lb_target(config, live_pool=live_pool,
+                       expected_version=expected_version if signal.says_version else None,
+                       expected_pool=pool_label(config, live_pool))
     samples = sample([target], duration_s=settings.watch_s,
-                     rate_per_s=settings.watch_rate_per_s,
-                     version_header=config.service.version_header)
-    return judge_watch(samples, config.gates, expected_version=expected_version,
-                       switched_at=switched_at, applied_at=applied_at), samples
+                     rate_per_s=settings.watch_rate_per_s, version_from=signal,
+                     pool_header=config.lb.pool_header)
+    result = judge_watch(samples, config.gates, expected_version=expected_version,
+                         switched_at=switched_at, applied_at=applied_at)
+    return replace(result, signal=_signal_used(signal, config.lb.pool_header, samples)), samples
+
+
+def _signal_used(signal: VersionSource, pool_header: str, samples: pd.DataFrame) -> str:
+    """Which of the two signals the watch had: the version, the pool header, or neither."""
+    said = []
+    if signal.says_version:
+        said.append(f"the version in {signal.describe()}")
+    if "served_by" in samples.columns and samples["served_by"].notna().any():
+        said.append(f"the pool in the load balancer's {pool_header} header")
+    return " and ".join(said) or ("nothing: no version and no pool header on the wire, so "
+                                  "only errors and latency were judged")

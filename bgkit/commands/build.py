@@ -39,14 +39,17 @@ def cmake_build(*, build_dir: Path, jobs: int) -> list[str]:
     return ["cmake", "--build", str(build_dir), "--parallel", str(jobs)]
 
 
-def ctest(*, build_dir: Path, jobs: int) -> list[str]:
+def ctest(*, build_dir: Path, jobs: int, extra: Sequence[str] = ()) -> list[str]:
+    """Every test must pass, and a project without tests fails (``--no-tests=error``)."""
     return ["ctest", "--test-dir", str(build_dir), "--output-on-failure",
-            "--no-tests=error", "--parallel", str(jobs)]
+            "--no-tests=error", "--parallel", str(jobs), *extra]
 
 
-def cmake_install(*, build_dir: Path) -> list[str]:
-    """Install; the caller sets ``DESTDIR`` in the environment to the staging folder."""
-    return ["cmake", "--install", str(build_dir)]
+def cmake_install(*, build_dir: Path, component: str | None = None) -> list[str]:
+    """Install (one ``component``, or all); the caller sets ``DESTDIR`` in the environment
+    to the staging folder."""
+    argv = ["cmake", "--install", str(build_dir)]
+    return [*argv, "--component", component] if component else argv
 
 
 def compiler_version(compiler: str) -> list[str]:

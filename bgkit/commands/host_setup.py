@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Mapping
 
 from bgkit.commands import service
 from bgkit.config import Config
@@ -67,7 +68,7 @@ def _sudoers_word(word: str) -> str:
 
 
 def setup_script(config: Config, *, root: str, user: str, label: str,
-                 sudoers_dir: str = SUDOERS_DIR) -> str:
+                 sudoers_dir: str = SUDOERS_DIR, values: Mapping[str, str] | None = None) -> str:
     """A POSIX shell script that sets up one host; an administrator runs it there as root.
 
     It checks the service user exists, creates the deploy root for ``user`` if missing,
@@ -79,6 +80,7 @@ def setup_script(config: Config, *, root: str, user: str, label: str,
     unit_tmp = _beside(unit_file)
     sudoers_tmp = f"{sudoers_dir}/.{sudoers_name(config)}.new"  # sudo skips dot-files
     service_user = config.service.systemd.user
+    service_group = config.service.systemd.group or service_user
     q = shlex.quote
     return "\n".join([
         "#!/bin/sh",
@@ -92,9 +94,14 @@ def setup_script(config: Config, *, root: str, user: str, label: str,
         "  exit 1",
         "fi",
         f"[ -d {q(root)} ] || install -d -m 0755 -o {q(user)} {q(root)}",
+        "# shared/: the deploy user writes host files there, the service writes what it",
+        "# must; new files take the service's group (setgid).",
+        f"[ -d {q(root + '/shared')} ] || install -d -o {q(user)} {q(root + '/shared')}",
+        f"chgrp -- {q(service_group)} {q(root + '/shared')}",
+        f"chmod 2775 -- {q(root + '/shared')}",
         f"mkdir -p -- {q(unit_file.rsplit('/', 1)[0])}",
         f"cat > {q(unit_tmp)} <<'{_UNIT_END}'",
-        _heredoc_body(service.render_unit(config, root=root), _UNIT_END) + _UNIT_END,
+        _heredoc_body(service.render_unit(config, root=root, values=values), _UNIT_END) + _UNIT_END,
         f"chmod 0644 {q(unit_tmp)}",
         f"mv -f -- {q(unit_tmp)} {q(unit_file)}",
         f"cat > {q(sudoers_tmp)} <<'{_SUDOERS_END}'",

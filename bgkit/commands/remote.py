@@ -15,6 +15,7 @@ beside it, where no member of a release can reach.
 from __future__ import annotations
 
 import hashlib
+import json
 import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,23 +25,32 @@ from bgkit.release_tree import Member
 __all__ = [
     "Layout",
     "Preflight",
+    "access_problems",
     "check_libraries",
+    "current_identity",
     "discard",
     "extract",
+    "file_state",
     "install_release",
     "list_releases",
     "make_root",
     "missing_libraries",
+    "open_connections",
+    "parse_current_identity",
+    "parse_file_state",
     "parse_preflight",
     "parse_releases",
     "parse_sha256sum",
     "parse_stage",
     "preflight",
     "prune",
+    "publish_file",
     "read_file",
     "releases_to_prune",
+    "service_access",
     "sha256sum",
     "stage",
+    "staged_name",
     "swap_current",
     "tree_digest",
 ]
@@ -130,11 +140,16 @@ def parse_preflight(text: str) -> Preflight:
         raise ValueError(f"unexpected preflight output ({error}): {text[:200]!r}") from error
 
 
+# Releases are readable by the service's user whatever the deploy user's umask (077 is
+# common): they hold programs, never secrets, which go in host files with their own mode.
+UMASK = "umask 022"
+
+
 def make_root(layout: Layout) -> str:
-    """Create the layout's folders (idempotent)."""
+    """Create the layout's folders (idempotent), readable by the service's user."""
     folders = [layout.releases, f"{layout.root}/.incoming", layout.shared,
                f"{layout.shared}/run", f"{layout.shared}/log"]
-    return "mkdir -p -- " + " ".join(_q(folder) for folder in folders)
+    return f"{UMASK} && mkdir -p -- " + " ".join(_q(folder) for folder in folders)
 
 
 def sha256sum(path: str) -> str:
@@ -207,6 +222,7 @@ def stage(layout: Layout, *, sha256: str, executable: str, tree: str) -> str:
     incoming, partial = _q(layout.incoming), _q(layout.partial_dir)
     binary = _q(f"{layout.partial_dir}/{executable}")
     return "; ".join([
+        UMASK,
         f"found=$(sha256sum -- {incoming} | cut -d ' ' -f 1)",
         f'if [ "$found" != {_q(sha256)} ]; then echo "checksum=$found"; '
         f"rm -f -- {incoming}; exit {STAGE_BAD_CHECKSUM}; fi",
@@ -293,6 +309,126 @@ def releases_to_prune(releases: Sequence[tuple[str, float]], *, keep: int, curre
 def discard(layout: Layout) -> str:
     """Remove a failed upload and its partial unpack; the installed releases stay."""
     return f"rm -rf -- {_q(layout.partial_dir)} {_q(layout.incoming)}"
+
+
+def current_identity(root: str) -> str:
+    """Where ``current`` points, then the manifest of that release (for hosts whose
+    service does not say its version)."""
+    return (f"printf 'release=%s\\n' \"$(readlink {_q(root + '/current')} 2>/dev/null || true)\"; "
+            f"cat -- {_q(root + '/current/manifest.json')} 2>/dev/null || true")
+
+
+def parse_current_identity(text: str) -> tuple[str, str | None]:
+    """(release current points at or "", its manifest's version or None)."""
+    first, _, rest = text.partition("\n")
+    release = first.removeprefix("release=").strip().rsplit("/", 1)[-1]
+    try:
+        manifest = json.loads(rest) if rest.strip() else {}
+    except ValueError:
+        return release, None
+    version = manifest.get("version") if isinstance(manifest, dict) else None
+    return release, str(version) if isinstance(version, str) else None
+
+
+def file_state(path: str) -> str:
+    """Create the file's folder; print ``sha256=<digest>`` and ``mode=<octal>`` of the
+    file, or nothing if it is missing."""
+    q = _q(path)
+    folder = _q(path.rsplit("/", 1)[0])
+    return (f"{UMASK} && mkdir -p -- {folder} && if [ -f {q} ]; then "
+            "printf 'sha256=%s\\nmode=%s\\n' "
+            f"\"$(sha256sum -- {q} | cut -d ' ' -f 1)\" \"$(stat -c %a -- {q})\"; fi")
+
+
+def parse_file_state(text: str) -> tuple[str, int | None]:
+    """(sha256 or "", mode or None) from :func:`file_state`."""
+    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    try:
+        mode = int(fields["mode"].strip(), 8) if "mode" in fields else None
+    except ValueError:
+        mode = None
+    return fields.get("sha256", "").strip(), mode
+
+
+def publish_file(staged: str, final: str, mode: int) -> str:
+    """Give the uploaded ``staged`` file its mode, then rename it onto ``final`` (atomic:
+    both are in the same folder, so a reader sees the old file or the new one)."""
+    return f"chmod {mode:04o} -- {_q(staged)} && mv -f -- {_q(staged)} {_q(final)}"
+
+
+def staged_name(final: str) -> str:
+    """Where a host file is uploaded before :func:`publish_file` renames it into place."""
+    folder, _, name = final.rpartition("/")
+    return f"{folder}/.{name}.bgkit-new"
+
+
+def open_connections(address: str, port: int) -> str:
+    """How many TCP connections the service at ``address:port`` holds open (``ss``)."""
+    return (f"ss -Htn state established src {_q(f'{address}:{port}')} 2>/dev/null "
+            "| wc -l")
+
+
+def service_access(root: str, user: str, writable: Sequence[str]) -> str:
+    """The service user's ids, and owner and mode of the folders it must reach: the deploy
+    root and ``releases/`` (to run a release), ``shared/`` and ``writable`` (to write)."""
+    q = _q
+    paths = " ".join(q(p) for p in (root, f"{root}/releases", f"{root}/shared", *writable))
+    return "; ".join([
+        f"printf 'uid=%s\\ngids=%s\\n' \"$(id -u -- {q(user)} 2>/dev/null)\" "
+        f"\"$(id -G -- {q(user)} 2>/dev/null)\"",
+        f"for p in {paths}; do if [ -d \"$p\" ]; then stat -Lc 'dir %a %u %g %n' -- \"$p\"; "
+        "else printf 'missing %s\\n' \"$p\"; fi; done",
+    ])
+
+
+def access_problems(text: str, *, user: str, root: str, writable: Sequence[str]) -> list[str]:
+    """What would stop ``user`` running from ``root`` under the rendered unit, from
+    :func:`service_access` output (pure): each problem says why and what to do."""
+    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    uid_text = fields.get("uid", "").strip()
+    if not uid_text.isdigit():
+        return [f"the service user {user} does not exist on the host (create it, then run "
+                "the host setup)"]
+    uid, gids = int(uid_text), {int(g) for g in fields.get("gids", "").split() if g.isdigit()}
+    found: dict[str, tuple[int, int, int] | None] = {}
+    for line in text.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "dir":
+            mode, owner, group, path = rest.split(" ", 3)
+            found[path] = (int(mode, 8), int(owner), int(group))
+        elif kind == "missing":
+            found[rest] = None
+    problems = []
+    for path in (root, f"{root}/releases"):
+        folder = found.get(path)
+        if folder is not None and not _may(folder, uid, gids, 0o1):
+            problems.append(f"{path} is not searchable by the service user {user}, so it "
+                            f"cannot run the release (mode {folder[0]:o}); chmod o+x, or "
+                            "give it the service's group")
+    shared = f"{root}/shared"
+    if found.get(shared) is not None and not _may(found[shared], uid, gids, 0o3):
+        problems.append(f"{shared} is not writable by the service user {user} though the unit "
+                        "grants it (ReadWritePaths); run the host setup again (it makes shared/ "
+                        "group-owned by the service, mode 2775)")
+    for path in writable:
+        if found.get(path, ()) is None:
+            problems.append(f"[service.systemd].read_write_paths: {path} does not exist on "
+                            "the host, and systemd refuses to start a unit whose "
+                            "ReadWritePaths= folder is missing (status 226/NAMESPACE); "
+                            "create it or remove it from the list")
+    return problems
+
+
+def _may(stat: tuple[int, int, int] | None, uid: int, gids: set[int], wanted: int) -> bool:
+    """Whether ``uid`` (in ``gids``) has the ``wanted`` bits (1 = search, 2 = write) on a
+    folder of (mode, owner, group). root may do anything."""
+    if stat is None:
+        return False
+    mode, owner, group = stat
+    if uid == 0:
+        return True
+    bits = (mode >> 6) if uid == owner else (mode >> 3) if group in gids else mode
+    return bits & wanted == wanted
 
 
 def read_file(path: str) -> str:

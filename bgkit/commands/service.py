@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bgkit.config import Config
@@ -33,6 +33,7 @@ __all__ = [
     "SYSTEMCTL",
     "ServiceCommands",
     "expand_args",
+    "placeholder_values",
     "privileged_commands",
     "render_unit",
     "service_commands",
@@ -61,10 +62,24 @@ class ServiceCommands:
     log_tail: str
 
 
-def expand_args(args: Sequence[str], *, root: str) -> list[str]:
-    """[service].args with {root}, {shared} and {current} filled in for one host."""
-    values = {"root": root, "shared": f"{root}/shared", "current": f"{root}/current"}
-    return [arg.format(**values) for arg in args]
+def placeholder_values(config: Config, *, root: str, address: str = "", host: str = "",
+                       pool: str = "", version: str = "", release: str = "") -> dict[str, str]:
+    """Every placeholder of ``[service].args`` and ``[[service.files]]`` for one host."""
+    return {"root": root, "shared": f"{root}/shared", "current": f"{root}/current",
+            "address": address, "port": str(config.service.port), "host": host or address,
+            "pool": pool, "version": version, "release": release}
+
+
+def expand_args(args: Sequence[str], *, root: str,
+                values: Mapping[str, str] | None = None) -> list[str]:
+    """[service].args with the placeholders filled in for one host.
+
+    ``values`` holds them all (:func:`placeholder_values`); without it only {root},
+    {shared} and {current} are known.
+    """
+    known = dict(values) if values is not None else {
+        "root": root, "shared": f"{root}/shared", "current": f"{root}/current"}
+    return [arg.format(**known) for arg in args]
 
 
 def unit_name(config: Config) -> str:
@@ -87,9 +102,12 @@ def privileged_commands(config: Config) -> dict[str, list[str]]:
     }
 
 
-def service_commands(config: Config, *, root: str) -> ServiceCommands:
+def service_commands(config: Config, *, root: str,
+                     values: Mapping[str, str] | None = None) -> ServiceCommands:
+    """The commands for one host; ``values`` fill the sandbox's args (systemd's are in
+    the installed unit)."""
     if config.service.manager == "sandbox":
-        return _sandbox(config, root=root)
+        return _sandbox(config, root=root, values=values)
     return _systemd(config)
 
 
@@ -109,7 +127,8 @@ def _sandbox_stop(pidfile: str, grace_s: int) -> str:
             f'if {_alive("$pid")}; then kill -KILL "$pid"; fi; fi; rm -f -- {quoted}; fi')
 
 
-def _sandbox(config: Config, *, root: str) -> ServiceCommands:
+def _sandbox(config: Config, *, root: str,
+             values: Mapping[str, str] | None) -> ServiceCommands:
     pidfile, log = f"{root}/{SANDBOX_PIDFILE}", f"{root}/{SANDBOX_LOG}"
     grace = math.ceil(config.service.drain_timeout_s) + 1
     stop = _sandbox_stop(pidfile, grace)
@@ -117,7 +136,7 @@ def _sandbox(config: Config, *, root: str) -> ServiceCommands:
         STOP_DAEMON, "--start", "--quiet", "--background", "--make-pidfile",
         "--pidfile", pidfile, "--chdir", f"{root}/current", "--output", log,
         "--startas", f"{root}/current/{config.service.executable}", "--",
-        *expand_args(config.service.args, root=root),
+        *expand_args(config.service.args, root=root, values=values),
     ])
     folders = shlex.join(["mkdir", "-p", "--", f"{root}/shared/run", f"{root}/shared/log"])
     return ServiceCommands(
@@ -180,17 +199,19 @@ def _unit_word(word: str, *, argument: bool = False) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def render_unit(config: Config, *, root: str) -> str:
+def render_unit(config: Config, *, root: str, values: Mapping[str, str] | None = None) -> str:
     """The systemd unit for the service on a host whose deploy root is ``root``.
 
-    It runs ``<root>/current/<executable>``, so it is the same for every release.
+    It runs ``<root>/current/<executable>``, so it is the same for every release;
+    ``values`` (:func:`placeholder_values` without version or release) fill the args.
 
     Raises:
         ValueError: a value holds a control character (bgkit.toml refuses them already).
     """
     settings = config.service.systemd
     exec_start = " ".join([_unit_word(f"{root}/current/{config.service.executable}"), *(
-        _unit_word(arg, argument=True) for arg in expand_args(config.service.args, root=root))])
+        _unit_word(arg, argument=True)
+        for arg in expand_args(config.service.args, root=root, values=values))])
     writable = " ".join(_unit_word(p) for p in (f"{root}/shared", *settings.read_write_paths))
     lines = [
         "[Unit]",

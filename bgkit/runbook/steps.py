@@ -161,6 +161,9 @@ def deploy_step(config: Config, *, release: str = "", lb: LoadBalancer | None = 
     record("deploy", deploy_record(result))
     record("hosts", result.table())
     _show(result.table())
+    if config.service.files:  # each host file's sha256, and whether this deploy changed it
+        record("files", result.files_table())
+        _show(result.files_table())
     record_outcome("succeeded")
     return result
 

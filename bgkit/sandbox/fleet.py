@@ -17,8 +17,8 @@ from pathlib import Path
 
 from bgkit.config import load_config
 from bgkit.errors import ConfigError, SandboxError
+from bgkit.sandbox import bastion, ovh, sshd, systemd_hosts
 from bgkit.sandbox import haproxy as proxy
-from bgkit.sandbox import ovh, sshd
 from bgkit.sandbox.processes import (
     ProcessSpec,
     StoppedProcess,
@@ -26,6 +26,7 @@ from bgkit.sandbox.processes import (
     free_port,
     probe,
     stop,
+    wait_until,
 )
 from bgkit.sandbox.render import (
     AppFacts,
@@ -66,11 +67,16 @@ def sandbox_up(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *, hosts: 
                app_port: int = 8080, public_port: int = 8000, ssh_port: int = 2222,
                source: str | os.PathLike[str] | None = None,
                runs_dir: str | os.PathLike[str] | None = None,
-               lb: str = "haproxy") -> SandboxInfo:
+               lb: str = "haproxy", manager: str = "sandbox",
+               bastion: bool = False) -> SandboxInfo:
     """Bring the fleet up (or find it up) and return how to reach it.
 
     ``lb`` is what the written bgkit.toml talks to: ``haproxy``, or ``ovh-iplb`` (the
-    OVH API emulator, with HAProxy behind it as its data plane).
+    OVH API emulator, with HAProxy behind it as its data plane). ``manager`` is
+    ``sandbox`` (start-stop-daemon, hosts share one sshd) or ``systemd`` (each host a
+    systemd-nspawn container with its own systemd and sshd, set up by ``bgkit host
+    setup``'s script; needs root), see :mod:`bgkit.sandbox.systemd_hosts`. ``bastion``
+    puts a bastion sshd before the hosts, reached by ProxyJump (:mod:`bgkit.sandbox.bastion`).
 
     Raises:
         UsageError: an option is out of range.
@@ -83,7 +89,7 @@ def sandbox_up(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *, hosts: 
         hosts=hosts, app_port=app_port, public_port=public_port, ssh_port=ssh_port,
         source=str(Path(source or DEFAULT_SOURCE).resolve()),
         runs_dir=str(Path(runs_dir).resolve()) if runs_dir else str(layout.runs_dir),
-        user=current_user(), lb=lb).validate()
+        user=current_user(), lb=lb, manager=manager, bastion=bastion).validate()
     saved = read_options(layout)
     _refuse_other_shape(layout, options, saved[0] if saved else None)
     fleet = fleet_hosts(layout, options.hosts)
@@ -203,11 +209,21 @@ def _write_files(layout: Layout, options: SandboxOptions, fleet: list[SandboxHos
         _write_host(host, options, facts)
     sshd.ensure_keys(layout)
     addresses = [host.address for host in fleet]
+    if options.bastion:
+        bastion.write_bastion_files(
+            layout, port=options.ssh_port, user=options.user, host_addresses=addresses,
+            client_public=layout.client_key.with_suffix(".pub").read_text(encoding="ascii"))
+    known = [*addresses, bastion.BASTION_ADDRESS] if options.bastion else addresses
     write_if_changed(layout.known_hosts, render_known_hosts(
-        addresses, port=options.ssh_port, host_key=sshd.host_public_key(layout)))
-    for shard, group in enumerate(sshd.shards(addresses), start=1):
-        write_if_changed(layout.sshd_config(shard), sshd.render_sshd_config(
-            layout, shard, group, port=options.ssh_port, user=options.user))
+        known, port=options.ssh_port, host_key=sshd.host_public_key(layout)))
+    if options.manager == "systemd":
+        for host in fleet:
+            write_if_changed(_container_sshd_config(layout, host), render_container_sshd(
+                layout, host, port=options.ssh_port))
+    else:
+        for shard, group in enumerate(sshd.shards(addresses), start=1):
+            write_if_changed(layout.sshd_config(shard), sshd.render_sshd_config(
+                layout, shard, group, port=options.ssh_port, user=options.user))
     haproxy_changed = write_if_changed(layout.haproxy_cfg, proxy.render_haproxy_cfg(
         layout, runtime_api=runtime_api, public_port=options.public_port,
         app_port=options.app_port, hosts=fleet, health_path=facts.health_path))
@@ -242,7 +258,13 @@ def _preflight(layout: Layout, options: SandboxOptions, fleet: list[SandboxHost]
                ovh_port: int | None) -> None:
     """Fail before starting anything if a port the fleet needs is taken."""
     addresses = [host.address for host in fleet]
+    if options.manager == "systemd":
+        ensure_free(((h.address, options.ssh_port) for h in fleet
+                     if not probe(systemd_hosts.container_spec(layout, h)).alive),
+                    what="SSH, --ssh-port")
     for shard, group in enumerate(sshd.shards(addresses), start=1):
+        if options.manager == "systemd":
+            break
         if not probe(sshd.sshd_spec(layout, shard)).alive:
             ensure_free(((address, options.ssh_port) for address in group),
                         what="SSH, --ssh-port")
@@ -259,14 +281,22 @@ def _start_missing(layout: Layout, options: SandboxOptions, fleet: list[SandboxH
                    runtime_api: str, ovh_port: int | None) -> list[str]:
     """Start every sshd shard, HAProxy and the emulator not running; on failure stop them."""
     started: list[ProcessSpec] = []
-    addresses = [host.address for host in fleet]
+    addresses = [host.address for host in fleet] if options.manager == "sandbox" else []
     try:
+        if options.manager == "systemd":
+            started += _boot_systemd_hosts(layout, options, fleet)
         for shard, group in enumerate(sshd.shards(addresses), start=1):
             spec = sshd.sshd_spec(layout, shard)
             if not probe(spec).alive:
                 started.append(spec)
                 sshd.start_sshd(layout, shard, group, port=options.ssh_port,
-                                user=options.user, timeout_s=START_TIMEOUT_S)
+                                user=options.user, timeout_s=START_TIMEOUT_S,
+                                key=bastion.admin_key(layout) if options.bastion else None)
+        spec = bastion.bastion_spec(layout)
+        if options.bastion and not probe(spec).alive:
+            started.append(spec)
+            bastion.start_bastion(layout, port=options.ssh_port, user=options.user,
+                                  timeout_s=START_TIMEOUT_S)
         spec = proxy.haproxy_spec(layout)
         if not probe(spec).alive:
             started.append(spec)
@@ -285,10 +315,63 @@ def _start_missing(layout: Layout, options: SandboxOptions, fleet: list[SandboxH
 # --- what runs ---------------------------------------------------------------------------
 
 def _core_specs(layout: Layout, options: SandboxOptions) -> list[ProcessSpec]:
-    shard_count = len(sshd.shards([h.address for h in fleet_hosts(layout, options.hosts)]))
+    fleet = fleet_hosts(layout, options.hosts)
     emulator = [ovh.emulator_spec(layout)] if options.lb == "ovh-iplb" else []
+    if options.manager == "systemd":
+        return [*(systemd_hosts.container_spec(layout, h) for h in fleet),
+                proxy.haproxy_spec(layout), *emulator]
+    shard_count = len(sshd.shards([h.address for h in fleet]))
+    jump = [bastion.bastion_spec(layout)] if options.bastion else []
     return [*(sshd.sshd_spec(layout, shard) for shard in range(1, shard_count + 1)),
-            proxy.haproxy_spec(layout), *emulator]
+            *jump, proxy.haproxy_spec(layout), *emulator]
+
+
+def _container_sshd_config(layout: Layout, host: SandboxHost) -> Path:
+    return layout.root / "ssh" / f"sshd-{host.name}.conf"
+
+
+def render_container_sshd(layout: Layout, host: SandboxHost, *, port: int) -> str:
+    """sshd_config of a systemd host's own sshd: its address, the deploy user only, PAM
+    (for the deploy user's umask 077), keys from the container's /etc."""
+    return "\n".join([
+        f"# sshd of systemd sandbox host {host.name}; written by `bgkit sandbox up`.",
+        f"Port {port}", "AddressFamily inet", f"ListenAddress {host.address}",
+        f"HostKey {layout.host_key}", "PidFile none",
+        "AuthorizedKeysFile /etc/ssh/bgkit_authorized_keys/%u",
+        f"AllowUsers {systemd_hosts.DEPLOY_USER}", "PubkeyAuthentication yes",
+        "PasswordAuthentication no", "KbdInteractiveAuthentication no", "UsePAM yes",
+        "PermitRootLogin no", "StrictModes no", "MaxStartups 200:30:300", "MaxSessions 100",
+        "UseDNS no", "PrintMotd no", "X11Forwarding no", "AllowTcpForwarding no",
+        "Subsystem sftp internal-sftp", ""])
+
+
+def _boot_systemd_hosts(layout: Layout, options: SandboxOptions,
+                        fleet: list[SandboxHost]) -> list[ProcessSpec]:
+    """Boot every container not running (in parallel), then set each up as an
+    administrator would: users, sshd, and the script of `bgkit host setup`."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bgkit.host_setup import host_setups
+
+    missing = [h for h in fleet if not probe(systemd_hosts.container_spec(layout, h)).alive]
+    specs = [systemd_hosts.container_spec(layout, h) for h in missing]
+    with ThreadPoolExecutor(max_workers=max(1, len(missing))) as pool:
+        list(pool.map(lambda host: systemd_hosts.boot_container(layout, host), missing))
+    config = load_config(layout.config_file)
+    scripts = {(s.host.pool, s.host.address): s.script for s in host_setups(config)}
+    public = layout.client_key.with_suffix(".pub").read_text(encoding="ascii").strip()
+    for host in missing:
+        systemd_hosts.provision(
+            layout, host, service_user=config.service.systemd.user,
+            sshd_config=_container_sshd_config(layout, host), public_key=public,
+            setup_script=scripts[(host.pool, host.address)])
+    for host in missing:
+        wait_until(lambda host=host: sshd.check_login(  # type: ignore[misc]
+            host.address, port=options.ssh_port, user=systemd_hosts.DEPLOY_USER,
+            layout=layout) or None, timeout_s=START_TIMEOUT_S,
+            failure=lambda host=host: f"the sshd of systemd host {host.name} did not "  # type: ignore[misc]
+            "accept the deploy user's key login")
+    return specs
 
 
 def _service_spec(host: SandboxHost) -> ProcessSpec:
@@ -305,8 +388,12 @@ def _all_specs(layout: Layout) -> list[ProcessSpec]:
     shards = sorted(int(path.stem.removeprefix("sshd-"))
                     for path in layout.run_dir.glob("sshd-*.pid")
                     if path.stem.removeprefix("sshd-").isdigit())
+    containers = [ProcessSpec(role=f"systemd host {path.stem.removeprefix('nspawn-')}",
+                              pid_file=path, program=systemd_hosts.NSPAWN, marker="bgkit-")
+                  for path in sorted(layout.run_dir.glob("nspawn-*.pid"))]
     return [ovh.emulator_spec(layout), *services, proxy.haproxy_spec(layout),
-            *(sshd.sshd_spec(layout, shard) for shard in shards)]
+            *(sshd.sshd_spec(layout, shard) for shard in shards), *containers,
+            bastion.bastion_spec(layout)]
 
 
 def _host_status(host: SandboxHost) -> HostStatus:

@@ -39,6 +39,14 @@ class AppFacts:
     health_path: str = "/health"
     version_header: str = "X-App-Version"
     drain_timeout_s: float = 10.0
+    args: tuple[str, ...] = ("--config={shared}/config.ini",)
+    version_from: str | None = None
+    files: tuple[Mapping[str, object], ...] = ()  # [[service.files]], templates absolute
+    include: tuple[Mapping[str, object], ...] = ()
+    install_components: tuple[str, ...] = ()
+    ctest: bool = True
+    ctest_args: tuple[str, ...] = ()
+    systemd_user: str = "bgkit-svc"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +73,18 @@ def app_facts(source: Path) -> AppFacts:
     app: Mapping[str, Any] = data.get("app", {})
     service: Mapping[str, Any] = data.get("service", {})
     default = AppFacts()
+    systemd: Mapping[str, Any] = service.get("systemd", {})
+    files = tuple({**item, "template": str((source / str(item["template"])).resolve())}
+                  for item in service.get("files", ()))
     return AppFacts(
+        args=tuple(str(a) for a in service.get("args", default.args)),
+        systemd_user=str(systemd.get("user", default.systemd_user)),
+        version_from=service.get("version_from"),
+        files=files,
+        include=tuple(app.get("include", ())),
+        install_components=tuple(app.get("install_components", ())),
+        ctest=bool(app.get("ctest", True)),
+        ctest_args=tuple(app.get("ctest_args", ())),
         name=str(app.get("name", default.name)),
         version=str(app.get("version", default.version)),
         build_type=str(app.get("build_type", default.build_type)),
@@ -128,6 +147,16 @@ def _table(header: str, values: Mapping[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _host_entry(options: SandboxOptions, host: SandboxHost, facts: AppFacts) -> dict[str, object]:
+    """A host as bgkit.toml names it. A systemd host is a container whose ``/srv`` is the
+    host's folder: its deploy user is ``deploy`` and its deploy root ``/srv/<app>``."""
+    if options.manager == "systemd":
+        return {"address": host.address, "port": options.ssh_port, "user": "deploy",
+                "deploy_root": f"/srv/{facts.name}", "name": host.name}
+    return {"address": host.address, "port": options.ssh_port, "user": options.user,
+            "deploy_root": str(host.root), "name": host.name}
+
+
 def render_bgkit_toml(*, layout: Layout, options: SandboxOptions, hosts: Sequence[SandboxHost],
                       runtime_api: str, facts: AppFacts, ovh: OvhFacts | None = None) -> str:
     """A complete bgkit.toml for the fleet (``load_config`` must accept it).
@@ -150,24 +179,32 @@ def render_bgkit_toml(*, layout: Layout, options: SandboxOptions, hosts: Sequenc
                 "endpoint": ovh.endpoint, "service_name": ovh.service_name,
                 "frontend_id": ovh.frontend_id, "farm_ids": dict(ovh.farm_ids),
                 "config_file": ovh.config_file})]
+    signal: dict[str, object] = {"version_from": facts.version_from} if facts.version_from \
+        else {"version_header": facts.version_header}
     tables = [
         f"# bgkit.toml of the sandbox fleet in {layout.root}, written by `bgkit sandbox up`.\n"
         "# It is rewritten by every `up`: copy it elsewhere before editing.\n",
         _table("[app]", {
             "name": facts.name, "version": facts.version, "source_dir": options.source,
             "build_type": facts.build_type, "cmake_options": list(facts.cmake_options),
-            "dist_dir": str(layout.dist_dir)}),
+            "dist_dir": str(layout.dist_dir), "include": list(facts.include),
+            "install_components": list(facts.install_components), "ctest": facts.ctest,
+            "ctest_args": list(facts.ctest_args)}),
         _table("[service]", {
             "port": options.app_port, "executable": facts.executable,
-            "args": ["--config={shared}/config.ini"], "manager": "sandbox",
-            "health_path": facts.health_path, "version_header": facts.version_header,
+            "args": list(facts.args), "manager": options.manager,
+            "health_path": facts.health_path, **signal,
             "drain_timeout_s": facts.drain_timeout_s}),
-        *(_table(f"[[pools.{host.pool}.hosts]]", {
-            "address": host.address, "port": options.ssh_port, "user": options.user,
-            "deploy_root": str(host.root)}) for host in hosts),
+        *(_table("[[service.files]]", dict(item)) for item in facts.files),
+        *([_table("[service.systemd]", {"user": facts.systemd_user})]
+          if options.manager == "systemd" else []),
+        *(_table(f"[[pools.{host.pool}.hosts]]", _host_entry(options, host, facts))
+          for host in hosts),
         *lb_tables,
         _table("[ssh]", {"known_hosts": str(layout.known_hosts),
-                         "identity_file": str(layout.client_key)}),
+                         "identity_file": str(layout.client_key),
+                         **({"config_file": str(layout.root / "ssh" / "config")}
+                            if options.bastion else {})}),
         _table("[runs]", {"dir": options.runs_dir}),
     ]
     return "\n".join(tables)

@@ -88,7 +88,7 @@ def render_sshd_config(layout: Layout, shard: int, addresses: Sequence[str], *, 
 
 
 def start_sshd(layout: Layout, shard: int, addresses: Sequence[str], *, port: int, user: str,
-               timeout_s: float) -> int:
+               timeout_s: float, key: Path | None = None) -> int:
     """Start shard ``shard``'s sshd (config already written); return its pid once a key
     login with host-key checking works on its first address.
 
@@ -117,7 +117,8 @@ def start_sshd(layout: Layout, shard: int, addresses: Sequence[str], *, port: in
         pid = probe(spec).pid
         if pid is None or not probe(spec).alive:
             return None
-        return pid if check_login(addresses[0], port=port, user=user, layout=layout) else None
+        return pid if check_login(addresses[0], port=port, user=user, layout=layout,
+                                  key=key) else None
 
     pid = wait_until(ready, timeout_s=timeout_s, failure=lambda: (
         f"sshd-{shard} did not accept a key login on {addresses[0]}:{port} within "
@@ -140,7 +141,8 @@ def _tail(path: Path, lines: int = LOG_TAIL) -> str:
         return "(no log)"
 
 
-def check_login(address: str, *, port: int, user: str, layout: Layout) -> bool:
+def check_login(address: str, *, port: int, user: str, layout: Layout,
+                key: Path | None = None) -> bool:
     """True once ``user`` logs in with the sandbox key, the host key checked against the
     sandbox known_hosts, and ``true`` runs; False while sshd is not answering yet.
 
@@ -153,7 +155,8 @@ def check_login(address: str, *, port: int, user: str, layout: Layout) -> bool:
     client.load_host_keys(str(layout.known_hosts))
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     try:
-        client.connect(address, port=port, username=user, key_filename=str(layout.client_key),
+        client.connect(address, port=port, username=user,
+                       key_filename=str(key or layout.client_key),
                        look_for_keys=False, allow_agent=False, timeout=2, banner_timeout=2,
                        auth_timeout=2)
         _, stdout, _ = client.exec_command("true", timeout=5)

@@ -58,9 +58,15 @@ class SandboxOptions:
     runs_dir: str
     user: str
     lb: str = "haproxy"  # what bgkit talks to: HAProxy, or the OVH API emulator before it
+    manager: str = "sandbox"  # start-stop-daemon, or "systemd": nspawn containers
+    bastion: bool = False  # hosts reached only through a bastion sshd (ProxyJump)
 
     def validate(self) -> SandboxOptions:
         """Return self, or raise UsageError naming the bad option."""
+        if self.manager not in ("sandbox", "systemd"):
+            raise UsageError(f"--manager must be sandbox or systemd, got {self.manager!r}")
+        if self.bastion and self.manager != "sandbox":
+            raise UsageError("--bastion works with --manager sandbox only")
         if self.lb not in LB_PROVIDERS:
             raise UsageError(f"--lb must be one of {', '.join(LB_PROVIDERS)}, got {self.lb!r}")
         if not 1 <= self.hosts <= MAX_HOSTS:

@@ -54,8 +54,8 @@ def test_ports_outside_1_to_65535_are_refused(port: object) -> None:
 
 def test_a_missing_key_is_named() -> None:
     data = example_data()
-    del data["pools"]["blue"]["hosts"][0]["user"]
-    assert problems_of(data) == ("pools.blue.hosts[0].user: required key is missing",)
+    del data["pools"]["blue"]["hosts"][0]["deploy_root"]
+    assert problems_of(data) == ("pools.blue.hosts[0].deploy_root: required key is missing",)
 
 
 def test_a_missing_table_is_named() -> None:
@@ -68,8 +68,8 @@ def test_an_unknown_key_lists_the_valid_ones() -> None:
     data = example_data()
     data["app"]["nmae"] = "typo"
     assert problems_of(data) == (
-        "app.nmae: unknown key (expected one of: build_type, cmake_options, dist_dir, name, "
-        "source_dir, version)",)
+        "app.nmae: unknown key (expected one of: build_type, cmake_options, ctest, ctest_args, "
+        "dist_dir, include, install_components, name, source_dir, version)",)
 
 
 def test_a_secret_in_the_config_is_refused_with_where_secrets_belong() -> None:
