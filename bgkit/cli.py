@@ -493,9 +493,12 @@ def _runs_in_progress(folder: Path) -> None:
     from bgkit.runbook.runner import recover_interrupted
     from bgkit.runbook.staging import pending
 
-    for recovered in recover_interrupted(folder):
+    recovery = recover_interrupted(folder)
+    for recovered in recovery.archived:
         err.print(f"[yellow]finalised[/] {recovered.step} run {recovered.run_id} as "
                   f"interrupted: {escape(recovered.reason or '')}")
+    for problem in recovery.skipped:
+        err.print(f"[yellow]left alone[/] in the staging folder: {escape(problem)}")
     for running in pending(folder):
         err.print(f"[yellow]in progress[/] {escape(running.step)} run "
                   f"{escape(running.run_id)} since {escape(running.started_at)} (runner pid "

@@ -31,8 +31,9 @@ class RunDetails:
         return _outcome(self.metadata)
 
 
-def publish(runs_dir: Path, name: str, nb: Any) -> Path:
-    """Write the final notebook ``nb`` into the archive at ``name`` (relative, POSIX), once.
+def publish(runs_dir: Path, name: str, text: str) -> Path:
+    """Write the final notebook ``text`` (its JSON, as :func:`nbformat.writes` gives it)
+    into the archive at ``name`` (relative, POSIX), once.
 
     The file appears whole or not at all (written aside, then hard-linked into place) and
     is read-only, with the read bits the umask allows (no forced world-read).
@@ -41,8 +42,6 @@ def publish(runs_dir: Path, name: str, nb: Any) -> Path:
         UsageError: ``name`` leaves the archive.
         FileExistsError: a run is archived under that name already (never overwritten).
     """
-    import nbformat
-
     relative = PurePosixPath(name)
     if relative.is_absolute() or ".." in relative.parts or len(relative.parts) != 3:
         raise UsageError(f"{name!r} is not a run file name inside the archive")
@@ -54,7 +53,7 @@ def publish(runs_dir: Path, name: str, nb: Any) -> Path:
     descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            nbformat.write(nb, handle)
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         draft.chmod(0o444 & ~umask)

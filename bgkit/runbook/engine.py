@@ -20,6 +20,7 @@ half-written. This engine:
 from __future__ import annotations
 
 import ast
+import asyncio
 import contextlib
 import json
 import math
@@ -71,6 +72,7 @@ class RunControl:
     iopub_timeout_s: float
     expected_kernel: dict[str, str]
     kernel_env: dict[str, str] = field(default_factory=dict)  # set in the kernel's environment
+    run_id: str = ""  # names the private kernel folder, so a later run can remove it
     signal_name: str | None = None  # the first SIGTERM/SIGINT received, if any
     signal_cell: int | None = None  # the cell that was running when it came
     signalled_at: float | None = None  # time.monotonic() of that signal
@@ -78,6 +80,7 @@ class RunControl:
     kernel: dict[str, str] = field(default_factory=dict)  # what the kernel reported
     kernel_pid: int | None = None
     running_cell: int | None = None
+    exited_cell: int | None = None  # a cell that called exit()/quit() (ask_exit)
 
     def stop_requested(self) -> bool:
         return self.signal_name is not None
@@ -88,9 +91,39 @@ class BgkitClient(PapermillNotebookClient):  # type: ignore[misc]
 
     def __init__(self, nb_man: Any, *, control: RunControl, private_dir: Path,
                  **kwargs: Any) -> None:
-        super().__init__(nb_man, **kwargs)
+        # Every code cell runs: no tag makes nbclient skip one ("skip-execution").
+        super().__init__(nb_man, skip_cells_with_tag="", **kwargs)
         self.control = control
         self.private_dir = private_dir
+        self.on_cell_executed = self._after_cell
+
+    def _after_cell(self, cell: Any, cell_index: int, execute_reply: Any) -> None:
+        """``exit()`` in a kernel only asks the front end to shut it down (JupyterLab does;
+        nbclient ignores it): end the run there, as it would end for an operator."""
+        payloads = (execute_reply or {}).get("content", {}).get("payload", []) or []
+        if any(isinstance(p, dict) and p.get("source") == "ask_exit" for p in payloads):
+            self.control.exited_cell = cell_index
+            cell.outputs.append(_error_output(
+                "EarlyExit", "the cell called exit() or quit(): the notebook ends here"))
+
+    async def async_execute_cell(self, cell: Any, cell_index: int,
+                                 execution_count: int | None = None,
+                                 store_history: bool = True) -> Any:
+        """nbclient's, with a save of the private record every second or so while the cell
+        runs (papermill saves only when output arrives), so a killed runner loses little."""
+        ticker = asyncio.ensure_future(self._save_while_running())
+        try:
+            return await super().async_execute_cell(cell, cell_index, execution_count,
+                                                    store_history)
+        finally:
+            ticker.cancel()
+
+    execute_cell = run_sync(async_execute_cell)
+
+    async def _save_while_running(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.nb_man.autosave_cell()
 
     def create_kernel_manager(self) -> Any:
         from jupyter_client.kernelspec import KernelSpecManager
@@ -136,7 +169,7 @@ class BgkitClient(PapermillNotebookClient):  # type: ignore[misc]
         if mismatch:
             raise StepAborted(mismatch, self.nb, None)
         for index, cell in enumerate(self.nb.cells):
-            if self.control.stop_requested():
+            if self.control.stop_requested() or self.control.exited_cell is not None:
                 break
             self.control.running_cell = index
             try:
@@ -172,7 +205,9 @@ class BgkitEngine(NBClientEngine):  # type: ignore[misc]
                                  start_timeout: float = 60, **kwargs: Any) -> Any:
         for unused in ("input_path", "log_output", "stdout_file", "stderr_file"):
             kwargs.pop(unused, None)
-        private = Path(tempfile.mkdtemp(prefix="bgkit-k-"))  # short: IPC paths < 108 bytes
+        from bgkit.runbook.staging import kernel_folder_prefix
+
+        private = Path(tempfile.mkdtemp(prefix=kernel_folder_prefix(control.run_id)))
         client = BgkitClient(nb_man, control=control, private_dir=private,
                              timeout=execution_timeout, startup_timeout=start_timeout,
                              iopub_timeout=max(1, math.ceil(control.iopub_timeout_s)),
@@ -183,7 +218,7 @@ class BgkitEngine(NBClientEngine):  # type: ignore[misc]
                 return client.execute()
         except (DeadKernelError, CellTimeoutError) as error:
             index = _started_cell(nb_man.nb)
-            reason = _reason(error, index, execution_timeout, control)
+            reason = _reason(error, _where(nb_man.nb, index), execution_timeout, control)
             _mark_failed(nb_man, index, type(error).__name__, reason, error)
             raise StepAborted(reason, nb_man.nb, index) from error
         except StepAborted:
@@ -234,9 +269,13 @@ def _started_cell(nb: Any) -> int | None:
     return started[-1] if started else None
 
 
-def _reason(error: BaseException, index: int | None, timeout: object,
-            control: RunControl) -> str:
-    where = f"cell {index}" if index is not None else "kernel start-up"
+def _where(nb: Any, index: int | None) -> str:
+    from bgkit.runbook.notebooks import cell_label
+
+    return cell_label(nb, index) if index is not None else "kernel start-up"
+
+
+def _reason(error: BaseException, where: str, timeout: object, control: RunControl) -> str:
     if control.kernel_killed:
         return (f"the runner received {control.signal_name} during {where}; the cell did "
                 f"not finish within the {control.grace_s:g} s grace, so the kernel was "

@@ -45,7 +45,8 @@ _TEMPLATE = """{%- extends 'index.html.j2' -%}
 """
 _STYLE = re.compile(r"(<style[^>]*>)(.*?)(</style>)", re.DOTALL | re.IGNORECASE)
 _URL_COMMENT = re.compile(r"/\*(?:(?!\*/).)*?://.*?\*/", re.DOTALL)
-_EXTERNAL = re.compile(r"""(?:https?:)?//[^\s"'<>()]+""", re.IGNORECASE)
+_EXTERNAL = re.compile(r"""(?:https?:)?//[^\s"'<>()]+|https?:[^\s"'<>()/][^\s"'<>()]*""",
+                       re.IGNORECASE)
 _MARKDOWN = re.compile(r"[\\`*_\[\]~#!]")
 _TAGS = frozenset({
     "a", "abbr", "b", "blockquote", "br", "caption", "code", "col", "colgroup", "dd", "del",
@@ -75,7 +76,17 @@ def clean_html(fragment: object) -> str:
                                                         _ATTRIBUTES.items()},
                      clean_content_tags={"script", "style"},
                      url_schemes={"http", "https", "mailto", "data"},
-                     filter_style_properties=set(_STYLES))
+                     attribute_filter=_offline_links, filter_style_properties=set(_STYLES))
+
+
+def _offline_links(tag: str, attribute: str, value: str) -> str | None:
+    """Images only from data: URLs (the report loads nothing); links never to data:."""
+    lowered = value.strip().lower()
+    if tag == "img" and attribute == "src":
+        return value if lowered.startswith("data:image/") else None
+    if attribute == "href" and lowered.startswith("data:"):
+        return None
+    return value
 
 
 def render_html(nb: Any, *, no_input: bool = False, title: str = "",

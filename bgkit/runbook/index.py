@@ -52,7 +52,7 @@ _FIELDS: dict[str, type] = {"seq": int, "run_id": str, "path": str, "sha256": st
                             "recorded_at": str, "prev": str, "hash": str}
 
 Kind = Literal["modified", "deleted", "inserted", "chain", "unreadable", "duplicate", "head",
-               "unkeyed"]
+               "unkeyed", "link"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +263,11 @@ def _file_findings(runs_dir: Path, entry: dict[str, Any], where: str,
     if relative.is_absolute() or ".." in relative.parts or not relative.parts:
         return [Finding("unreadable", where, f"path {name!r} points outside the archive")]
     path = runs_dir / relative
+    linked = [part for part in (path, *path.parents) if part != runs_dir and
+              part.is_relative_to(runs_dir) and part.is_symlink()]
+    if linked:
+        return [Finding("link", name, f"{linked[-1].relative_to(runs_dir)} is a symbolic "
+                        "link: the archive holds files, never links to files kept elsewhere")]
     if not path.is_file():
         return [Finding("deleted", name, f"indexed at seq {entry['seq']} ({where}) but the "
                         "file is missing")]

@@ -19,9 +19,11 @@ __all__ = [
     "finalise",
     "find",
     "incomplete_reason",
+    "ran",
     "read",
     "read_records",
     "recorded_outcome",
+    "without_papermill_markers",
 ]
 
 FAILURE_TAG = "bgkit-failure"
@@ -111,9 +113,21 @@ def incomplete_reason(nb: Any) -> str | None:
 
 
 def ran(cell: Any) -> bool:
-    """True when papermill started the cell and it completed."""
+    """True when papermill started the cell, the kernel executed it and it completed."""
     meta = cell.metadata.get("papermill", {})
-    return bool(meta.get("start_time")) and meta.get("status") == "completed"
+    executed = cell.get("execution_count") is not None or not str(cell.source).strip()
+    return bool(meta.get("start_time")) and meta.get("status") == "completed" and executed
+
+
+PAPERMILL_MARKER = "papermill-error-cell-tag"
+
+
+def without_papermill_markers(nb: Any) -> Any:
+    """``nb`` without the cells papermill inserts around an error (bgkit's banner says it),
+    so cell numbers are those of the cells that ran."""
+    nb.cells = [cell for cell in nb.cells
+                if PAPERMILL_MARKER not in cell.metadata.get("tags", [])]
+    return nb
 
 
 def mark_unstarted_pending(nb: Any) -> None:
@@ -123,6 +137,9 @@ def mark_unstarted_pending(nb: Any) -> None:
         meta = cell.metadata.get("papermill")
         if cell.cell_type == "code" and meta and not meta.get("start_time"):
             meta["status"] = "pending"
+        elif cell.cell_type == "code" and meta and not ran(cell) and \
+                meta.get("status") == "completed":
+            meta["status"] = "pending"  # started but never executed (a skipped cell)
 
 
 def _status(cell: Any) -> str | None:
@@ -144,9 +161,9 @@ def finalise(nb: Any, *, outcome: str, reason: str | None, duration_s: float | N
     ``metadata.bgkit``, a banner on top when it did not succeed, and every secret in
     ``secrets`` scrubbed from all of it; ``secrets_scrubbed`` counts these and the
     ``already_scrubbed`` ones masked while it ran. ``nb`` itself is not changed."""
-    from bgkit.runbook.scrub import scrub
+    from bgkit.runbook.scrub import notebook_scrub
 
-    final = nbformat.from_dict(nb)
+    final = without_papermill_markers(nbformat.from_dict(nb))
     mark_unstarted_pending(final)
     meta = final.metadata.setdefault("bgkit", {})
     meta.update(outcome=outcome, reason=reason, finished_at=datetime.now(UTC).isoformat())
@@ -154,7 +171,7 @@ def finalise(nb: Any, *, outcome: str, reason: str | None, duration_s: float | N
         meta["duration_s"] = round(duration_s, 3)
     if outcome != "succeeded":
         _add_banner(final, outcome, reason)
-    cleaned, count = scrub(dict(final), secrets or set())
+    cleaned, count = notebook_scrub(final, secrets or set())
     result = nbformat.from_dict(cleaned)
     result.metadata["bgkit"]["secrets_scrubbed"] = count + already_scrubbed
     return result

@@ -11,7 +11,8 @@ refused with the parameter, the value and what is accepted:
 
 - ``bool`` takes only ``true`` or ``false``, in any case (never ``yes``, ``off``, ``0``);
 - ``str`` keeps the text exactly as typed (``1.10`` stays the text ``1.10``);
-- ``int`` and ``float`` parse strictly (``1e3`` is no int; ``nan`` and ``inf`` are refused).
+- ``int`` and ``float`` parse strictly: ASCII digits only, ``1e3`` is no int, an int has
+  at most 18 digits, ``nan`` and ``inf`` are refused.
 
 Values given from Python (``bgkit release``) must already have the declared type.
 """
@@ -31,8 +32,9 @@ __all__ = ["TYPES", "Declared", "convert_text", "declared_parameters", "parse_ce
            "typed_value"]
 
 TYPES: dict[str, type] = {"str": str, "bool": bool, "int": int, "float": float}
-_INT = re.compile(r"[+-]?\d+")
-_FLOAT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_INT = re.compile(r"[+-]?[0-9]{1,18}")  # ASCII digits only; bounded: no 5,000-digit numbers
+_FLOAT = re.compile(
+    r"[+-]?([0-9]{1,300}(\.[0-9]{0,300})?|\.[0-9]{1,300})([eE][+-]?[0-9]{1,3})?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,18 +53,19 @@ class Declared:
 
 
 def declared_parameters(path: Path) -> dict[str, Declared]:
-    """The parameters declared in the cell tagged ``parameters`` of the notebook ``path``.
+    """The parameters declared in the cell tagged ``parameters`` of the notebook ``path``
+    (none when no cell is tagged so).
 
     Raises:
-        UsageError: the notebook has no such cell, or the cell declares something that is
-            not ``NAME: str|bool|int|float = <literal>`` (the message names the line).
+        UsageError: the cell declares something that is not
+            ``NAME: str|bool|int|float = <literal>`` (the message names the line).
     """
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
     cells = [cell for cell in nb.cells if "parameters" in cell.metadata.get("tags", [])]
     if not cells:
-        raise UsageError(f"{path.name}: no cell is tagged 'parameters'")
+        return {}
     return parse_cell(str(cells[0].source), where=path.name)
 
 
@@ -111,17 +114,19 @@ def convert_text(declared: Declared, text: str) -> object:
     """
     kind = declared.type_name
     value: object | None = None
+    if not _is_text(text):
+        raise UsageError(f"parameter {declared.name}: the value is not valid UTF-8 text")
     if kind == "str":
         value = text
     elif kind == "bool" and text.lower() in ("true", "false"):
         value = text.lower() == "true"
     elif kind == "int" and _INT.fullmatch(text):
         value = int(text)
-    elif kind == "float" and _FLOAT.fullmatch(text):
+    elif kind == "float" and _FLOAT.fullmatch(text) and math.isfinite(float(text)):
         value = float(text)
     if value is None:
-        raise UsageError(f"parameter {declared.name} is a {kind}: got {text!r}, expected "
-                         f"{declared.accepted()}")
+        raise UsageError(f"parameter {declared.name} is a {kind}: got {_shown(text)}, "
+                         f"expected {declared.accepted()}")
     return value
 
 
@@ -143,6 +148,21 @@ def typed_value(declared: Declared, value: object) -> object:
         raise UsageError(f"parameter {declared.name} is a {kind}: got {value!r} "
                          f"({type(value).__name__}), expected {declared.accepted()}")
     return value
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """``text`` quoted for a message, cut short when long."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def _is_text(text: str) -> bool:
+    """False for a command-line value that was not valid UTF-8 (Python keeps the bad
+    bytes as lone surrogates, which no notebook can store)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _comment(line: str) -> str:

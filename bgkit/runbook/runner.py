@@ -20,8 +20,11 @@ A run whose runner was killed outright is finalised as ``interrupted`` by the ne
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,7 +38,7 @@ from bgkit.identity import git_info, operator
 from bgkit.runbook import index, notebooks, staging
 from bgkit.runbook.parameters import Declared, convert_text, declared_parameters, typed_value
 
-__all__ = ["RESERVED_PARAMETERS", "RunResult", "archive_path", "cli_parameters",
+__all__ = ["RESERVED_PARAMETERS", "Recovery", "RunResult", "archive_path", "cli_parameters",
            "looks_secret", "publish_run", "recover_interrupted", "run_metadata", "run_step"]
 
 RESERVED_PARAMETERS = ("run_id",)
@@ -133,9 +136,10 @@ def run_step(step: str, *, config: Config, parameters: Mapping[str, Any] | None 
                            source=source, config=config.path, started_at=started.isoformat())
     metadata = _metadata(config, source, run_id, started, pipeline_id)
     begun = time.monotonic()
-    outcome, reason, kernel = _execute(source, staged.notebook_path,
-                                       {**given, "run_id": run_id}, metadata, config=config,
-                                       progress=progress)
+    if "run_id" in declared:
+        given["run_id"] = run_id
+    outcome, reason, kernel = _execute(source, staged.notebook_path, given, metadata,
+                                       run_id=run_id, config=config, progress=progress)
     duration = time.monotonic() - begun
     nb = _read_or_source(staged.notebook_path, source, metadata)
     nb.metadata.setdefault("bgkit", metadata)["kernel"] = kernel
@@ -156,36 +160,73 @@ def archive_path(archive: Path, started: datetime, step: str, run_id: str) -> Pa
     return folder / f"{stamp}_{step}_{run_id}.ipynb"
 
 
-def recover_interrupted(runs_dir: Path, *, config: Config | None = None) -> list[RunResult]:
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What :func:`recover_interrupted` did: runs it archived, and what it left alone."""
+
+    archived: tuple[RunResult, ...]
+    skipped: tuple[str, ...]  # one sentence each
+
+
+def recover_interrupted(runs_dir: Path, *, config: Config | None = None) -> Recovery:
     """Finalise every staged run of ``runs_dir`` whose runner is gone: scrub it, archive
-    it as ``interrupted`` with what is known of where it stopped, and index it.
-    Runs whose runner still runs are left alone. Returns what was archived."""
-    archived = []
+    it as ``interrupted`` with what is known of where it stopped, and index it. Runs whose
+    runner still runs are left alone; nothing here ever stops the command that calls it
+    (a staged run it cannot finish is reported in ``skipped``)."""
+    archived: list[RunResult] = []
+    skipped = [f"{path.name}: {problem}" for path, problem in staging.ignored(runs_dir)]
     for staged in staging.pending(runs_dir):
         if staging.runner_alive(staged):
             continue
-        published = runs_dir / staged.archive_name
-        if published.exists():  # published, then killed before the index or clean-up
-            if not any(e.path == staged.archive_name for e in index.read_entries(runs_dir)):
-                index.append(runs_dir, published)
-            staged.discard()
+        try:
+            result = _recover(runs_dir, staged, config)
+        except Exception as error:  # one bad entry must never break every later command
+            skipped.append(f"{staged.archive_name}: {type(error).__name__}: {error}")
             continue
-        nb = _read_or_source(staged.notebook_path, Path(staged.source),
-                             {"run_id": staged.run_id, "step": staged.step,
-                              "started_at": staged.started_at})
-        reason = _interrupted_reason(nb, staged)
-        owner = config if config is not None else _config_or_none(Path(staged.config))
-        archived.append(_publish(runs_dir, staged, nb, outcome=INTERRUPTED, reason=reason,
-                                 duration_s=None, config=owner))
-    return archived
+        if isinstance(result, str):
+            skipped.append(result)
+        elif result is not None:
+            archived.append(result)
+    return Recovery(tuple(archived), tuple(skipped))
+
+
+def _recover(runs_dir: Path, staged: staging.StagedRun,
+             config: Config | None) -> RunResult | str | None:
+    _remove_kernel_folders(staged.run_id)
+    published = runs_dir / staged.archive_name
+    if published.exists():  # published, then killed before the index or clean-up
+        digest = hashlib.sha256(published.read_bytes()).hexdigest()
+        staged.discard()
+        if digest != staged.published_sha256:
+            return (f"{staged.archive_name}: a file is archived under this run's name but it "
+                    "is not the one its runner published; left out of the index")
+        if not any(e.path == staged.archive_name for e in index.read_entries(runs_dir)):
+            index.append(runs_dir, published)
+        return None
+    nb = _read_or_source(staged.notebook_path, Path(staged.source),
+                         {"run_id": staged.run_id, "step": staged.step,
+                          "started_at": staged.started_at})
+    reason = _interrupted_reason(nb, staged)
+    owner = config if config is not None else _config_or_none(Path(staged.config))
+    return _publish(runs_dir, staged, nb, outcome=INTERRUPTED, reason=reason,
+                    duration_s=None, config=owner)
+
+
+def _remove_kernel_folders(run_id: str) -> None:
+    """The private IPC folders a killed runner's kernel left in the temp folder."""
+    prefix = staging.kernel_folder_prefix(run_id)
+    for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _publish(runs_dir: Path, staged: staging.StagedRun, nb: Any, *, outcome: str,
              reason: str | None, duration_s: float | None, config: Config | None,
              already_scrubbed: int = 0) -> RunResult:
-    result = publish_run(runs_dir, staged.archive_name, nb, outcome=outcome, reason=reason,
-                         duration_s=duration_s, config=config,
-                         already_scrubbed=already_scrubbed)
+    text = _final_text(nb, staged.archive_name, outcome=outcome, reason=reason,
+                       duration_s=duration_s, config=config, already_scrubbed=already_scrubbed)
+    staged = staged.with_digest(hashlib.sha256(text.encode()).hexdigest())
+    result = _publish_text(runs_dir, staged.archive_name, text, outcome=outcome,
+                           reason=reason, duration_s=duration_s)
     staged.discard()
     return result
 
@@ -195,15 +236,32 @@ def publish_run(runs_dir: Path, name: str, nb: Any, *, outcome: str, reason: str
                 already_scrubbed: int = 0) -> RunResult:
     """Finalise ``nb`` (outcome, banner, secrets scrubbed), publish it write-once into
     ``runs_dir`` at ``name`` and enter it into the index; the archived run."""
-    from bgkit.runbook.archive import publish
+    text = _final_text(nb, name, outcome=outcome, reason=reason, duration_s=duration_s,
+                       config=config, already_scrubbed=already_scrubbed)
+    return _publish_text(runs_dir, name, text, outcome=outcome, reason=reason,
+                         duration_s=duration_s)
+
+
+def _final_text(nb: Any, name: str, *, outcome: str, reason: str | None,
+                duration_s: float | None, config: Config | None, already_scrubbed: int) -> str:
+    import nbformat
 
     if "papermill" in nb.metadata:  # not the private file's path: where it is archived
         nb.metadata.papermill["output_path"] = name
     final = notebooks.finalise(nb, outcome=outcome, reason=reason, duration_s=duration_s,
                                secrets=_secrets(config), already_scrubbed=already_scrubbed)
-    path = publish(runs_dir, name, final)
+    return str(nbformat.writes(final))
+
+
+def _publish_text(runs_dir: Path, name: str, text: str, *, outcome: str, reason: str | None,
+                  duration_s: float | None) -> RunResult:
+    import json
+
+    from bgkit.runbook.archive import publish
+
+    path = publish(runs_dir, name, text)
     entry = index.append(runs_dir, path)
-    meta = final.metadata["bgkit"]
+    meta = json.loads(text).get("metadata", {}).get("bgkit", {})
     return RunResult(run_id=str(meta.get("run_id", "")), step=str(meta.get("step", "")),
                      path=path, outcome=outcome, reason=reason, duration_s=duration_s or 0.0,
                      head=entry.hash, keyed_head=index.keyed(entry.hash))
@@ -233,11 +291,18 @@ def _interrupted_output(staged: staging.StagedRun) -> Any:
 
 def _read_or_source(path: Path, source: Path, metadata: dict[str, Any]) -> Any:
     """The executed notebook at ``path``; the step's source notebook when nothing
-    readable was written there (execution never began, or a write was cut short)."""
+    readable was written there (execution never began, or a write was cut short); an empty
+    notebook saying so when the source is gone too (a CI checkout removed)."""
+    import nbformat
+
     try:
         nb = notebooks.read(path)
     except Exception:  # empty, cut short or missing: the source stands in, honestly
-        nb = notebooks.read(source)
+        try:
+            nb = notebooks.read(source)
+        except Exception:
+            nb = nbformat.v4.new_notebook()
+            nb.cells = [nbformat.v4.new_markdown_cell(f"# {metadata.get('step', 'run')}")]
         nb.metadata["bgkit"] = {**metadata, "partial_record": "unreadable or never written"}
     nb.metadata.setdefault("bgkit", dict(metadata))
     return nb
@@ -289,7 +354,8 @@ def _check_parameters(source: Path, declared: dict[str, Declared],
 
 
 def _execute(source: Path, path: Path, parameters: dict[str, Any], metadata: dict[str, Any],
-             *, config: Config, progress: bool) -> tuple[str, str | None, dict[str, str]]:
+             *, run_id: str, config: Config,
+             progress: bool) -> tuple[str, str | None, dict[str, str]]:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -300,7 +366,7 @@ def _execute(source: Path, path: Path, parameters: dict[str, Any], metadata: dic
     control = engine.RunControl(grace_s=config.switch.timeout_s + GRACE_MARGIN_S,
                                 iopub_timeout_s=config.runs.iopub_timeout_s,
                                 expected_kernel=expected_kernel(),
-                                kernel_env={RUN_ID_ENV: str(parameters["run_id"])})
+                                kernel_env={RUN_ID_ENV: run_id}, run_id=run_id)
     try:
         nb = papermill.execute_notebook(
             str(source), staging.PRIVATE_SCHEME + str(path), parameters=parameters,
@@ -331,11 +397,14 @@ def _judge(nb: Any, control: Any) -> tuple[str, str | None]:
         return FAILED, ("every cell ran but the step recorded no outcome (a step notebook "
                         "must record one: bgkit.record('outcome', ...))")
     outcome, reason = recorded
+    if outcome in (RUNNING, INTERRUPTED):
+        return FAILED, (f"the step recorded the outcome {outcome!r}, which only the runner "
+                        "gives")
     return outcome, reason
 
 
 def _raised_reason(error: Any, control: Any, path: Path) -> str:
-    nb = notebooks.read(path)
+    nb = notebooks.without_papermill_markers(notebooks.read(path))
     where = notebooks.cell_label(nb, error.cell_index) if error.cell_index is not None \
         and error.cell_index < len(nb.cells) else "a cell"
     if control.stop_requested():

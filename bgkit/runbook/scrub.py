@@ -24,19 +24,30 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bgkit.config import Config
 
-__all__ = ["MASK", "archive_secrets", "looks_secret", "scrub", "scrub_text", "secret_values"]
+__all__ = ["MASK", "MIN_LENGTH", "archive_secrets", "looks_secret", "notebook_scrub", "scrub",
+           "secret_values"]
 
 MASK = "***"
-MIN_LENGTH = 6  # shorter values ("1", "true") would mask ordinary text
-_STRONG = re.compile(r"secret|passw|passphrase|token|credential|private", re.IGNORECASE)
-_WEAK_WORDS = frozenset({"key", "keys", "apikey", "pass"})
+MIN_LENGTH = 6  # shorter values ("1", "true") would mask ordinary text: never scrubbed
+_STRONG = re.compile(r"secret|passw|passcode|passphrase|token|credential|private|privkey|"
+                     r"sshpass|dbpass", re.IGNORECASE)
+_WEAK_WORDS = frozenset({"key", "keys", "apikey", "pass", "pwd", "pin", "auth"})
+_NOT_SECRET = frozenset({"PWD", "OLDPWD"})  # the shell's working folders
 _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+_TRUNCATED_FROM = 12  # a secret this long is also masked when shown cut short ("abcd...")
+# metadata.bgkit fields bgkit writes itself from its own vocabulary: never masked, so a
+# secret that happens to be an ordinary word ("succeeded") cannot blank the outcome.
+_OWN_FIELDS = ("schema", "run_id", "step", "outcome", "started_at", "finished_at",
+               "duration_s", "front_door", "pipeline_id", "bgkit_version")
 
 
 def looks_secret(name: str) -> bool:
-    """True for a name that suggests a secret: it contains secret, passw(or)d, token,
-    credential, private or passphrase anywhere, or the word key, apikey or pass
-    (``api_key``, ``OVH_CONSUMER_KEY``, ``dbPass``; not ``monkey`` or ``keyboard``)."""
+    """True for a name that suggests a secret: it contains secret, passw(or)d, passcode,
+    passphrase, token, credential, private, privkey, sshpass or dbpass anywhere, or the
+    word key, apikey, pass, pwd, pin or auth (``api_key``, ``OVH_CONSUMER_KEY``, ``dbPass``,
+    ``MYSQL_PWD``; not ``monkey``, ``keyboard`` nor the shell's ``PWD``)."""
+    if name in _NOT_SECRET:
+        return False
     if _STRONG.search(name):
         return True
     return any(word.lower() in _WEAK_WORDS for word in _WORDS.findall(name))
@@ -95,33 +106,58 @@ def _key_lines(path: Path) -> set[str]:
 
 def scrub(value: Any, secrets: set[str]) -> tuple[Any, int]:
     """``value`` (nested JSON) with every secret, and every escaped form of it, replaced
-    by ``***`` in strings and in keys; and how many were."""
+    by ``***`` in strings and in keys; and how many were. A list of lines as nbformat
+    stores a multi-line string is scrubbed as the one string it is."""
     if not secrets:
         return value, 0
     return _walk(value, _pattern(secrets))
 
 
-def scrub_text(text: str, secrets: set[str]) -> tuple[str, int]:
-    """``text`` (e.g. a whole notebook's JSON) with every secret, in every escaped form
-    including JSON-in-JSON, replaced by ``***``; and how many were. The result stays valid
-    JSON when ``text`` was."""
-    if not secrets:
-        return text, 0
-    return _pattern(secrets, nested=True).subn(MASK, text)
+def notebook_scrub(nb: Mapping[str, Any], secrets: set[str]) -> tuple[dict[str, Any], int]:
+    """A notebook (as JSON) scrubbed as a reader would see it: consecutive outputs of the
+    same stream are joined first (a secret printed in two writes is one text), and
+    bgkit's own metadata words are kept."""
+    joined = {**nb, "cells": [_joined_streams(cell) for cell in nb.get("cells", [])]}
+    cleaned, count = scrub(joined, secrets)
+    own = nb.get("metadata", {}).get("bgkit", {})
+    kept = cleaned.get("metadata", {}).get("bgkit")
+    if isinstance(own, Mapping) and isinstance(kept, dict):
+        kept.update({key: own[key] for key in _OWN_FIELDS if key in own})
+    return cleaned, count
 
 
-def _pattern(secrets: set[str], *, nested: bool = False) -> re.Pattern[str]:
+def _joined_streams(cell: Mapping[str, Any]) -> dict[str, Any]:
+    outputs: list[Any] = []
+    for output in cell.get("outputs", []) or []:
+        previous = outputs[-1] if outputs else None
+        if (isinstance(output, Mapping) and output.get("output_type") == "stream"
+                and isinstance(previous, dict) and previous.get("output_type") == "stream"
+                and previous.get("name") == output.get("name")):
+            previous["text"] = _text(previous.get("text")) + _text(output.get("text"))
+            continue
+        outputs.append(dict(output) if isinstance(output, Mapping) else output)
+    return {**cell, "outputs": outputs} if "outputs" in cell else dict(cell)
+
+
+def _text(value: object) -> str:
+    return "".join(value) if isinstance(value, list) else str(value or "")
+
+
+def _pattern(secrets: set[str]) -> re.Pattern[str]:
     forms = {form for secret in secrets for form in _escaped_forms(secret)}
-    if nested:  # as they appear inside a JSON document: escaped once more
-        forms |= {json.dumps(form, ensure_ascii=ascii)[1:-1] for form in set(forms)
-                  for ascii in (True, False)}
     return re.compile("|".join(re.escape(s) for s in sorted(forms, key=len, reverse=True)))
 
 
 def _escaped_forms(secret: str) -> set[str]:
-    """The secret as written in text that quoted it: JSON, repr, HTML (and itself)."""
+    """The secret as written in text that quoted or encoded it (JSON, repr, ascii(), the
+    repr of its UTF-8 bytes, HTML) and, when long, cut short with an ellipsis as pandas
+    and reprs show long values."""
     forms = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
-             repr(secret)[1:-1], html.escape(secret), html.escape(secret, quote=False)}
+             repr(secret)[1:-1], ascii(secret)[1:-1], repr(secret.encode())[2:-1],
+             html.escape(secret), html.escape(secret, quote=False)}
+    if len(secret) >= _TRUNCATED_FROM:
+        forms |= {secret[:cut] + ellipsis for cut in range(8, len(secret))
+                  for ellipsis in ("...", "…")}
     return {form for form in forms if len(form) >= MIN_LENGTH}
 
 
@@ -137,6 +173,16 @@ def _walk(value: Any, pattern: re.Pattern[str]) -> tuple[Any, int]:
             total += count + key_count
         return out, total
     if isinstance(value, list):
+        if _split_lines(value):  # one multi-line string, stored as its lines
+            cleaned, count = pattern.subn(MASK, "".join(value))
+            return cleaned.splitlines(keepends=True), count
         results = [_walk(item, pattern) for item in value]
         return [item for item, _ in results], sum(count for _, count in results)
     return value, 0
+
+
+def _split_lines(value: list[Any]) -> bool:
+    """nbformat's form of a multi-line string: 2+ strings, each but the last ending in a
+    newline."""
+    return len(value) > 1 and all(isinstance(item, str) for item in value) and \
+        all(item.endswith("\n") for item in value[:-1])

@@ -275,7 +275,7 @@ def decide_step(config: Config, *, lb: LoadBalancer, preview: Preview, approve: 
         record_outcome("refused", reason)
         print(f"refused: {reason}")
         return None
-    reason = "the gates passed; approve (-p approve true) was not given"
+    reason = "the gates passed; approve=True (-p approve true) was not given"
     record_outcome("not approved", reason)
     print(f"not approved: {reason}")
     return None

@@ -106,6 +106,7 @@ class DecisionButton(anywidget.AnyWidget):
                  enabled: bool = True, status: str = "") -> None:
         super().__init__(label=label, state="ready" if enabled else "disabled", status=status)
         self._action = action
+        self._enabled = enabled  # kept here: the synced ``state`` can be set by the browser
         self._acted = False
         self._guard = threading.Lock()
         self.ignored_clicks = 0
@@ -114,7 +115,7 @@ class DecisionButton(anywidget.AnyWidget):
     def click(self) -> None:
         """What a click from the browser does (tests call it directly)."""
         with self._guard:
-            if self._acted or self.state == "disabled":
+            if self._acted or not self._enabled:
                 self.ignored_clicks += 1
                 return
             self._acted = True

@@ -14,6 +14,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -121,9 +122,11 @@ def test_an_iopub_timeout_is_named_as_such_not_as_a_cell_timeout() -> None:
 
     control = engine.RunControl(grace_s=1, iopub_timeout_s=120, expected_kernel={})
     error = CellTimeoutError("Timeout waiting for IOPub output")
-    reason = engine._reason(error, 4, 1800, control)
+    reason = engine._reason(error, "cell 5 of 9", 1800, control)
+    assert reason.startswith("cell 5 of 9 finished, but its output did not all arrive")
     assert "IOPub timeout of 120 s" in reason and "cell timeout" not in reason
-    assert "cell timeout of 1800 s" in engine._reason(CellTimeoutError("x"), 4, 1800, control)
+    assert engine._reason(CellTimeoutError("x"), "cell 5 of 9", 1800, control) == \
+        "cell 5 of 9 ran past the cell timeout of 1800 s"
 
 
 @pytest.fixture
@@ -365,3 +368,108 @@ def test_an_empty_config_path_means_bgkit_config_and_a_config_error_is_one_line(
                 if o.get("output_type") == "error"]
     assert error["traceback"] == ["ConfigError: /nonexistent/bgkit.toml: no such file (pass "
                                   "--config PATH or set BGKIT_CONFIG)"]
+
+
+def test_a_forged_staging_entry_gets_nothing_indexed_keyed_or_deleted(
+        write_config: WriteConfig, notebooks: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(index.KEY_ENV, "k3y-for-archive-XYZ")
+    config = load_config(write_config())
+    run_step("18_types", config=config, notebooks_dir=notebooks, progress=False)
+    runs = config.runs_dir
+    forged_name = "2026/11/20261130T130000Z_04_switch_deadbeef0000.ipynb"
+    (runs / forged_name).write_text((runs / index.read_entries(runs)[0].path).read_text())
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    folder = staging.staging_dir(runs)
+    for mac in (None, "0" * 64):
+        state = {"run_id": "deadbeef0000", "step": "04_switch", "archive_name": forged_name,
+                 "notebook": str(victim), "source": "x", "config": "x", "host": "x",
+                 "started_at": "2026-11-30T13:00:00+00:00", "runner_pid": 999999,
+                 "runner_started": 1, "published_sha256": ""}
+        if mac:
+            state["mac"] = mac
+        path = folder / "20261130T130000Z_04_switch_deadbeef0000.ipynb.state.json"
+        path.write_text(json.dumps(state))
+        recovery = runner_recover(runs, config)
+        assert recovery.archived == () and any("no valid mac" in s for s in recovery.skipped)
+        assert victim.read_text() == "keep me"
+    check = index.verify_archive(runs)
+    assert [f.kind for f in check.findings] == ["inserted"], "the forged run stays unindexed"
+
+
+def runner_recover(runs: Path, config: object) -> object:
+    from bgkit.runbook.runner import recover_interrupted
+
+    return recover_interrupted(runs, config=config)  # type: ignore[arg-type]
+
+
+def test_a_killed_run_whose_source_is_gone_is_still_archived_and_nothing_crashes(
+        write_config: WriteConfig, notebooks: Path, tmp_path: Path,
+        start_run: Callable[..., subprocess.Popen[str]]) -> None:
+    import shutil
+
+    checkout = tmp_path / "ci-checkout"
+    shutil.copytree(notebooks, checkout)
+    config_path = write_config()
+    runner = start_run(config_path, checkout, "15_safety")
+    wait_for_staged_text(load_config(config_path).runs_dir, "watching")
+    os.kill(runner.pid, signal.SIGKILL)
+    runner.wait(timeout=30)
+    shutil.rmtree(checkout)
+    listing = cli("runs", "list", "--config", str(config_path))
+    assert listing.returncode == 0, listing.stderr
+    (path,) = archived(config_path)
+    assert archive.show_run(path).outcome == "interrupted"
+    assert "watching 0" in path.read_text(), "the running cell's output was saved while it ran"
+    leftovers = list(Path(tempfile.gettempdir()).glob(
+        f"bgkit-k-{archive.show_run(path).metadata['run_id']}-*"))
+    assert leftovers == [], "the killed runner's kernel folder is removed"
+
+
+def test_exit_and_skip_execution_cannot_make_a_run_succeed(
+        write_config: WriteConfig, tmp_path: Path) -> None:
+    folder = tmp_path / "tricks"
+    write_notebook(folder, "21_exit", "print('gate failed')\nexit()", FINISH)
+    write_notebook(folder, "22_quit", "quit()", FINISH)
+    skipped = tmp_path / "tricks" / "23_skip.ipynb"
+    write_notebook(folder, "23_skip", "raise RuntimeError('deploy failed')", FINISH)
+    nb = nbformat.read(skipped, as_version=4)
+    nb.cells[1].metadata["tags"] = ["skip-execution"]
+    nbformat.write(nb, skipped)
+    write_notebook(folder, "24_fake", "import bgkit\nbgkit.record('outcome', 'interrupted')")
+    config = load_config(write_config())
+    for step, reason in (("21_exit", "EarlyExit"), ("22_quit", "EarlyExit"),
+                         ("23_skip", "RuntimeError: deploy failed"),
+                         ("24_fake", "which only the runner gives")):
+        with pytest.raises(StepFailed, match=reason) as caught:
+            run_step(step, config=config, notebooks_dir=folder, progress=False)
+        assert caught.value.run_path is not None
+        assert archive.show_run(caught.value.run_path).outcome == "failed"
+
+
+def test_reasons_name_the_cell_a_reader_counts_in_the_archived_notebook(
+        write_config: WriteConfig, notebooks: Path) -> None:
+    config = load_config(write_config())
+    with pytest.raises(StepFailed) as caught:
+        run_step("03_verify", config=config, progress=False,
+                 parameters={"release": "/nonexistent/hello.tar.gz"})
+    path = caught.value.run_path
+    assert path is not None
+    nb = nbformat.read(path, as_version=4)
+    reason = archive.show_run(path).metadata["reason"]
+    number = int(reason.split("cell ")[1].split(" of ")[0])
+    assert nb.cells[number - 1].cell_type == "code"
+    assert "release" in nb.cells[number - 1].source and "raised UsageError" in reason
+
+
+def test_a_notebook_without_run_id_gets_no_unknown_parameter_warning(
+        write_config: WriteConfig, tmp_path: Path) -> None:
+    folder = tmp_path / "bare"
+    folder.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(FINISH)]
+    nbformat.write(nb, folder / "30_bare.ipynb")
+    done = cli("run", "30_bare", "--config", str(write_config()), "--notebooks", str(folder))
+    assert done.returncode == 0, done.stderr
+    assert "unknown parameter" not in done.stderr.lower()

@@ -169,3 +169,18 @@ def test_the_compact_summary_shows_error_columns_only_when_errors_occurred() -> 
                                    "p99_ms", "version"]
     wrong = compact_summary(verify_result("1.9.0", "2.0.0").verdict.summary)
     assert "wrong_version" in wrong.columns and "timeout" not in wrong.columns
+
+
+def test_a_disabled_button_stays_disabled_whatever_the_browser_sends() -> None:
+    calls: list[int] = []
+
+    def action(report: Any) -> tuple[str, str]:
+        calls.append(1)
+        return "switched", "done"
+
+    button = DecisionButton(label="Switch", action=action, enabled=False)
+    button.set_state({"state": "busy"})  # what a widget update from the browser does
+    button._on_message(button, {"event": "click"}, [])
+    button.set_state({"state": "ready"})
+    button.click()
+    assert calls == [] and button.ignored_clicks == 2

@@ -253,3 +253,16 @@ def test_the_reports_first_screen_says_who_when_what_release_evidence_and_outcom
                   "hello-c-2.0.0-1a2b3c", "gates 3/3 pass", "480 answers"):
         assert value.replace("_", "\\_") in first or value in first
     assert ".123456" not in first, "no microseconds in the headline"
+
+
+def test_the_report_loads_no_image_from_the_network_and_links_no_data_url() -> None:
+    from bgkit.runbook.html import clean_html
+
+    cleaned = clean_html('<img src="http://evil.example/a.png"><img src="//evil.example/b.png">'
+                         '<img src="HTTPS://evil.example/c.png"><img src="http:evil.example/d">'
+                         f'<img src="data:image/png;base64,{PIXEL}">'
+                         '<a href="data:text/html,&lt;script&gt;">x</a>'
+                         '<a href="https://example.org/docs">docs</a>')
+    assert "evil.example" not in cleaned and "data:text/html" not in cleaned
+    assert f"data:image/png;base64,{PIXEL}" in cleaned and "https://example.org/docs" in cleaned
+    assert external_sources('<img src="http:evil.example/x.png">') != []

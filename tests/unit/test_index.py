@@ -286,3 +286,23 @@ def test_with_a_key_every_entry_is_macced_and_a_rewrite_without_the_key_is_caugh
     assert verify_archive(tmp_path, key="the-wrong-key").findings
     monkeypatch.delenv(index.KEY_ENV)
     assert verify_archive(tmp_path).ok, "without the key only the chain is checked"
+
+
+def test_a_run_or_a_month_folder_replaced_by_a_symbolic_link_is_reported(
+        tmp_path: Path) -> None:
+    import shutil
+
+    runs = tmp_path / "runs"
+    paths = archive_of(runs, 2)
+    elsewhere = tmp_path / "elsewhere.ipynb"
+    shutil.copy2(paths[0], elsewhere)
+    paths[0].chmod(0o600)
+    paths[0].unlink()
+    paths[0].symlink_to(elsewhere)
+    assert [f.kind for f in verify_archive(runs).findings] == ["link"]
+    month = paths[1].parent
+    moved = tmp_path / "month"
+    shutil.copytree(month, moved, symlinks=True)
+    shutil.rmtree(month)
+    month.symlink_to(moved)
+    assert {f.kind for f in verify_archive(runs).findings} == {"link"}

@@ -65,26 +65,84 @@ def test_a_secret_used_as_a_key_is_scrubbed() -> None:
     assert cleaned == {MASK: {MASK: 1}} and count == 2
 
 
-def test_scrubbing_a_whole_notebook_text_keeps_it_valid_json() -> None:
+def test_each_save_of_a_running_notebook_is_scrubbed_before_it_reaches_the_disk(
+        tmp_path: Path) -> None:
     import json
 
-    from bgkit.runbook.scrub import scrub_text
+    from bgkit.runbook.staging import PRIVATE_SCHEME, PrivateOutput
 
-    secret = 'x"y\\z-secret'
+    secret = 'x"y\\z-secret\nsecond line'
     inner = json.dumps({"printed": secret})  # a cell that printed JSON holding the secret
-    document = json.dumps({"outputs": [inner, secret, repr(secret)]}, ensure_ascii=False)
-    cleaned, count = scrub_text(document, {secret})
-    assert count == 3 and "secret" not in cleaned
-    assert json.loads(cleaned)["outputs"][1] == MASK
+    nb = {"cells": [{"cell_type": "code", "source": "", "metadata": {}, "outputs": [
+        {"output_type": "stream", "name": "stdout", "text": [inner + "\n", secret]},
+        {"output_type": "stream", "name": "stdout", "text": repr(secret)}]}],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    target = tmp_path / "run.ipynb"
+    target.touch(mode=0o600)
+    PrivateOutput.secrets = frozenset({secret})
+    PrivateOutput().write(json.dumps(nb, indent=1), PRIVATE_SCHEME + str(target))
+    written = target.read_text()
+    assert "secret" not in written and "second line" not in written
+    assert PrivateOutput.scrubbed == 3
+    assert json.loads(written)["cells"][0]["outputs"][0]["text"]  # still a notebook
 
 
 @pytest.mark.parametrize(("name", "secret"), [
     ("api_key", True), ("OVH_APPLICATION_SECRET", True), ("OVH_CONSUMER_KEY", True),
     ("db_password", True), ("dbPass", True), ("authToken", True), ("PRIVATE_KEY_PATH", True),
     ("credentials", True), ("PWD", False), ("OLDPWD", False), ("monkey", False),
+    ("MYSQL_PWD", True), ("SSHPASS", True), ("passcode", True), ("sshpass", True),
+    ("dbpass", True), ("privkey", True), ("auth", True), ("pin", True),
     ("keyboard_layout", False), ("release", False), ("approve", False), ("passes", False),
     ("known_hosts", False)])
 def test_one_rule_decides_which_names_look_secret(name: str, secret: bool) -> None:
     from bgkit.runbook.scrub import looks_secret
 
     assert looks_secret(name) is secret
+
+
+def test_a_multiline_secret_is_scrubbed_from_nbformats_list_of_lines() -> None:
+    from bgkit.runbook.scrub import notebook_scrub
+
+    secret = "line1A\nline2xyz"
+    nb = {"cells": [{"outputs": [{"output_type": "stream", "name": "stdout",
+                                  "text": ["pw line1A\n", "line2xyz done\n"]}]}],
+          "metadata": {}}
+    cleaned, count = notebook_scrub(nb, {secret})
+    assert count == 1
+    assert "".join(cleaned["cells"][0]["outputs"][0]["text"]) == "pw *** done\n"
+
+
+def test_a_secret_printed_in_two_writes_or_cut_short_is_scrubbed() -> None:
+    from bgkit.runbook.scrub import notebook_scrub
+
+    secret = "LS0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH"
+    nb = {"cells": [{"outputs": [
+        {"output_type": "stream", "name": "stdout", "text": secret[:20]},
+        {"output_type": "stream", "name": "stdout", "text": secret[20:] + "\n"},
+        {"output_type": "display_data", "data": {"text/plain": f"value  {secret[:30]}..."}},
+    ]}], "metadata": {}}
+    cleaned, count = notebook_scrub(nb, {secret})
+    text = json_text(cleaned)
+    assert "LS0123456789" not in text and count == 2
+
+
+def test_ascii_and_byte_forms_of_a_secret_are_scrubbed() -> None:
+    secret = 'q"uo\'te\\backé☃X'
+    shown = [ascii(secret), repr(secret.encode()), str(secret.encode())]
+    cleaned, count = scrub(shown, {secret})
+    assert count == 3 and all("back" not in text for text in cleaned), cleaned
+
+
+def test_a_secret_that_is_an_ordinary_word_does_not_blank_bgkits_own_fields() -> None:
+    from bgkit.runbook.scrub import notebook_scrub
+
+    nb = {"cells": [], "metadata": {"bgkit": {"outcome": "succeeded", "reason": "succeeded"}}}
+    cleaned, _ = notebook_scrub(nb, {"succeeded"})
+    assert cleaned["metadata"]["bgkit"] == {"outcome": "succeeded", "reason": MASK}
+
+
+def json_text(value: object) -> str:
+    import json
+
+    return json.dumps(value)
