@@ -24,7 +24,8 @@ import pandas as pd
 from bgkit.config import Config
 from bgkit.health import health_url
 
-__all__ = ["Target", "classify", "host_targets", "lb_target", "sample"]
+__all__ = ["Target", "classify", "frame_of", "host_targets", "lb_target", "probe",
+           "run_coroutine", "sample"]
 
 T = TypeVar("T")
 
@@ -88,12 +89,12 @@ def sample(targets: Sequence[Target], *, samples_per_target: int | None = None,
     interval = len(targets) / rate_per_s
     count = samples_per_target if samples_per_target is not None else \
         max(1, int((duration_s or 0) / interval))
-    rows = _run(_sample_all(targets, count=count, interval=interval,
+    rows = run_coroutine(_sample_all(targets, count=count, interval=interval,
                             timeout_s=timeout_s, version_header=version_header))
-    return _frame(rows)
+    return frame_of(rows)
 
 
-def _run(work: Coroutine[Any, Any, T]) -> T:
+def run_coroutine(work: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to completion, also from inside a running loop (a Jupyter kernel)."""
     try:
         asyncio.get_running_loop()
@@ -124,12 +125,13 @@ async def _sample_one(client: httpx.AsyncClient, target: Target, *, count: int, 
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        rows.append(await _probe(client, target, version_header=version_header))
+        rows.append(await probe(client, target, version_header=version_header))
     return rows
 
 
-async def _probe(client: httpx.AsyncClient, target: Target, *,
-                 version_header: str) -> dict[str, Any]:
+async def probe(client: httpx.AsyncClient, target: Target, *,
+                version_header: str) -> dict[str, Any]:
+    """One request to ``target``: a sample row (never raises for an HTTP failure)."""
     stamp = datetime.now(UTC)
     began = time.perf_counter()
     status: int | None = None
@@ -154,7 +156,8 @@ def _answer_error(status: int, version: str | None, expected: str | None) -> str
     return ""
 
 
-def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+def frame_of(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Sample rows as a validated sample frame, in time order."""
     from bgkit.samples import empty_samples, validate_samples
 
     if not rows:
