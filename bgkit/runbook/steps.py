@@ -99,7 +99,7 @@ def deploy_step(config: Config, *, release: str = "", lb: LoadBalancer | None = 
         raise
     record("deploy", {"ok": True, "release": result.release, "sha256": result.sha256,
                       "pool": result.pool, "live_pool": result.live_pool,
-                      "moved": result.moved})
+                      "moved": result.moved, "lock_takeover": result.lock_takeover})
     record("hosts", result.table())
     return result
 
