@@ -16,10 +16,11 @@ intent can only be taken over by a switch or rollback (``accept_intent=True``).
 
 Stores implement four conditional primitives (:class:`LeaseStore`): ``read``,
 ``create`` (if absent), ``replace`` and ``delete`` (if the revision is unchanged) — the
-semantics of S3's ``If-None-Match: *`` and ``If-Match: <etag>``. :class:`FileLeaseStore`
+semantics of S3's ``If-None-Match: *`` and ``If-Match: <etag>``; the revision is the
+store's own version of the lease (an S3 store would use the ETag). :class:`FileLeaseStore`
 (the default, ``[lock].path``) runs each one under an ``flock`` of a guard file beside
-the lease and publishes with an atomic rename; a crashed writer's draft is removed by
-the next writer.
+the lease, writes a fresh revision into the file and publishes with an atomic rename; a
+crashed writer's draft is removed by the next writer.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def _pid_start(pid: int) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class LeaseInfo:
-    """What a lease says. ``revision`` changes with every write (the store's version)."""
+    """What a lease says. ``revision`` is the store's version of it, new at every write."""
 
     owner: str
     message: str
@@ -188,20 +189,21 @@ def _when(stamp: float) -> str:
 # --- stores ------------------------------------------------------------------------------
 
 class LeaseStore(Protocol):
-    """Where the lease lives. Writes are conditional; each returns False when the
-    condition failed (someone else wrote first) and raises only when unreachable."""
+    """Where the lease lives. Writes are conditional: ``create`` and ``replace`` return
+    the new revision, or None when the condition failed (someone else wrote first);
+    they raise only when the store cannot be reached."""
 
     location: str
 
     def read(self) -> LeaseInfo | None:
-        """The lease as stored now, or None when nobody holds it."""
+        """The lease as stored now (``revision`` set), or None when nobody holds it."""
         ...
 
-    def create(self, info: LeaseInfo) -> bool:
+    def create(self, info: LeaseInfo) -> str | None:
         """Store ``info`` if there is no lease (S3: ``If-None-Match: *``)."""
         ...
 
-    def replace(self, info: LeaseInfo, *, revision: str) -> bool:
+    def replace(self, info: LeaseInfo, *, revision: str) -> str | None:
         """Store ``info`` if the stored lease's revision is ``revision`` (``If-Match``)."""
         ...
 
@@ -233,20 +235,18 @@ class FileLeaseStore:
             raise UsageError(f"lock file {self.path} is unreadable ({error}); inspect it, then "
                              "remove it with `bgkit lock release --force`") from error
 
-    def create(self, info: LeaseInfo) -> bool:
+    def create(self, info: LeaseInfo) -> str | None:
         with self._guarded():
             if self.path.exists():
-                return False
-            self._publish(info)
-            return True
+                return None
+            return self._publish(info)
 
-    def replace(self, info: LeaseInfo, *, revision: str) -> bool:
+    def replace(self, info: LeaseInfo, *, revision: str) -> str | None:
         with self._guarded():
             current = self._read_quietly()
             if current is None or current.revision != revision:
-                return False
-            self._publish(info)
-            return True
+                return None
+            return self._publish(info)
 
     def delete(self, *, revision: str | None) -> bool:
         with self._guarded():
@@ -290,16 +290,18 @@ class FileLeaseStore:
         for draft in self.path.parent.glob(f".{self.path.name}.*.draft"):
             draft.unlink(missing_ok=True)
 
-    def _publish(self, info: LeaseInfo) -> None:
-        draft = self.path.with_name(f".{self.path.name}.{info.revision}.draft")
+    def _publish(self, info: LeaseInfo) -> str:
+        revision = _revision()
+        draft = self.path.with_name(f".{self.path.name}.{revision}.draft")
         try:
             with draft.open("w") as handle:
-                json.dump(info.to_json(), handle, indent=2)
+                json.dump(replace(info, revision=revision).to_json(), handle, indent=2)
                 handle.flush()
                 os.fsync(handle.fileno())
             draft.replace(self.path)
         finally:
             draft.unlink(missing_ok=True)
+        return revision
 
 
 def _store(where: Path | LeaseStore) -> LeaseStore:
@@ -367,11 +369,12 @@ class Lease:
             if self.lost is not None:
                 raise LeaseLost(f"the deployment lock {self.store.location} is no longer "
                                 f"ours ({self.lost}); nothing more is changed")
-            updated = replace(change(self.info), revision=_revision())
-            if not self.store.replace(updated, revision=self.info.revision):
+            updated = change(self.info)
+            revision = self.store.replace(updated, revision=self.info.revision)
+            if revision is None:
                 self._check(self.store.read())  # raises with who holds it now
                 raise LeaseLost(f"the deployment lock {self.store.location} changed under us")
-            self.info = updated
+            self.info = replace(updated, revision=revision)
 
     def _check(self, current: LeaseInfo | None) -> None:
         """Raise LeaseLost unless ``current`` is our lease, unexpired (mutex held)."""
@@ -409,13 +412,13 @@ def acquire(where: Path | LeaseStore, *, message: str, ttl_s: float, owner: str 
     now = time.time()
     mine = LeaseInfo(owner=owner or operator(), message=message, host=socket.gethostname(),
                      pid=os.getpid(), acquired_at=now, ttl_s=ttl_s, token=_revision(),
-                     expires_at=now + ttl_s, renewed_at=now, machine=this_machine(),
-                     revision=_revision())
+                     expires_at=now + ttl_s, renewed_at=now, machine=this_machine())
     for _ in range(attempts):
         current = store.read()
         if current is None:
-            if store.create(mine):
-                return Lease(store, mine)
+            revision = store.create(mine)
+            if revision is not None:
+                return Lease(store, replace(mine, revision=revision))
             continue
         reason = current.stale()
         if reason is None:
@@ -429,8 +432,9 @@ def acquire(where: Path | LeaseStore, *, message: str, ttl_s: float, owner: str 
                            "`bgkit switch` or `bgkit rollback` first: it finishes or undoes "
                            "that change")
         taker = replace(mine, took_over={**current.to_json(), "reason": reason})
-        if store.replace(taker, revision=current.revision):
-            return Lease(store, taker)
+        revision = store.replace(taker, revision=current.revision)
+        if revision is not None:
+            return Lease(store, replace(taker, revision=revision))
     raise LockHeld(f"could not take the deployment lock {store.location}: others are racing "
                    "for it; retry")
 

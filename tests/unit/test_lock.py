@@ -181,7 +181,7 @@ class SteppedStore(locking.FileLeaseStore):
         super().__init__(path)
         self.gate = gate
 
-    def replace(self, info: locking.LeaseInfo, *, revision: str) -> bool:
+    def replace(self, info: locking.LeaseInfo, *, revision: str) -> str | None:
         self.gate.wait(5)
         return super().replace(info, revision=revision)
 
