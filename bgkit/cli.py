@@ -353,6 +353,11 @@ def lock_release(config_path: Path | None, force: bool) -> None:
         return
     if not force and info.stale() is None:
         raise UsageError(f"the lock is {info.describe()}; pass --force to release it anyway")
+    unfinished = info.unfinished()
+    if not force and unfinished:
+        raise UsageError(f"the lock was left in the middle of {unfinished}; run `bgkit switch` "
+                         "or `bgkit rollback` to finish or undo it, or pass --force to drop "
+                         "that record")
     force_release(config.lock_path)
     out.print(f"released the lock {escape(info.describe())}")
 

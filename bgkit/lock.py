@@ -286,8 +286,10 @@ class FileLeaseStore:
             os.close(descriptor)  # closing releases the flock
 
     def _sweep_drafts(self) -> None:
-        """Drafts exist only while a writer holds the guard: any found now are a crash's."""
-        for draft in self.path.parent.glob(f".{self.path.name}.*.draft"):
+        """Drafts exist only while a writer holds the guard: any found now are a crash's.
+        ``<name>.stale-*`` files are what takeovers of bgkit before leases left behind."""
+        for draft in [*self.path.parent.glob(f".{self.path.name}.*.draft"),
+                      *self.path.parent.glob(f"{self.path.name}.stale-*")]:
             draft.unlink(missing_ok=True)
 
     def _publish(self, info: LeaseInfo) -> str:

@@ -144,6 +144,7 @@ def test_a_left_lease_keeps_its_intent_and_is_stale_at_once(tmp_path: Path) -> N
 def test_a_writer_that_crashed_mid_write_leaves_nothing_behind(tmp_path: Path) -> None:
     path = tmp_path / "bgkit.lock"
     (tmp_path / ".bgkit.lock.0123456789abcdef.draft").write_text("{half a lea")
+    (tmp_path / "bgkit.lock.stale-0123456789abcdef").write_text("{}")  # before leases
     lease = locking.acquire(path, message="switch", ttl_s=60)
     assert leftovers(tmp_path) == ["bgkit.lock"]
     lease.release()
