@@ -25,6 +25,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -270,10 +271,15 @@ async def _watch(target: Target, lb: LoadBalancer, judge: WatchJudge, *, duratio
                     return
                 due = max(due + interval, time.monotonic() - interval)
 
+    # Its own thread, never joined: a load-balancer read stuck in a slow API must not hold
+    # up the switch-back once the probes have breached.
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bgkit-watch-lb")
+
     async def poll() -> None:
+        loop = asyncio.get_running_loop()
         while time.monotonic() < deadline:
             try:
-                servers = await asyncio.to_thread(lb.backend_health)
+                servers = await loop.run_in_executor(reader, lb.backend_health)
             except LoadBalancerError:
                 judge.read_failed()
             else:
@@ -290,6 +296,7 @@ async def _watch(target: Target, lb: LoadBalancer, judge: WatchJudge, *, duratio
         for task in [*tasks, stopper]:
             task.cancel()
         await asyncio.gather(*tasks, stopper, return_exceptions=True)
+        reader.shutdown(wait=False, cancel_futures=True)
     for task in tasks:
         if task.done() and not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
