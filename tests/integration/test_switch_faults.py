@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,17 @@ pytestmark = pytest.mark.slow
 def cli_switch(config: Config, release: BuildResult) -> list[str]:
     return [sys.executable, "-m", "bgkit.cli", "switch", "--approve", "--config",
             str(config.path), "--release", str(release.artifact)]
+
+
+def until(running: subprocess.Popen[str], check: Callable[[], bool], what: str) -> None:
+    """Wait for ``check`` while the switch runs; if it ends first, fail with its output."""
+    def seen() -> bool:
+        if running.poll() is not None:
+            out, err = running.communicate()
+            raise AssertionError(f"the switch ended before {what}: {out}{err}")
+        return check()
+
+    wait_for(seen, timeout_s=60, what=what)
 
 
 @pytest.mark.parametrize("provider", ["haproxy", "ovh-iplb"])
@@ -75,8 +87,8 @@ def test_a_rerun_after_a_kill_right_after_the_flip_finishes_the_watch_and_switch
     with Load(ready) as load:
         running = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
-        wait_for(lambda: provider.map_file.read_text() == "live green\n",  # type: ignore[attr-defined]
-                 timeout_s=60, what="the switch to green")
+        until(running, lambda: provider.map_file.read_text() == "live green\n",  # type: ignore[attr-defined]
+              "the switch to green")
         running.kill()  # mid-watch: traffic on green, the lease left with its intent
         running.communicate()
         break_pool(ready, "green", health_status=500)
@@ -112,7 +124,7 @@ def test_an_ovh_switch_killed_with_its_put_in_flight_is_undone_on_rerun(
     with Load(ready_ovh) as load:
         running = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
-        wait_for(lambda: _staged(ready_ovh), timeout_s=60, what="green staged by the PUT")
+        until(running, lambda: _staged(ready_ovh), "green staged by the PUT")
         running.kill()
         running.communicate()
         emulator_faults(ready_ovh, {"slow_answer_s": 0})

@@ -125,8 +125,8 @@ def test_a_change_that_never_settles_is_unknown_and_the_lease_is_kept(
     fleet.lb.faults.slow_switches = 1
     fleet.lb.faults.apply_outcome = "never"
     outcome = go(config, fleet)
-    assert outcome.outcome == "needs attention" and outcome.live_pool == "unknown"
-    assert "will not guess" in outcome.reason or "state is unknown" in outcome.reason
+    assert outcome.outcome == "needs attention", outcome.reason
+    assert outcome.live_pool == "unknown" and "unknown" in outcome.reason
     kept = locking.read_lock(config.lock_path)
     assert kept is not None and kept.intent is not None and kept.intent["to_pool"] == "green"
     with pytest.raises(LockHeld, match="middle of a switch from blue to green"):
