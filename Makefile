@@ -8,7 +8,8 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Build tools and the real services the tests and the sandbox use.
 # chromium: the browser test drives JupyterLab in headless Debian Chromium via Playwright.
-APT_PACKAGES := build-essential cmake git openssh-server openssh-client haproxy systemd chromium
+# sudo: for visudo, which checks the sudoers file `bgkit host setup` renders.
+APT_PACKAGES := build-essential cmake git openssh-server openssh-client haproxy systemd chromium sudo
 SANDBOX := .sandbox
 SANDBOX_CONFIG := $(SANDBOX)/bgkit.toml
 
@@ -52,11 +53,16 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy --strict bgkit
 
-# The notebooks' defaults point at the local sandbox, so nbval runs them against it.
+# The tests start their own sandboxes on free ports in temporary folders. The notebooks run
+# under nbval with their defaults, against a sandbox of their own in a temporary folder on
+# free ports ($$BGKIT_CONFIG): never your .sandbox, its ports or its dist/.
 pytest: deps
-	$(BIN)/bgkit sandbox up --dir $(SANDBOX) > /dev/null
-	status=0; $(BIN)/pytest -p no:cacheprovider tests notebooks --nbval-lax || status=$$?; \
-	$(BIN)/bgkit sandbox down --dir $(SANDBOX) > /dev/null; exit $$status
+	$(BIN)/pytest -p no:cacheprovider tests
+	@tier=$$(mktemp -d /tmp/bgkit-notebooks.XXXXXX); \
+	$(BIN)/bgkit sandbox up --dir $$tier/sandbox --free-ports > /dev/null || exit $$?; \
+	status=0; BGKIT_CONFIG=$$tier/sandbox/bgkit.toml $(BIN)/pytest -p no:cacheprovider \
+	  --nbval-lax notebooks || status=$$?; \
+	$(BIN)/bgkit sandbox down --dir $$tier/sandbox > /dev/null; rm -rf $$tier; exit $$status
 
 test: deps lint typecheck pytest
 

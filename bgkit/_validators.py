@@ -17,6 +17,8 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticCustomError
 
+from bgkit.runbook.scrub import looks_secret
+
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _VERSION = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}")
 _UNIX_USER = re.compile(r"[A-Za-z_][A-Za-z0-9._-]{0,31}")
@@ -25,7 +27,7 @@ _HEADER = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 _CMAKE_OPTION = re.compile(r"-D[A-Za-z_][A-Za-z0-9_]*(:[A-Z]+)?=[^\n\r]*")
 _OVH_ENDPOINTS = ("ovh-eu", "ovh-ca", "ovh-us", "kimsufi-eu", "kimsufi-ca", "soyoustart-eu",
                   "soyoustart-ca")
-SECRET_WORDS = ("secret", "password", "passwd", "token", "key", "credential")
+
 
 
 def show(value: object) -> str:
@@ -46,9 +48,19 @@ def _fail(expected: str, value: object) -> PydanticCustomError:
                                {"expected": expected, "got": show(value)})
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def _string(value: object, expected: str) -> str:
+    """Every string of bgkit.toml passes here: none may hold a control character.
+
+    Strings reach shells, unit files, sudoers files and HTTP headers; a CR, LF, NUL or
+    any other C0/C1 control (or DEL) could start a new line or command in one of them.
+    """
     if not isinstance(value, str):
         raise _fail(expected, value)
+    if _CONTROL.search(value):
+        raise _fail(f"{expected}, without control characters (CR, LF, NUL, tab...)", value)
     return value
 
 
@@ -104,6 +116,10 @@ def fanout(value: object) -> int:
     return _integer(value, 1, 1000, "a whole number of hosts at once, 1-1000")
 
 
+def megabytes(value: object) -> int:
+    return _integer(value, 1, 2**31 - 1, "a whole number of MiB, 1 or more")
+
+
 def keep_releases(value: object) -> int:
     return _integer(value, 2, 1000, "a whole number of releases to keep, at least 2 "
                     "(the live and the previous one are never pruned)")
@@ -126,6 +142,14 @@ def name(value: object) -> str:
     expected = "a name of letters, digits, '.', '_' or '-' (at most 64, not starting with a symbol)"
     text = _string(value, expected)
     if not _NAME.fullmatch(text):
+        raise _fail(expected, value)
+    return text
+
+
+def unit_name(value: object) -> str:
+    expected = "a systemd service name such as hello-c.service (letters, digits, '.', '_', '-')"
+    text = _string(value, expected)
+    if not (_NAME.fullmatch(text) and text.endswith(".service") and len(text) > 8):
         raise _fail(expected, value)
     return text
 
@@ -164,7 +188,7 @@ def address(value: object) -> str:
 
 def _path(value: object, expected: str) -> str:
     text = _string(value, expected)
-    if not text or "\x00" in text or "\n" in text:
+    if not text:
         raise _fail(expected, value)
     return text
 
@@ -286,7 +310,7 @@ def _describe(error: Any, root: type[BaseModel]) -> str:
         return "required key is missing"
     if kind == "extra_forbidden":
         leaf = str(loc[-1]).lower()
-        if any(word in leaf for word in SECRET_WORDS):
+        if looks_secret(leaf):
             return ("unknown key; secrets never belong in bgkit.toml (OVH keys come from "
                     "OVH_* variables or ovh.conf, SSH keys from your SSH agent or config)")
         parent = _model_at(root, loc[:-1])

@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 the step failed, 2 bad usage or config, 3 inconclusive 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -96,20 +97,43 @@ def build(config_path: Path | None, version: str | None) -> None:
 @app.command()
 @click.argument("step")
 @click.option("--parameter", "-p", "parameters", type=(str, str), multiple=True,
-              metavar="NAME VALUE", help="Set a notebook parameter (repeatable).")
+              metavar="NAME VALUE", help="Set a notebook parameter, converted to its declared "
+              "type: bool takes true/false, int/float parse strictly, str keeps the text "
+              "(repeatable).")
+@click.option("--raw", "-r", "raw", type=(str, str), multiple=True, metavar="NAME VALUE",
+              help="Set a text (str) parameter to VALUE exactly as typed (repeatable).")
 @config_option
 @click.option("--notebooks", "notebooks_dir", type=click.Path(path_type=Path), default=None,
               help="Folder of step notebooks (default ./notebooks).")
-def run(step: str, parameters: tuple[tuple[str, str], ...], config_path: Path | None,
-        notebooks_dir: Path | None) -> None:
-    """Execute the STEP notebook with papermill and archive it under runs/."""
-    from bgkit.runbook.runner import parse_value, run_step
+def run(step: str, parameters: tuple[tuple[str, str], ...], raw: tuple[tuple[str, str], ...],
+        config_path: Path | None, notebooks_dir: Path | None) -> None:
+    """Execute the STEP notebook with papermill and archive it under runs/.
+
+    Exit 0 when the step succeeded, 1 when it did not (the archive says why), 2 for bad
+    parameters or configuration (nothing runs), 3 when a verify was inconclusive.
+    """
+    from bgkit.runbook import notebooks
+    from bgkit.runbook.runner import cli_parameters, run_step
 
     config = load_config(config_path)
-    values = {name: parse_value(value) for name, value in parameters}
-    result = run_step(step, config=config, parameters=values, notebooks_dir=notebooks_dir)
+    source = notebooks.find(step, notebooks_dir)
+    values = cli_parameters(source, typed=list(parameters), raw=list(raw))
+    try:
+        result = run_step(step, config=config, parameters=values, notebooks_dir=notebooks_dir)
+    except StepFailed as failure:
+        _print_head(failure.head, failure.keyed_head)
+        raise
     out.print(f"{result.step} run {result.run_id} {result.outcome} in {result.duration_s:.1f} s")
     out.print(f"record: {result.path}")
+    _print_head(result.head, result.keyed_head)
+
+
+def _print_head(head: str | None, keyed_head: str | None) -> None:
+    """The archive's head after a run: keep it elsewhere, check with --expect-head."""
+    if head:
+        out.print(f"archive head: {head}")
+    if keyed_head:
+        out.print(f"keyed head:   {keyed_head}")
 
 
 @app.command()
@@ -124,20 +148,37 @@ def deploy(config_path: Path | None, release: Path | None, pool: str | None) -> 
     from bgkit.deploy import hosts_table
     from bgkit.errors import DeployError
     from bgkit.progress import LiveProgress, progress_for
+    from bgkit.runbook.actions import archive_action
+    from bgkit.runbook.steps import deploy_record
 
     config = load_config(config_path)
     target: PoolName | None = "blue" if pool == "blue" else "green" if pool == "green" else None
     display = progress_for(err, "deploy")
+    started = _now()
+    parameters = {"release": str(release)} if release else {}
     try:
         with display if isinstance(display, LiveProgress) else nullcontext():
             result = deploy_release(config, release=release, pool=target, progress=display)
     except DeployError as error:
-        _print_frame(hosts_table(error.results), title="per-host result")
+        table = hosts_table(error.results)
+        _print_frame(table, title="per-host result")
+        run = archive_action(config, step="02_deploy_green", front_door="cli",
+                             started=started, outcome="failed", reason=str(error),
+                             summary=f"deploy failed: {error}", parameters=parameters,
+                             records={"deploy": {"ok": False, "error": str(error)},
+                                      "hosts": table})
+        err.print(f"archived as run {run.run_id} ({run.path})")
         raise
     _print_frame(result.table(), title=f"{result.release} on the {result.pool} pool "
                  f"(live: {result.live_pool})")
     if result.lock_takeover:
         _print_takeover(result.lock_takeover)
+    run = archive_action(config, step="02_deploy_green", front_door="cli", started=started,
+                         outcome="succeeded", reason=None,
+                         summary=f"deployed {result.release} to the {result.pool} pool",
+                         parameters=parameters,
+                         records={"deploy": deploy_record(result), "hosts": result.table()})
+    out.print(f"archived as run {run.run_id} ({run.path})")
 
 
 def _print_takeover(took: dict[str, Any]) -> None:
@@ -153,6 +194,41 @@ def _print_frame(frame: Any, *, title: str) -> None:
     for row in frame.itertuples(index=False):
         table.add_row(*(_cell(value) for value in row))
     out.print(table)
+
+
+@app.group("host")
+def host_group() -> None:
+    """One-time, privileged setup of real servers (manager = "systemd")."""
+
+
+@host_group.command("setup")
+@config_option
+@click.option("--pool", type=click.Choice(["blue", "green"]), default=None,
+              help="Only hosts of this pool (default: both).")
+@click.option("--host", "address", default=None, help="Only the host with this address.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Write each host's setup.sh, unit and sudoers file under this folder.")
+def host_setup(config_path: Path | None, pool: str | None, address: str | None,
+               out_dir: Path | None) -> None:
+    """Print the script an administrator runs as root, once, on a host.
+
+    It installs the systemd unit bgkit.toml renders for the host and a sudoers file that
+    lets the deploy user only restart, stop and query that unit and read its journal.
+    Deploys never install the unit; they refuse a host whose unit differs.
+    """
+    from bgkit.host_setup import host_setups, write_setups
+
+    config = load_config(config_path)
+    chosen: PoolName | None = "blue" if pool == "blue" else "green" if pool == "green" else None
+    setups = host_setups(config, pool=chosen, address=address)
+    if out_dir is not None:
+        for folder, setup in zip(write_setups(setups, out_dir), setups, strict=True):
+            out.print(f"{escape(setup.host.label)}: {folder}")
+        return
+    if len(setups) > 1:
+        raise UsageError(f"{len(setups)} hosts match: pass --pool and --host to print one "
+                         "host's script, or --out DIR to write them all")
+    click.echo(setups[0].script, nl=False)
 
 
 @app.command()
@@ -260,7 +336,10 @@ def release_command(config_path: Path | None, approve: bool, version: str,
     for run in result.runs:
         out.print(f"  {run.step:<16} [green]{run.outcome}[/] {run.duration_s:6.1f} s  {run.path}")
     if result.failed is not None:
+        _print_head(result.failed.head, result.failed.keyed_head)
         raise result.failed
+    if result.runs:
+        _print_head(result.runs[-1].head, result.runs[-1].keyed_head)
 
 
 @app.command("switch")
@@ -282,12 +361,30 @@ def switch_command(config_path: Path | None, release: Path | None, approve: bool
 
     config = load_config(config_path)
     expected = expected_release_version(config, release)
+    started = _now()
     with err.status("sampling, switching, watching"):
         outcome = switch(config, lb=get_provider(config), expected_version=expected,
                          approve=approve, message=message)
     _print_outcome(outcome)
+    _archive_outcome(config, outcome, started, {"version": expected})
     if outcome.exit_code:
         raise click.exceptions.Exit(outcome.exit_code)
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+def _archive_outcome(config: Config, outcome: Any, started: Any,
+                     pins: dict[str, str]) -> None:
+    """Every switch and rollback, from any front door, leaves a run in the archive."""
+    from bgkit.runbook.actions import archive_switch
+
+    run = archive_switch(config, outcome, started=started, front_door="cli", pins=pins)
+    out.print(f"  archived as run {run.run_id} ({run.path})")
+    _print_head(run.head, run.keyed_head)
 
 
 @app.command("rollback")
@@ -300,9 +397,11 @@ def rollback_command(config_path: Path | None, approve: bool, message: str) -> N
     from bgkit.switch import rollback
 
     config = load_config(config_path)
+    started = _now()
     with err.status("sampling, switching back, watching"):
         outcome = rollback(config, lb=get_provider(config), approve=approve, message=message)
     _print_outcome(outcome)
+    _archive_outcome(config, outcome, started, {})
     if outcome.exit_code:
         raise click.exceptions.Exit(outcome.exit_code)
 
@@ -391,9 +490,18 @@ def runs_list(config_path: Path | None, runs_dir: Path | None, step: str | None,
     """Print the archive as a table, oldest first."""
     from bgkit.runbook.archive import list_runs
     from bgkit.runbook.filters import has_pipelines, parse_since, select_runs, with_pipeline
+    from bgkit.runbook.runner import recover_interrupted
+    from bgkit.runbook.staging import pending
 
     since_time = parse_since(since) if since is not None else None
     folder = _runs_dir(config_path, runs_dir)
+    for recovered in recover_interrupted(folder):
+        err.print(f"[yellow]finalised[/] {recovered.step} run {recovered.run_id} as "
+                  f"interrupted: {escape(recovered.reason or '')}")
+    for running in pending(folder):
+        err.print(f"[yellow]in progress[/] {escape(running.step)} run "
+                  f"{escape(running.run_id)} since {escape(running.started_at)} (runner pid "
+                  f"{running.runner_pid} on {escape(running.host)})")
     everything = with_pipeline(list_runs(folder))
     runs = select_runs(everything, step=step, outcome=outcome, release=release,
                        since=since_time, pipeline=pipeline)
@@ -456,20 +564,32 @@ def runs_show(run_id: str, config_path: Path | None, runs_dir: Path | None) -> N
 @runs_group.command("verify")
 @config_option
 @runs_dir_option
-def runs_verify(config_path: Path | None, runs_dir: Path | None) -> None:
+@click.option("--expect-head", "expect_head", default=None, metavar="HASH",
+              help="A head printed by an earlier run (or its keyed head): fail unless that "
+              "entry is still in the chain, unchanged.")
+def runs_verify(config_path: Path | None, runs_dir: Path | None,
+                expect_head: str | None) -> None:
     """Check every archived notebook against the hash-chained index runs/index.jsonl.
 
     Reports notebooks changed, deleted or added since they were indexed, and index lines
-    edited, removed or reordered. Exit 0 when all is in order, 1 otherwise.
+    edited, removed or reordered; with --expect-head, an archive truncated or rewritten
+    since that head was printed; with BGKIT_ARCHIVE_KEY set, entries not written with
+    that key. Exit 0 when all is in order, 1 otherwise.
     """
-    from bgkit.runbook.index import verify_archive
+    from bgkit.runbook.index import keyed, verify_archive
 
-    check = verify_archive(_runs_dir(config_path, runs_dir))
+    if expect_head is not None and not re.fullmatch(r"[0-9a-f]{64}", expect_head):
+        raise UsageError(f"--expect-head {expect_head!r}: expected the 64 hex digits a run "
+                         "printed as its archive head")
+    check = verify_archive(_runs_dir(config_path, runs_dir), expect_head=expect_head)
     for finding in check.findings:
         out.print(f"[red]{finding.kind}[/] {escape(finding.subject)}: {escape(finding.detail)}")
     state = "[green]in order[/]" if check.ok else f"[red]{len(check.findings)} problem(s)[/]"
     out.print(f"{check.runs_dir}: {state}; {check.entries} indexed run(s), "
               f"{check.notebooks} notebook(s); index head {check.head or '(empty)'}")
+    keyed_head = keyed(check.head) if check.head else None
+    if keyed_head:
+        out.print(f"keyed head {keyed_head}")
     if not check.ok:
         raise click.exceptions.Exit(1)
 
@@ -486,15 +606,29 @@ def runs_html(run_id: str, config_path: Path | None, runs_dir: Path | None, no_i
     """Render one archived run to a self-contained HTML report that needs no network."""
     from bgkit.runbook.archive import find_run
     from bgkit.runbook.html import default_report_path, external_sources, write_report
+    from bgkit.runbook.scrub import archive_secrets
 
-    folder = _runs_dir(config_path, runs_dir)
+    config = _config_if_any(config_path) if runs_dir is None or config_path else None
+    folder = runs_dir if runs_dir is not None else (config.runs_dir if config else
+                                                    _runs_dir(config_path, None))
     path = find_run(folder, run_id)
     target = write_report(path, output or default_report_path(folder, path),
-                          no_input=no_input, runs_dir=folder)
+                          no_input=no_input, runs_dir=folder,
+                          secrets=archive_secrets(config))
     out.print(f"report: {target}")
     for source in external_sources(target.read_text(encoding="utf-8")):
         err.print(f"[yellow]warning:[/] the run's own output loads {escape(source)}; "
                   "it will not show offline")
+
+
+def _config_if_any(config_path: Path | None) -> Config | None:
+    """The config when one is given or found, else None (for commands that can do without)."""
+    try:
+        return load_config(config_path)
+    except ConfigError:
+        if config_path is not None:
+            raise
+        return None
 
 
 def _print_record(name: str, item: dict[str, Any]) -> None:

@@ -89,14 +89,19 @@ class AppConfig(_Model):
 
 
 class SystemdConfig(_Model):
-    """``[service.systemd]``: the unit rendered for real servers."""
+    """``[service.systemd]``: the unit rendered for real servers.
 
-    unit: Name | None = None
+    An administrator installs it once with ``bgkit host setup``; a deploy only reads it
+    from ``unit_dir`` and refuses a host whose installed unit differs from the rendering.
+    """
+
+    unit: Annotated[str, BeforeValidator(v.unit_name)] | None = None
     user: UnixUser = "bgkit"
     group: UnixUser | None = None
     restart: Literal["on-failure", "always"] = "on-failure"
     limit_nofile: Count = 65536
     read_write_paths: tuple[AbsPath, ...] = ()
+    unit_dir: AbsPath = "/etc/systemd/system"
 
 
 class ServiceConfig(_Model):
@@ -119,12 +124,18 @@ class ServiceConfig(_Model):
 
 
 class DeployConfig(_Model):
-    """``[deploy]``: how releases reach the hosts of the idle pool."""
+    """``[deploy]``: how releases reach the hosts of the idle pool.
+
+    A release whose members take more than ``max_unpacked_mb`` MiB unpacked is refused
+    before any host is touched; preflight wants that much (plus the upload) free on each
+    host, and ``min_free_mb`` on top.
+    """
 
     fanout: Annotated[int, BeforeValidator(v.fanout)] = 10
     keep_releases: Annotated[int, BeforeValidator(v.keep_releases)] = 5
     health_timeout_s: Seconds = 30.0
     min_free_mb: Count = 100
+    max_unpacked_mb: Annotated[int, BeforeValidator(v.megabytes)] = 512
     connect_timeout_s: Seconds = 10.0
     command_timeout_s: Seconds = 120.0
 
@@ -278,11 +289,16 @@ class LockConfig(_Model):
 
 
 class RunsConfig(_Model):
-    """``[runs]``: where executed notebooks are archived and how long a cell may run."""
+    """``[runs]``: where executed notebooks are archived and how long a cell may run.
+
+    ``iopub_timeout_s`` is how long, after a cell finished, its remaining output may take
+    to arrive (a cell that prints a flood of output on a busy machine). Notebooks always
+    run on a kernel of bgkit's own interpreter (there is no kernel to choose).
+    """
 
     dir: AnyPath = "runs"
     cell_timeout_s: Seconds = 1800.0
-    kernel: Name = "python3"
+    iopub_timeout_s: Seconds = 120.0
 
 
 class Config(_Model):

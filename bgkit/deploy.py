@@ -2,9 +2,12 @@
 
 Phases, each across every host of the target pool before the next begins:
 
-1. **preflight** — reachable, writable, enough disk, same CPU architecture. No changes.
+1. **preflight** — reachable, writable, enough disk for the upload plus everything it
+   unpacks to, same CPU architecture, and (``manager = "systemd"``) the installed unit
+   is the one the config renders. No changes.
 2. **stage** — upload, verify sha256 on the host, unpack into ``releases/<release>``,
-   check ``ldd`` finds every shared library. An installed release is not re-uploaded.
+   check the unpacked tree is the one checked locally and that ``ldd`` finds every
+   shared library. An installed release is not re-uploaded.
    Nothing serves from it yet; ``current`` is untouched on every host.
 3. **activate** — swap ``current`` atomically, restart the service, wait until the
    health path answers 200 with the release's version.
@@ -29,6 +32,7 @@ from bgkit.commands import remote, service
 from bgkit.config import Config
 from bgkit.errors import DeployError, HostError, UsageError
 from bgkit.health import health_url, wait_healthy
+from bgkit.host_setup import setup_hint
 from bgkit.hosts import Fleet, Host, HostResult, Progress, Session, hosts_of
 from bgkit.lb.base import LoadBalancer, PoolName, other_pool
 from bgkit.release_check import CheckedRelease, check_release, latest_release
@@ -113,7 +117,8 @@ def deploy(config: Config, *, release: Path | None = None, pool: PoolName | None
         LockHeld: another deploy or switch holds the deployment lock, or a switch left it
             with a load-balancer change unfinished (run the switch again first).
     """
-    checked = check_release(release or latest_release(config.dist_dir))
+    checked = check_release(release or latest_release(config.dist_dir),
+                            max_unpacked_mb=config.deploy.max_unpacked_mb)
     with locking.held(config.lock_path, message=f"deploy {checked.release}",
                       ttl_s=config.lock.ttl_s) as lease:
         result = _deploy(config, checked, pool=pool, lb=lb or _provider(config),
@@ -177,10 +182,30 @@ def _preflight(session: Session, config: Config, checked: CheckedRelease,
     if not answer.writable:
         raise HostError(session.host.label, f"{layout.root} is not writable by "
                         f"{session.host.user}")
-    needed_kb = config.deploy.min_free_mb * 1024 + 3 * checked.path.stat().st_size // 1024
+    needed_kb = _needed_space_kb(config, checked)
     if answer.installed_sha256 != checked.sha256 and answer.free_kb < needed_kb:
         raise HostError(session.host.label, f"only {answer.free_kb // 1024} MiB free under "
-                        f"{layout.root}, {needed_kb // 1024} MiB needed")
+                        f"{layout.root}, {needed_kb // 1024} MiB needed (the upload, "
+                        f"{checked.unpacked_bytes >> 20} MiB unpacked and "
+                        f"[deploy].min_free_mb = {config.deploy.min_free_mb})")
+    if config.service.manager == "systemd":
+        _check_unit(session, config)
+
+
+def _needed_space_kb(config: Config, checked: CheckedRelease) -> int:
+    """Free space a host needs for a release: upload + unpacked members + the margin."""
+    upload = checked.path.stat().st_size
+    return config.deploy.min_free_mb * 1024 + -(-(upload + checked.unpacked_bytes) // 1024)
+
+
+def _check_unit(session: Session, config: Config) -> None:
+    """The host's installed unit must be the one the config renders (bgkit never writes it)."""
+    path = service.unit_path(config)
+    installed = session.run(remote.read_file(path)).stdout
+    drift = service.unit_drift(installed, service.render_unit(config, root=session.host.root))
+    if drift is not None:
+        raise HostError(session.host.label, f"the systemd unit {path} {drift}",
+                        hint=setup_hint(config, session.host))
 
 
 def _stage(session: Session, config: Config, checked: CheckedRelease, state: _State) -> None:
@@ -195,11 +220,17 @@ def _stage(session: Session, config: Config, checked: CheckedRelease, state: _St
     state.uploaded = True
     session.step("verify, unpack, ldd")
     answer = session.run(remote.stage(layout, sha256=checked.sha256,
-                                      executable=config.service.executable), check=False)
+                                      executable=config.service.executable,
+                                      tree=remote.tree_digest(checked.members)), check=False)
     found, missing = remote.parse_stage(answer.exit_code, answer.stdout)
     if answer.exit_code == remote.STAGE_BAD_CHECKSUM:
         raise HostError(session.host.label, f"checksum mismatch after upload: the host has "
                         f"{found}, expected {checked.sha256}", hint="the upload was corrupted")
+    if answer.exit_code == remote.STAGE_UNEXPECTED_TREE:
+        raise HostError(session.host.label, "tar on the host unpacked other files than the "
+                        "release check saw; nothing was installed",
+                        hint="the host's tar reads the archive differently: rebuild it with "
+                        "`bgkit build`")
     if answer.exit_code == remote.STAGE_MISSING_LIBRARIES:
         raise HostError(session.host.label, f"shared libraries not found on the host: "
                         f"{', '.join(missing)}", hint="install them, or link them statically")
@@ -219,8 +250,6 @@ def _activate(session: Session, config: Config, checked: CheckedRelease,
         session.step("check health")
         if _healthy(url, config, checked, timeout_s=2.0, still_running=None).ok:
             return
-    if config.service.manager == "systemd":
-        _install_unit(session, config)
     session.step("swap current, restart")
     answer = session.run(f"( {remote.swap_current(layout)} ) || exit {SWAP_FAILED}; "
                          f"{commands.restart}", check=False)
@@ -244,16 +273,6 @@ def _healthy(url: str, config: Config, checked: CheckedRelease, *, timeout_s: fl
     return wait_healthy(url, version_header=config.service.version_header,
                         expected_version=checked.version, timeout_s=timeout_s,
                         still_running=still_running)
-
-
-def _install_unit(session: Session, config: Config) -> None:
-    session.step("install unit")
-    unit = service.render_unit(config, root=session.host.root)
-    uploaded = f"{session.host.root}/shared/{service.unit_name(config)}"
-    if session.run(remote.read_file(uploaded)).stdout == unit:
-        return
-    session.run(remote.write_file(uploaded, unit))
-    session.run(service.install_unit(config, uploaded=uploaded))
 
 
 def _prune(session: Session, config: Config, checked: CheckedRelease) -> list[str]:

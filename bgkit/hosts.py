@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,7 @@ from bgkit.errors import HostError
 __all__ = ["CommandResult", "Fleet", "Host", "HostResult", "Progress", "Session", "hosts_of"]
 
 T = TypeVar("T")
+_REFRESH_S = 0.25  # how often a refreshable progress is redrawn while hosts work
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,9 @@ class HostResult(Generic[T]):
 
 
 class Progress(Protocol):
+    """Hears each host's step, from the fan-out's worker threads. A progress that also
+    has ``refresh()`` is redrawn from the calling (main) thread while the hosts work."""
+
     def update(self, host: Host, step: str) -> None: ...
 
 
@@ -188,8 +192,13 @@ class Fleet:
         results: list[HostResult[T]] = [HostResult(host=host) for host in hosts]
         if not hosts:
             return results
+        refresh = getattr(self.progress, "refresh", None)
         with ThreadPoolExecutor(max_workers=min(self.fanout, len(hosts))) as pool:
-            list(pool.map(lambda result: self._one(result, work), results))
+            pending = {pool.submit(self._one, result, work) for result in results}
+            while pending:
+                _, pending = wait(pending, timeout=_REFRESH_S)
+                if callable(refresh):
+                    refresh()
         return results
 
     def _one(self, result: HostResult[T], work: Callable[[Session], T]) -> None:

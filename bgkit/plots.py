@@ -21,6 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
 
 from bgkit.analysis import natural_key
 from bgkit.samples import ERROR_KINDS, validate_samples
@@ -39,8 +40,9 @@ _TIME_BUCKETS: Final = 300  # at most this many time buckets in over_time
 def latency_cdf(df: pd.DataFrame, *, max_p99_ms: float | None = None) -> Figure:
     """Empirical CDF of answered host-sample latency, one curve per pool.
 
-    p50/p95/p99 are marked on each curve; ``max_p99_ms`` (the gate) is drawn as a
-    vertical line. The x axis turns logarithmic when latencies span 50x or more.
+    p50/p95/p99 are marked on each curve. The x axis is scaled to the data (logarithmic
+    when latencies span 50x or more, with plain-number ticks); ``max_p99_ms`` (the gate)
+    is drawn as a vertical line when it falls inside, else named at the right edge.
     """
     title = "Latency CDF per pool (answered host samples)"
     answered = _answered(_host_rows(df))
@@ -58,10 +60,11 @@ def latency_cdf(df: pd.DataFrame, *, max_p99_ms: float | None = None) -> Figure:
         text = "/".join(f"{m:.3g}" for m in marks)
         ax.plot(marks, [0.5, 0.95, 0.99], linestyle="none", marker="o", color=colour,
                 markeredgecolor="black", label=f"{pool} p50/p95/p99 = {text} ms")
-    if max_p99_ms is not None:
-        ax.axvline(max_p99_ms, color="red", linestyle="--",
-                   label=f"gate: max p99 {max_p99_ms:g} ms")
     _maybe_log(ax, answered["latency_ms"], axis="x")
+    high = float(answered["latency_ms"].max())
+    ax.set_xlim(right=high * (1.6 if ax.get_xscale() == "log" else 1.1))
+    if max_p99_ms is not None:
+        _gate_line(ax, max_p99_ms, high)
     ax.set(title=title, xlabel="latency (ms)", ylabel="share of samples at or below",
            ylim=(0.0, 1.02))
     ax.grid(True, alpha=0.3)
@@ -108,7 +111,7 @@ def latency_by_host(df: pd.DataFrame) -> Figure:
 
 
 def over_time(df: pd.DataFrame) -> Figure:
-    """Latency (p50 solid, p99 dashed) per pool over time, and errors per second by kind.
+    """Latency (p50 solid, p99 dashed) per pool over time, and errors per second per pool.
 
     Host samples are drawn per pool and load-balancer samples as "lb". Time is cut
     into at most 300 buckets of whole seconds.
@@ -128,7 +131,7 @@ def over_time(df: pd.DataFrame) -> Figure:
     fig = Figure(figsize=SIZE, layout="constrained")
     ax_latency, ax_errors = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
     _latency_lines(ax_latency, frame, series, bucket, times)
-    _error_rates(ax_errors, frame, bucket, times, width_s)
+    _error_rates(ax_errors, frame, series, bucket, times, width_s)
     ax_latency.set(title=f"{title} ({width_s} s buckets)", ylabel="latency (ms)")
     ax_errors.set(xlabel="time (UTC)", ylabel="errors / s")
     locator = mdates.AutoDateLocator()  # type: ignore[no-untyped-call]
@@ -164,20 +167,27 @@ def _latency_lines(ax: Axes, frame: pd.DataFrame, series: npt.NDArray[np.object_
     ax.grid(True, alpha=0.3)
 
 
-def _error_rates(ax: Axes, frame: pd.DataFrame, bucket: npt.NDArray[np.int64],
-                 times: npt.NDArray[np.datetime64], width_s: int) -> None:
+def _error_rates(ax: Axes, frame: pd.DataFrame, series: npt.NDArray[np.object_],
+                 bucket: npt.NDArray[np.int64], times: npt.NDArray[np.datetime64],
+                 width_s: int) -> None:
+    """Errors per second, one band per pool (and "lb" for the public address), each
+    labelled with its error kinds: the live pool's errors never hide among the idle's."""
     failed = ~frame["ok"].to_numpy(dtype=bool)
-    kinds = frame["error"].to_numpy(dtype=object)[failed]
-    present = [kind for kind in ERROR_KINDS if (kinds == kind).any()]
-    if not present:
+    names = [name for name in sorted(set(series[failed])) if name]
+    if not names:
         ax.text(0.5, 0.5, "no errors", ha="center", va="center", transform=ax.transAxes)
         ax.set_ylim(0, 1)
         return
-    rates = [np.bincount(bucket[failed][kinds == kind], minlength=len(times)) / width_s
-             for kind in present]
-    ax.stackplot(times, rates, labels=present, colors=[ERROR_COLOURS[k] for k in present],
-                 step="post")
-    ax.legend(loc="upper left", fontsize="small", ncols=len(present))
+    kinds = frame["error"].to_numpy(dtype=object)
+    rates, labels = [], []
+    for name in names:
+        chosen = failed & (series == name)
+        rates.append(np.bincount(bucket[chosen], minlength=len(times)) / width_s)
+        present = [kind for kind in ERROR_KINDS if (kinds[chosen] == kind).any()]
+        labels.append(f"{name}: {int(chosen.sum()):,} ({', '.join(present)})")
+    ax.stackplot(times, rates, labels=labels, colors=[_colour(str(n)) for n in names],
+                 step="post", alpha=0.8)
+    ax.legend(loc="upper left", fontsize="small", ncols=min(len(names), 3))
     ax.grid(True, alpha=0.3)
 
 
@@ -195,9 +205,23 @@ def _colour(series: str) -> str:
 
 
 def _maybe_log(ax: Axes, latency: pd.Series, *, axis: str) -> None:
+    """A logarithmic axis when the data spans 50x or more, ticked with plain numbers."""
     low, high = float(latency.min()), float(latency.max())
     if low > 0 and high / low >= 50:
         (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+        target = ax.xaxis if axis == "x" else ax.yaxis
+        target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+
+
+def _gate_line(ax: Axes, gate_ms: float, high_ms: float) -> None:
+    """The p99 gate: a line where it falls on the axis, else named at the right edge."""
+    label = f"gate: max p99 {gate_ms:g} ms"
+    if gate_ms <= ax.get_xlim()[1]:
+        ax.axvline(gate_ms, color="red", linestyle="--", label=label)
+        return
+    ax.annotate(f"{label} →\n(off the scale: the slowest sample took {high_ms:.3g} ms)",
+                xy=(1.0, 0.08), xycoords="axes fraction", ha="right", va="bottom",
+                color="red", fontsize="small")
 
 
 def _no_samples(title: str) -> Figure:

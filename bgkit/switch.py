@@ -87,8 +87,10 @@ def switch(config: Config, *, lb: LoadBalancer, expected_version: str, approve: 
 
 
 def rollback(config: Config, *, lb: LoadBalancer, approve: bool,
-             message: str = "rollback", on_step: Step = _quiet) -> SwitchOutcome:
-    """Move all traffic back to the other pool, if it is healthy."""
+             message: str = "rollback", on_step: Step = _quiet,
+             expected_version: str | None = None) -> SwitchOutcome:
+    """Move all traffic back to the other pool, if it is healthy (and, with
+    ``expected_version``, still serves that version: what the operator was shown)."""
     on_step("taking the deployment lock")
     with locking.held(config.lock_path, message=message, ttl_s=config.lock.ttl_s,
                       accept_intent=True) as lease:
@@ -110,6 +112,10 @@ def rollback(config: Config, *, lb: LoadBalancer, approve: bool,
             return run.end("refused", f"refusing to roll back to the {previous} pool: "
                            f"{reasons}", live, previous, live=live,
                            facts=_Facts(evidence=evidence))
+        if expected_version is not None and version != expected_version:
+            return run.end("refused", f"refusing to roll back to the {previous} pool: it now "
+                           f"answers {version}, not {expected_version} as when you decided",
+                           live, previous, live=live, facts=_Facts(evidence=evidence))
         return run.decide_and_move(live, previous, evidence, approve, version)
 
 

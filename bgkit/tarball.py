@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bgkit.release_tree import MANIFEST_NAME, Member, check_tree
+
 __all__ = [
     "FIXED_MTIME",
     "MANIFEST_NAME",
@@ -31,7 +33,6 @@ __all__ = [
 ]
 
 FIXED_MTIME = 315532800  # 1980-01-01T00:00:00Z, the earliest time zip and most tools accept
-MANIFEST_NAME = "manifest.json"
 _ELF_MACHINES = {3: "i386", 40: "arm", 62: "x86_64", 183: "aarch64", 243: "riscv64",
                  21: "ppc64", 22: "s390x"}
 
@@ -67,10 +68,19 @@ def sha256_file(path: Path) -> str:
 def staged_files(stage: Path) -> list[FileEntry]:
     """Every path below ``stage``, sorted, with normalised modes.
 
+    The staged tree must obey the rules of :mod:`bgkit.release_tree`, so that a built
+    release always passes the checks a deploy makes.
+
     Raises:
-        ValueError: a device, FIFO or socket, or a symlink leaving the stage.
+        ValueError: a device, FIFO or socket, a symlink leaving the stage, a name with a
+            control character, or a name bgkit reserves (``manifest.json``, ``.bgkit*``).
     """
-    return sorted(_walk(stage), key=lambda entry: entry.path)
+    entries = sorted(_walk(stage), key=lambda entry: entry.path)
+    if any(entry.path == MANIFEST_NAME for entry in entries):
+        raise ValueError(f"{MANIFEST_NAME}: the install step staged a file of that name, "
+                         "which bgkit keeps for the release's manifest")
+    check_tree([Member(e.path, e.kind, e.size, e.target) for e in entries])
+    return entries
 
 
 def _walk(stage: Path) -> Iterator[FileEntry]:
@@ -80,9 +90,7 @@ def _walk(stage: Path) -> Iterator[FileEntry]:
             relative = full.relative_to(stage).as_posix()
             info = full.lstat()
             if stat.S_ISLNK(info.st_mode):
-                target = str(full.readlink())
-                _check_link(stage, full, target, relative)
-                yield FileEntry(relative, "symlink", 0o777, target=target)
+                yield FileEntry(relative, "symlink", 0o777, target=str(full.readlink()))
             elif stat.S_ISDIR(info.st_mode):
                 yield FileEntry(relative, "dir", 0o755)
             elif stat.S_ISREG(info.st_mode):
@@ -90,12 +98,6 @@ def _walk(stage: Path) -> Iterator[FileEntry]:
                 yield FileEntry(relative, "file", mode, info.st_size, sha256_file(full))
             else:
                 raise ValueError(f"{relative}: only files, folders and symlinks can be released")
-
-
-def _check_link(stage: Path, link: Path, target: str, relative: str) -> None:
-    resolved = (link.parent / target).resolve()
-    if Path(target).is_absolute() or not resolved.is_relative_to(stage.resolve()):
-        raise ValueError(f"{relative}: symlink to {target!r} points outside the release")
 
 
 def write_tarball(stage: Path, entries: list[FileEntry], manifest: dict[str, Any],

@@ -55,7 +55,8 @@ class VerifyResult:
 
 def expected_release_version(config: Config, release: Path | None) -> str:
     """The version the idle pool should answer with: that of ``release`` or the newest build."""
-    return check_release(release or latest_release(config.dist_dir)).version
+    return check_release(release or latest_release(config.dist_dir),
+                         max_unpacked_mb=config.deploy.max_unpacked_mb).version
 
 
 def verify(config: Config, *, lb: LoadBalancer, expected_version: str | None,

@@ -1,22 +1,27 @@
 """Remote shell commands for the release layout on a host, and parsers of their output.
 
     <root>/releases/<release>/   one folder per release, never changed once in place
+    <root>/releases/.<release>.sha256   the tarball's sha256, written once it is installed
     <root>/current -> releases/<release>    swapped atomically (temporary link + mv -T)
     <root>/previous -> releases/<release>   what current pointed at before the last swap
     <root>/shared/                host-local config, pid files and logs; outlives releases
     <root>/.incoming/             uploads waiting to be checked and unpacked
 
-Every value is quoted with ``shlex.quote``; these functions only build strings.
+Every value is quoted with ``shlex.quote``; these functions only build strings. bgkit
+writes nothing inside a release folder after unpacking it: the install marker stands
+beside it, where no member of a release can reach.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from bgkit.release_tree import Member
+
 __all__ = [
-    "INSTALLED_MARKER",
     "Layout",
     "Preflight",
     "check_libraries",
@@ -37,10 +42,8 @@ __all__ = [
     "sha256sum",
     "stage",
     "swap_current",
-    "write_file",
+    "tree_digest",
 ]
-
-INSTALLED_MARKER = ".bgkit-sha256"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,11 @@ class Layout:
     @property
     def partial_dir(self) -> str:
         return f"{self.releases}/.{self.release}.partial"
+
+    @property
+    def marker(self) -> str:
+        """The installed release's sha256, beside its folder (never inside it)."""
+        return f"{self.releases}/.{self.release}.sha256"
 
     @property
     def incoming(self) -> str:
@@ -96,7 +104,7 @@ class Preflight:
 
 def preflight(layout: Layout) -> str:
     """Report arch, free space, writability, current release and install state. No changes."""
-    root, marker = _q(layout.root), _q(f"{layout.release_dir}/{INSTALLED_MARKER}")
+    root, marker, release = _q(layout.root), _q(layout.marker), _q(layout.release_dir)
     return "; ".join([
         f"probe={root}",
         'while [ ! -d "$probe" ]; do probe=$(dirname "$probe"); done',
@@ -104,7 +112,8 @@ def preflight(layout: Layout) -> str:
         "printf 'free_kb=%s\\n' \"$(df -Pk \"$probe\" | awk 'NR==2 {print $4}')\"",
         "if [ -w \"$probe\" ]; then echo writable=yes; else echo writable=no; fi",
         f"printf 'current=%s\\n' \"$(readlink {_q(layout.current)} 2>/dev/null || true)\"",
-        f"printf 'installed=%s\\n' \"$(cat {marker} 2>/dev/null || true)\"",
+        f"printf 'installed=%s\\n' \"$([ -d {release} ] && cat -- {marker} 2>/dev/null "
+        "|| true)\"",
     ])
 
 
@@ -163,14 +172,37 @@ def missing_libraries(ldd_output: str) -> list[str]:
 
 STAGE_BAD_CHECKSUM = 3
 STAGE_MISSING_LIBRARIES = 4
+STAGE_UNEXPECTED_TREE = 5
+_LISTING = ("\\( -type f -printf 'f %s %P\\n' \\) -o \\( -type d -printf 'd %P\\n' \\) -o "
+            "\\( -type l -printf 'l %P -> %l\\n' \\) -o -printf '? %P\\n'")
 
 
-def stage(layout: Layout, *, sha256: str, executable: str) -> str:
-    """After upload, in one round trip: verify the checksum, unpack, check ``ldd``, install.
+def tree_digest(members: Iterable[Member]) -> str:
+    """sha256 of the listing :func:`stage` takes of an unpacked release with these members.
 
-    Exits 3 (printing ``checksum=<found>``) on a checksum mismatch and 4 (printing one
-    ``missing=<library>`` line each) when libraries are missing; both clean up the upload
-    and the partial unpack. See :func:`parse_stage`.
+    One line per member (``f <size> <path>``, ``d <path>``, ``l <path> -> <target>``),
+    sorted by bytes, as ``find -printf | LC_ALL=C sort`` gives them on the host.
+    """
+    lines = sorted(_listing_line(m).encode("utf-8", "surrogateescape") for m in members)
+    return hashlib.sha256(b"".join(line + b"\n" for line in lines)).hexdigest()
+
+
+def _listing_line(member: Member) -> str:
+    if member.kind == "file":
+        return f"f {member.size} {member.path}"
+    if member.kind == "symlink":
+        return f"l {member.path} -> {member.target}"
+    return f"d {member.path}"
+
+
+def stage(layout: Layout, *, sha256: str, executable: str, tree: str) -> str:
+    """After upload, in one round trip: verify the checksum, unpack, compare the unpacked
+    tree with the one checked locally (``tree``: :func:`tree_digest`), check ``ldd``, install.
+
+    Exits 3 (printing ``checksum=<found>``) on a checksum mismatch, 5 (printing
+    ``tree=<found>``) when tar on the host unpacked something else than was checked, and
+    4 (printing one ``missing=<library>`` line each) when libraries are missing; each
+    cleans up the upload and the partial unpack. See :func:`parse_stage`.
     """
     incoming, partial = _q(layout.incoming), _q(layout.partial_dir)
     binary = _q(f"{layout.partial_dir}/{executable}")
@@ -179,6 +211,10 @@ def stage(layout: Layout, *, sha256: str, executable: str) -> str:
         f'if [ "$found" != {_q(sha256)} ]; then echo "checksum=$found"; '
         f"rm -f -- {incoming}; exit {STAGE_BAD_CHECKSUM}; fi",
         f"{extract(layout)} || exit 1",
+        f"tree=$(find {partial} -mindepth 1 {_LISTING} | LC_ALL=C sort | sha256sum "
+        "| cut -d ' ' -f 1)",
+        f'if [ "$tree" != {_q(tree)} ]; then echo "tree=$tree"; '
+        f"rm -rf -- {partial} {incoming}; exit {STAGE_UNEXPECTED_TREE}; fi",
         f"missing=$(ldd -- {binary} 2>&1 | awk '/=> not found/ {{print $1}}')",
         f'if [ -n "$missing" ]; then printf \'missing=%s\\n\' $missing; '
         f"rm -rf -- {partial} {incoming}; exit {STAGE_MISSING_LIBRARIES}; fi",
@@ -187,21 +223,22 @@ def stage(layout: Layout, *, sha256: str, executable: str) -> str:
 
 
 def parse_stage(exit_code: int, text: str) -> tuple[str, list[str]]:
-    """(checksum found on the host or "", missing libraries) from :func:`stage`'s answer."""
+    """(checksum or tree digest found on the host or "", missing libraries) from
+    :func:`stage`'s answer."""
     fields = [line.split("=", 1) for line in text.splitlines() if "=" in line]
-    found = next((value for key, value in fields if key == "checksum"), "")
-    missing = [value for key, value in fields if key == "missing"]
-    if exit_code == STAGE_BAD_CHECKSUM and not found:
+    key = "tree" if exit_code == STAGE_UNEXPECTED_TREE else "checksum"
+    found = next((value for name, value in fields if name == key), "")
+    missing = [value for name, value in fields if name == "missing"]
+    if exit_code in (STAGE_BAD_CHECKSUM, STAGE_UNEXPECTED_TREE) and not found:
         raise ValueError(f"unexpected stage output: {text[:200]!r}")
     return found, missing
 
 
 def install_release(layout: Layout, sha256: str) -> str:
-    """Mark the partial folder with its checksum and move it into place atomically."""
-    partial, final = _q(layout.partial_dir), _q(layout.release_dir)
-    marker = _q(f"{layout.partial_dir}/{INSTALLED_MARKER}")
-    return (f"printf '%s\\n' {_q(sha256)} > {marker} && rm -rf -- {final} && "
-            f"mv -T -- {partial} {final} && rm -f -- {_q(layout.incoming)}")
+    """Move the partial folder into place atomically, then write its marker beside it."""
+    partial, final, marker = _q(layout.partial_dir), _q(layout.release_dir), _q(layout.marker)
+    return (f"rm -f -- {marker} && rm -rf -- {final} && mv -T -- {partial} {final} && "
+            f"printf '%s\\n' {_q(sha256)} > {marker} && rm -f -- {_q(layout.incoming)}")
 
 
 def swap_current(layout: Layout) -> str:
@@ -263,15 +300,11 @@ def read_file(path: str) -> str:
     return f"cat -- {_q(path)} 2>/dev/null || true"
 
 
-def write_file(path: str, content: str) -> str:
-    """Write ``content`` to ``path`` exactly (no trailing newline added)."""
-    return f"printf '%s' {_q(content)} > {_q(path)}"
-
-
 def prune(layout: Layout, names: Sequence[str]) -> str:
     """Remove the named release folders (names come from :func:`releases_to_prune`)."""
     for name in names:
         if not name or "/" in name or name in (".", ".."):
             raise ValueError(f"refusing to prune {name!r}: not a release folder name")
-    paths = " ".join(_q(f"{layout.releases}/{name}") for name in names)
+    paths = " ".join(_q(path) for name in names
+                     for path in (f"{layout.releases}/{name}", Layout(layout.root, name).marker))
     return f"rm -rf -- {paths}" if names else "true"

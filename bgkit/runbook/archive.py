@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pandas as pd
@@ -11,7 +12,7 @@ import pandas as pd
 from bgkit.errors import UsageError
 from bgkit.runbook import notebooks
 
-__all__ = ["RUN_COLUMNS", "RunDetails", "find_run", "list_runs", "show_run"]
+__all__ = ["RUN_COLUMNS", "RunDetails", "find_run", "list_runs", "publish", "show_run"]
 
 RUN_COLUMNS = ["time", "step", "run_id", "outcome", "duration_s", "operator", "release", "path"]
 
@@ -28,6 +29,39 @@ class RunDetails:
     @property
     def outcome(self) -> str:
         return _outcome(self.metadata)
+
+
+def publish(runs_dir: Path, name: str, nb: Any) -> Path:
+    """Write the final notebook ``nb`` into the archive at ``name`` (relative, POSIX), once.
+
+    The file appears whole or not at all (written aside, then hard-linked into place) and
+    is read-only, with the read bits the umask allows (no forced world-read).
+
+    Raises:
+        UsageError: ``name`` leaves the archive.
+        FileExistsError: a run is archived under that name already (never overwritten).
+    """
+    import nbformat
+
+    relative = PurePosixPath(name)
+    if relative.is_absolute() or ".." in relative.parts or len(relative.parts) != 3:
+        raise UsageError(f"{name!r} is not a run file name inside the archive")
+    target = runs_dir / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    draft = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    umask = os.umask(0)
+    os.umask(umask)
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            nbformat.write(nb, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        draft.chmod(0o444 & ~umask)
+        os.link(draft, target)
+    finally:
+        draft.unlink(missing_ok=True)
+    return target
 
 
 def list_runs(runs_dir: Path) -> pd.DataFrame:

@@ -17,7 +17,8 @@ GOOD = "background-color: #d1e7dd; color: #0f5132"
 UNSURE = "background-color: #fff3cd; color: #664d03"
 VERDICT_STYLE = {"pass": GOOD, "fail": BAD, "inconclusive": UNSURE}
 
-__all__ = ["banner", "build_progress", "styled_gates", "styled_summary", "verdict_banner"]
+__all__ = ["banner", "build_progress", "html_block", "styled_gates", "styled_summary",
+           "verdict_banner"]
 
 
 def build_progress(stream: TextIO | None = None) -> Callable[[str], None]:
@@ -52,13 +53,22 @@ def styled_summary(summary: pd.DataFrame, gates: GatesConfig, *, idle_pool: str)
     number_formats: dict[Any, str | Callable[[object], str] | None] = {
         c: "{:.2f}" for c in summary.columns if c.endswith("_ms")}
     number_formats["ok_ratio"] = "{:.1%}"
-    return summary.style.apply(mark, axis=1).format(number_formats, na_rep="-").hide(axis="index")
+    # Text from hosts (versions, error kinds) is data, never markup: escape every cell.
+    return (summary.style.apply(mark, axis=1).format(escape="html", na_rep="-")
+            .format(number_formats, na_rep="-", escape="html").hide(axis="index"))
 
 
 def styled_gates(gates: pd.DataFrame) -> Any:
     """One row per gate, coloured by its verdict."""
-    return gates.style.map(lambda v: VERDICT_STYLE.get(str(v), ""), subset=["verdict"]).hide(
-        axis="index")
+    return (gates.style.map(lambda v: VERDICT_STYLE.get(str(v), ""), subset=["verdict"])
+            .format(escape="html").hide(axis="index"))
+
+
+def html_block(text: str) -> Any:
+    """Already-escaped HTML (from :mod:`bgkit.runbook.evidence`) as a notebook output."""
+    from IPython.display import HTML
+
+    return HTML(text)
 
 
 def banner(title: str, style: str, lines: list[str]) -> Any:

@@ -13,14 +13,23 @@ without ``hash`` (sorted keys, no spaces). Editing a notebook, deleting or addin
 or editing, removing or reordering a line is then visible to :func:`verify_archive`.
 
 What a chain alone cannot show: the *last* lines being removed, or the whole tail being
-rewritten with fresh hashes. Keep :attr:`ArchiveCheck.head` somewhere else (a CI log, a
-commit message) to close that gap.
+rewritten with fresh hashes. Two things close that gap:
+
+- **an expected head**: every run prints the index head after it; keep it somewhere else
+  (a CI log, a commit message) and check with ``bgkit runs verify --expect-head HASH``,
+  which fails unless that entry is still in the chain, unchanged (an empty or truncated
+  archive fails too);
+- **a keyed chain**: with ``BGKIT_ARCHIVE_KEY`` set in the environment (never in
+  bgkit.toml), each entry also carries ``mac``, an HMAC-SHA256 of its hash under that key.
+  Verifying with the key set fails on any entry without a valid ``mac``, so a chain
+  re-hashed by someone without the key is caught even with no head kept elsewhere.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import hmac
 import json
 import os
 from collections.abc import Iterator
@@ -32,16 +41,18 @@ from typing import IO, Any, Literal
 
 from bgkit.errors import BgkitError, UsageError
 
-__all__ = ["GENESIS", "INDEX_NAME", "ArchiveCheck", "Finding", "IndexEntry", "append",
-           "entry_hash", "read_entries", "run_notebooks", "verify_archive"]
+__all__ = ["GENESIS", "INDEX_NAME", "KEY_ENV", "ArchiveCheck", "Finding", "IndexEntry",
+           "append", "entry_hash", "keyed", "read_entries", "run_notebooks", "verify_archive"]
 
 INDEX_NAME = "index.jsonl"
+KEY_ENV = "BGKIT_ARCHIVE_KEY"
 GENESIS = "0" * 64
 RUN_GLOB = "*/*/*.ipynb"  # the archive layout, as bgkit.runbook.archive reads it
 _FIELDS: dict[str, type] = {"seq": int, "run_id": str, "path": str, "sha256": str,
                             "recorded_at": str, "prev": str, "hash": str}
 
-Kind = Literal["modified", "deleted", "inserted", "chain", "unreadable", "duplicate"]
+Kind = Literal["modified", "deleted", "inserted", "chain", "unreadable", "duplicate", "head",
+               "unkeyed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +66,13 @@ class IndexEntry:
     recorded_at: str
     prev: str
     hash: str
+    mac: str | None = None  # HMAC-SHA256 of ``hash`` under BGKIT_ARCHIVE_KEY, if set
 
     def to_line(self) -> bytes:
-        return _canonical(asdict(self)) + b"\n"
+        fields = asdict(self)
+        if self.mac is None:
+            del fields["mac"]
+        return _canonical(fields) + b"\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +107,18 @@ class ArchiveCheck:
 
 
 def entry_hash(fields: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of an entry's fields other than ``hash``."""
-    body = {key: value for key, value in fields.items() if key != "hash"}
+    """sha256 of the canonical JSON of an entry's fields other than ``hash`` and ``mac``."""
+    body = {key: value for key, value in fields.items() if key not in ("hash", "mac")}
     return hashlib.sha256(_canonical(body)).hexdigest()
+
+
+def keyed(head: str, *, key: str | None = None) -> str | None:
+    """HMAC-SHA256 (hex) of ``head`` under ``key`` (default: ``$BGKIT_ARCHIVE_KEY``);
+    None when there is no key."""
+    secret = key if key is not None else os.environ.get(KEY_ENV)
+    if not secret:
+        return None
+    return hmac.new(secret.encode(), head.encode(), hashlib.sha256).hexdigest()
 
 
 def append(runs_dir: Path, path: Path, *, now: datetime | None = None) -> IndexEntry:
@@ -122,7 +146,8 @@ def append(runs_dir: Path, path: Path, *, now: datetime | None = None) -> IndexE
             "path": relative, "sha256": digest,
             "recorded_at": (now or datetime.now(UTC)).isoformat(), "prev": prev,
         }
-        entry = IndexEntry(**fields, hash=entry_hash(fields))
+        digest_of_entry = entry_hash(fields)
+        entry = IndexEntry(**fields, hash=digest_of_entry, mac=keyed(digest_of_entry))
         # A line cut short by a crash stays a (reported) line of its own.
         handle.write((b"\n" if raw and not raw.endswith(b"\n") else b"") + entry.to_line())
         handle.flush()
@@ -132,7 +157,7 @@ def append(runs_dir: Path, path: Path, *, now: datetime | None = None) -> IndexE
 
 def read_entries(runs_dir: Path) -> list[IndexEntry]:
     """The index's well-formed entries in file order (an empty list without an index)."""
-    return [IndexEntry(**{key: entry[key] for key in _FIELDS})
+    return [IndexEntry(**{key: entry[key] for key in _FIELDS}, mac=entry.get("mac"))
             for entry in map(_parse, _read_lines(runs_dir)) if entry is not None]
 
 
@@ -141,21 +166,31 @@ def run_notebooks(runs_dir: Path) -> list[str]:
     return sorted(p.relative_to(runs_dir).as_posix() for p in runs_dir.glob(RUN_GLOB))
 
 
-def verify_archive(runs_dir: Path) -> ArchiveCheck:
+def verify_archive(runs_dir: Path, *, expect_head: str | None = None,
+                   key: str | None = None) -> ArchiveCheck:
     """Check every archived notebook against the index, and the index's own chain.
 
     Reports, each naming its file or index line: notebooks changed since indexed
     (``modified``), indexed notebooks that are gone (``deleted``), notebooks that are not
     in the index (``inserted``), lines whose hash, ``prev`` or ``seq`` do not fit
-    (``chain``), lines that are not entries (``unreadable``) and files indexed twice
-    (``duplicate``).
+    (``chain``), lines that are not entries (``unreadable``), files indexed twice
+    (``duplicate``); with ``expect_head``, a chain that no longer holds that entry hash
+    (``head``); with ``key`` (default ``$BGKIT_ARCHIVE_KEY``), entries whose ``mac`` is
+    missing or wrong (``unkeyed``).
 
     Raises:
-        UsageError: ``runs_dir`` is not a folder.
+        UsageError: ``runs_dir`` is not a folder (unless a head is expected: then a
+            missing archive is a finding, not a usage error).
     """
+    secret = key if key is not None else os.environ.get(KEY_ENV) or None
     if not runs_dir.is_dir():
-        raise UsageError(f"no run archive at {runs_dir} (give --runs-dir or --config)")
+        if expect_head is None:
+            raise UsageError(f"no run archive at {runs_dir} (give --runs-dir or --config)")
+        return ArchiveCheck(runs_dir=runs_dir, entries=0, notebooks=0, head=None,
+                            findings=(Finding("head", str(runs_dir), "the archive is gone, "
+                                              f"but head {expect_head[:12]} was expected"),))
     findings: list[Finding] = []
+    hashes: set[str] = set()
     indexed: dict[str, int] = {}
     entries, head = 0, None
     expected_seq, expected_prev, previous_line = 1, GENESIS, 0
@@ -170,13 +205,20 @@ def verify_archive(runs_dir: Path) -> ArchiveCheck:
         entries += 1
         where = f"{where} (seq {entry['seq']}, {entry['path']})"
         findings += _chain_findings(entry, where, expected_seq, expected_prev, previous_line)
+        findings += _mac_findings(entry, where, secret)
         findings += _file_findings(runs_dir, entry, where, indexed)
+        hashes.add(entry["hash"])
         indexed.setdefault(entry["path"], entry["seq"])
         expected_seq, expected_prev = _advance(raw, entry, expected_seq, expected_prev)
         previous_line, head = number, entry["hash"]
     found = run_notebooks(runs_dir)
     findings += [Finding("inserted", name, _inserted_reason(runs_dir / name))
                  for name in found if name not in indexed]
+    if expect_head is not None and expect_head not in hashes and \
+            (secret is None or not any(keyed(h, key=secret) == expect_head for h in hashes)):
+        findings.append(Finding("head", INDEX_NAME, f"the expected head {expect_head[:12]} is "
+                                "not in the chain: runs were removed from its end, the "
+                                "archive was emptied, or the chain was rewritten"))
     return ArchiveCheck(runs_dir=runs_dir, entries=entries, notebooks=len(found), head=head,
                         findings=tuple(findings))
 
@@ -196,6 +238,19 @@ def _chain_findings(entry: dict[str, Any], where: str, expected_seq: int, expect
         found.append(Finding("chain", where, "hash does not match the entry's content: the "
                              "line was edited after it was written"))
     return found
+
+
+def _mac_findings(entry: dict[str, Any], where: str, secret: str | None) -> list[Finding]:
+    if secret is None:
+        return []
+    mac = entry.get("mac")
+    if not isinstance(mac, str):
+        return [Finding("unkeyed", where, f"no mac, but {KEY_ENV} is set: the entry was not "
+                        "written with the key (added or rewritten by someone without it)")]
+    if not hmac.compare_digest(mac, keyed(entry["hash"], key=secret) or ""):
+        return [Finding("unkeyed", where, f"mac does not match the hash under {KEY_ENV}: "
+                        "rewritten by someone without the key (or the key is wrong)")]
+    return []
 
 
 def _file_findings(runs_dir: Path, entry: dict[str, Any], where: str,

@@ -1,8 +1,7 @@
-"""Reading and finishing notebook files: steps, parameters, records, final metadata."""
+"""Reading and finishing notebook files: steps, records, completeness, the final record."""
 
 from __future__ import annotations
 
-import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,12 +12,13 @@ from bgkit.errors import UsageError
 from bgkit.runbook.record import RECORD_MIME
 
 __all__ = [
+    "FAILURE_TAG",
     "available",
+    "cell_label",
     "default_dir",
-    "ensure_written",
     "finalise",
     "find",
-    "parameter_names",
+    "incomplete_reason",
     "read",
     "read_records",
     "recorded_outcome",
@@ -54,13 +54,6 @@ def find(step: str, folder: Path | None = None) -> Path:
     raise UsageError(f"no step named {step!r} in {base} (steps: {listing})")
 
 
-def parameter_names(path: Path) -> list[str]:
-    """Names assigned in the notebook's cell tagged ``parameters``."""
-    import papermill
-
-    return list(papermill.inspect_notebook(str(path)))
-
-
 def read(path: Path) -> Any:
     return nbformat.read(path, as_version=4)
 
@@ -77,10 +70,10 @@ def read_records(nb: Any) -> dict[str, dict[str, Any]]:
     return found
 
 
-def recorded_outcome(path: Path) -> tuple[str, str | None] | None:
-    """A step's own verdict on itself (e.g. "not approved") and why, if it recorded
-    ``outcome`` (and ``outcome_reason``)."""
-    records = read_records(read(path))
+def recorded_outcome(nb: Any) -> tuple[str, str | None] | None:
+    """The step's own word on how it ended (``succeeded``, ``not approved``...) and why,
+    if it recorded ``outcome`` (and ``outcome_reason``); None if it recorded none."""
+    records = read_records(nb)
     value = records.get("outcome", {}).get("value")
     if not (isinstance(value, str) and value):
         return None
@@ -88,41 +81,97 @@ def recorded_outcome(path: Path) -> tuple[str, str | None] | None:
     return value, reason if isinstance(reason, str) else None
 
 
-def ensure_written(path: Path, source: Path, metadata: dict[str, Any]) -> None:
-    """Make sure ``path`` holds a notebook, even if execution never began."""
-    if path.exists() and path.stat().st_size > 0:
-        return
-    nb = read(source)
-    nb.metadata["bgkit"] = metadata
-    nbformat.write(nb, path)
+def cell_label(nb: Any, index: int) -> str:
+    """``cell 6 of 8``: a cell's position as a reader counts it (from 1)."""
+    return f"cell {index + 1} of {len(nb.cells)}"
 
 
-def finalise(path: Path, *, outcome: str, reason: str | None, duration_s: float,
-             secrets: set[str] | None = None) -> None:
-    """Write the run's outcome into the archived notebook, scrub ``secrets`` from all of
-    it, then make it read-only."""
+def incomplete_reason(nb: Any) -> str | None:
+    """Why not every code cell of an executed notebook ran, or None when all did.
+
+    A cell ran when papermill started it and it completed (papermill itself marks cells it
+    never started "completed" when execution stops early without an error). A cell that
+    raised ``SystemExit`` (``sys.exit()``, which papermill counts as success) and the
+    first cell after it that never ran are named.
+    """
+    code = [(index, cell) for index, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+    missing = [index for index, cell in code if not ran(cell)]
+    if not missing:
+        return None
+    ended = [index for index, cell in code if _status(cell) == "failed"]
+    never = [index for index in missing if index not in ended]
+    if not ended:
+        return f"{cell_label(nb, never[0])} never ran"
+    where = ended[-1]
+    how = _error_name(nb.cells[where])
+    if not never:
+        return f"{cell_label(nb, where)} ended with {how}"
+    return (f"{cell_label(nb, never[0])} never ran: the notebook stopped early in "
+            f"{cell_label(nb, where)} ({how})")
+
+
+def ran(cell: Any) -> bool:
+    """True when papermill started the cell and it completed."""
+    meta = cell.metadata.get("papermill", {})
+    return bool(meta.get("start_time")) and meta.get("status") == "completed"
+
+
+def mark_unstarted_pending(nb: Any) -> None:
+    """Give cells that never started the status they have: pending (papermill marks them
+    completed when execution stops early without an error)."""
+    for cell in nb.cells:
+        meta = cell.metadata.get("papermill")
+        if cell.cell_type == "code" and meta and not meta.get("start_time"):
+            meta["status"] = "pending"
+
+
+def _status(cell: Any) -> str | None:
+    status = cell.metadata.get("papermill", {}).get("status")
+    return str(status) if status is not None else None
+
+
+def _error_name(cell: Any) -> str:
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            value = str(output.get("evalue", ""))
+            return f"{output.get('ename')}: {value}" if value else str(output.get("ename"))
+    return "an error"
+
+
+def finalise(nb: Any, *, outcome: str, reason: str | None, duration_s: float | None,
+             secrets: set[str] | None = None, already_scrubbed: int = 0) -> Any:
+    """The final record of a run: ``nb`` with its outcome and reason in
+    ``metadata.bgkit``, a banner on top when it did not succeed, and every secret in
+    ``secrets`` scrubbed from all of it; ``secrets_scrubbed`` counts these and the
+    ``already_scrubbed`` ones masked while it ran. ``nb`` itself is not changed."""
     from bgkit.runbook.scrub import scrub
 
-    nb = read(path)
-    meta = nb.metadata.setdefault("bgkit", {})
-    meta.update(outcome=outcome, reason=reason, duration_s=round(duration_s, 3),
-                finished_at=datetime.now(UTC).isoformat())
+    final = nbformat.from_dict(nb)
+    mark_unstarted_pending(final)
+    meta = final.metadata.setdefault("bgkit", {})
+    meta.update(outcome=outcome, reason=reason, finished_at=datetime.now(UTC).isoformat())
+    if duration_s is not None:
+        meta["duration_s"] = round(duration_s, 3)
     if outcome != "succeeded":
-        _add_banner(nb, outcome, reason)
-    cleaned, count = scrub(dict(nb), secrets or set())
-    nb = nbformat.from_dict(cleaned)
-    nb.metadata["bgkit"]["secrets_scrubbed"] = count
-    partial = path.with_name(f".{path.name}.partial")
-    nbformat.write(nb, partial)
-    partial.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-    partial.replace(path)
+        _add_banner(final, outcome, reason)
+    cleaned, count = scrub(dict(final), secrets or set())
+    result = nbformat.from_dict(cleaned)
+    result.metadata["bgkit"]["secrets_scrubbed"] = count + already_scrubbed
+    return result
 
 
 def _add_banner(nb: Any, outcome: str, reason: str | None) -> None:
-    if any(FAILURE_TAG in cell.metadata.get("tags", []) for cell in nb.cells):
+    """Put the outcome on top of the first cell, a markdown cell in every run (the engine
+    adds a title cell when a notebook starts with code), so cell numbers stay as run."""
+    from bgkit.runbook.html import markdown_text
+
+    first = nb.cells[0] if nb.cells else None
+    if first is None or first.cell_type != "markdown":
+        first = nbformat.v4.new_markdown_cell("")
+        nb.cells.insert(0, first)
+    tags = first.metadata.setdefault("tags", [])
+    if FAILURE_TAG in tags:
         return
-    text = f"**This run {outcome}.** {reason or ''}".strip()
-    banner = nbformat.v4.new_markdown_cell(
-        f'<span style="color:red;font-family:Helvetica">{text}</span>')
-    banner.metadata["tags"] = [FAILURE_TAG]
-    nb.cells.insert(0, banner)
+    text = f"**This run {markdown_text(outcome)}.** {markdown_text(reason or '')}".strip()
+    first.source = f"> {text}\n\n{first.source}".rstrip() + "\n"
+    tags.append(FAILURE_TAG)

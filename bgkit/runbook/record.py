@@ -16,7 +16,7 @@ from typing import Any
 
 from bgkit.errors import RecordError
 
-__all__ = ["RECORD_MIME", "record", "to_jsonable"]
+__all__ = ["RECORD_MIME", "record", "record_outcome", "to_jsonable"]
 
 RECORD_MIME = "application/vnd.bgkit.record+json"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,99}")
@@ -43,6 +43,15 @@ def record(name: str, value: object, *, show: bool = True) -> Any:
     bundle = {RECORD_MIME: stored, "text/plain": f"recorded {name!r} ({kind})" if show else ""}
     _display(bundle)
     return payload
+
+
+def record_outcome(outcome: str, reason: str | None = None) -> None:
+    """Record how the step ended: ``succeeded``, or the word for why not (``failed``,
+    ``not approved``...), with the reason. Every step notebook records one; a run that
+    recorded none is archived as failed."""
+    record("outcome", outcome)
+    if reason is not None:
+        record("outcome_reason", reason)
 
 
 def to_jsonable(value: object, *, where: str = "value") -> tuple[str, Any]:

@@ -1,15 +1,27 @@
-"""Run one notebook step with papermill into the write-once run archive.
+"""Run one notebook step with papermill and archive it, honestly and without secrets.
 
     runs/<YYYY>/<MM>/<YYYYMMDDTHHMMSSZ>_<step>_<run_id>.ipynb
 
-The archived notebook carries ``metadata.bgkit``: run id, step, operator, bgkit
-version, git commit, start and end, and an honest ``outcome`` with its ``reason``.
+1. The parameters are checked against the notebook's declarations (names, types; no
+   secret-like names; ``interactive`` is never on headless) before anything runs.
+2. The notebook executes into a private file outside the archive (see
+   :mod:`bgkit.runbook.staging`), on a kernel of the runner's own interpreter.
+3. A run **succeeds** only when every code cell ran and the step recorded ``succeeded``
+   as its outcome; anything else is archived with its true reason: a cell that raised, a
+   cell never reached (``sys.exit()``), no outcome recorded, a cell or IOPub timeout, a
+   dead kernel, a stop by SIGTERM or SIGINT (after the running cell finished its safety
+   path).
+4. The record is scrubbed of secrets, then published write-once into the archive and
+   entered into the hash-chained index.
+
+A run whose runner was killed outright is finalised as ``interrupted`` by the next
+``bgkit run`` / ``bgkit release`` / ``bgkit runs list`` (:func:`recover_interrupted`).
 """
 
 from __future__ import annotations
 
-import re
 import secrets
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,18 +32,27 @@ from typing import Any
 from bgkit.config import Config
 from bgkit.errors import SecretParameterError, StepFailed, UsageError
 from bgkit.identity import git_info, operator
-from bgkit.runbook import index, notebooks
+from bgkit.runbook import index, notebooks, staging
+from bgkit.runbook.parameters import Declared, convert_text, declared_parameters, typed_value
 
-__all__ = ["RESERVED_PARAMETERS", "RunResult", "looks_secret", "run_step"]
+__all__ = ["RESERVED_PARAMETERS", "RunResult", "archive_path", "cli_parameters",
+           "looks_secret", "publish_run", "recover_interrupted", "run_metadata", "run_step"]
 
 RESERVED_PARAMETERS = ("run_id",)
-_SECRET = re.compile(r"key|secret|token|passw|credential|private", re.IGNORECASE)
-SUCCEEDED, FAILED, RUNNING = "succeeded", "failed", "running"
+HEADLESS_OFF = ("interactive",)  # a headless run never waits for a click
+# After SIGTERM/SIGINT the running cell may take [switch].timeout_s (a switch-back) plus
+# this margin (reading the load balancer back) to finish its own safety path.
+GRACE_MARGIN_S = 10.0
+# How often the private record is saved while a long cell prints (papermill doubles it
+# when a save takes over a quarter of it): little is lost when the runner is killed.
+AUTOSAVE_S = 2
+SUCCEEDED, FAILED, RUNNING, INTERRUPTED = "succeeded", "failed", "running", "interrupted"
+RUN_ID_ENV = "BGKIT_RUN_ID"  # set in a kernel that `bgkit run` started: the run is the record
 
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """One archived run: where it is and how it ended."""
+    """One archived run: where it is, how it ended, and the archive's head after it."""
 
     run_id: str
     step: str
@@ -39,6 +60,8 @@ class RunResult:
     outcome: str
     reason: str | None
     duration_s: float
+    head: str = ""  # the index's head hash once this run was entered
+    keyed_head: str | None = None  # its HMAC, when BGKIT_ARCHIVE_KEY is set
 
     @property
     def ok(self) -> bool:
@@ -47,7 +70,36 @@ class RunResult:
 
 def looks_secret(name: str) -> bool:
     """True for parameter names that suggest a secret (key, secret, token, password...)."""
-    return bool(_SECRET.search(name))
+    from bgkit.runbook.scrub import looks_secret as secret_name
+
+    return secret_name(name)
+
+
+def cli_parameters(source: Path, *, typed: list[tuple[str, str]],
+                   raw: list[tuple[str, str]]) -> dict[str, object]:
+    """Command-line values (``-p NAME VALUE`` typed by declaration, ``-r NAME VALUE`` raw
+    text) as Python values for :func:`run_step`.
+
+    Raises:
+        UsageError: a value does not fit its declared type, ``-r`` names a parameter that
+            is not text, a name is given twice, or the name is unknown.
+    """
+    declared = declared_parameters(source)
+    values: dict[str, object] = {}
+    for flag, pairs in (("-p", typed), ("-r", raw)):
+        for name, text in pairs:
+            if name in values:
+                raise UsageError(f"parameter {name} is given twice")
+            spec = declared.get(name)
+            if spec is None:
+                values[name] = text  # _check_parameters names it with the valid ones
+            elif flag == "-r" and spec.type_name != "str":
+                raise UsageError(f"-r {name}: -r passes raw text, but {name} is a "
+                                 f"{spec.type_name}; use -p {name} VALUE "
+                                 f"({spec.accepted()})")
+            else:
+                values[name] = convert_text(spec, text)
+    return values
 
 
 def run_step(step: str, *, config: Config, parameters: Mapping[str, Any] | None = None,
@@ -59,50 +111,41 @@ def run_step(step: str, *, config: Config, parameters: Mapping[str, Any] | None 
 
     Raises:
         SecretParameterError: a parameter name looks like a secret (nothing runs).
-        UsageError: unknown step or parameter (nothing runs).
+        UsageError: unknown step or parameter, a value of the wrong type, or
+            ``interactive=True`` (nothing runs).
         StepFailed: the run was archived but did not succeed; ``run_path`` points at it.
     """
     source = notebooks.find(step, notebooks_dir)
-    given = dict(parameters or {})
-    _check_parameters(source, given)
-    declared = notebooks.parameter_names(source)
+    declared = declared_parameters(source)
+    given = _check_parameters(source, declared, dict(parameters or {}))
     if "config_path" in declared and "config_path" not in given:
         given["config_path"] = str(config.path)
-    if "interactive" in declared and "interactive" not in given:
-        given["interactive"] = False  # papermill has no one to click a button
+    for name in HEADLESS_OFF:
+        if name in declared:
+            given[name] = False  # papermill has no one to click a button
+    archive = runs_dir or config.runs_dir
+    recover_interrupted(archive, config=config)
 
     run_id = secrets.token_hex(6)
     started = datetime.now(UTC)
-    archive = runs_dir or config.runs_dir
-    path = archive_path(archive, started, source.stem, run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("x"):  # reserve the name; an archived run is never overwritten
-        pass
-    metadata = {
-        "schema": 1,
-        "run_id": run_id,
-        "step": source.stem,
-        "operator": operator(),
-        "bgkit_version": _bgkit_version(),
-        "git": _git_metadata(source.parent),
-        "config": str(config.path),
-        "started_at": started.isoformat(),
-        "outcome": RUNNING,
-    }
-    if pipeline_id:
-        metadata["pipeline_id"] = pipeline_id
+    name = archive_path(Path(), started, source.stem, run_id).as_posix()
+    staged = staging.stage(archive, archive_name=name, run_id=run_id, step=source.stem,
+                           source=source, config=config.path, started_at=started.isoformat())
+    metadata = _metadata(config, source, run_id, started, pipeline_id)
     begun = time.monotonic()
-    outcome, reason = _execute(source, path, {**given, "run_id": run_id}, metadata,
-                               config=config, progress=progress)
+    outcome, reason, kernel = _execute(source, staged.notebook_path,
+                                       {**given, "run_id": run_id}, metadata, config=config,
+                                       progress=progress)
     duration = time.monotonic() - begun
-    notebooks.finalise(path, outcome=outcome, reason=reason, duration_s=duration,
-                       secrets=_secrets(config))
-    index.append(archive, path)
-    result = RunResult(run_id=run_id, step=source.stem, path=path, outcome=outcome,
-                       reason=reason, duration_s=duration)
+    nb = _read_or_source(staged.notebook_path, source, metadata)
+    nb.metadata.setdefault("bgkit", metadata)["kernel"] = kernel
+    result = _publish(archive, staged, nb, outcome=outcome, reason=reason,
+                      duration_s=duration, config=config,
+                      already_scrubbed=staging.PrivateOutput.scrubbed)
     if not result.ok:
-        raise StepFailed(f"{source.stem} run {run_id} {outcome}: {reason}\n  record: {path}",
-                         run_path=path, outcome=outcome)
+        raise StepFailed(f"{source.stem} run {run_id} {outcome}: {reason}\n"
+                         f"  record: {result.path}", run_path=result.path, outcome=outcome,
+                         head=result.head, keyed_head=result.keyed_head)
     return result
 
 
@@ -113,7 +156,116 @@ def archive_path(archive: Path, started: datetime, step: str, run_id: str) -> Pa
     return folder / f"{stamp}_{step}_{run_id}.ipynb"
 
 
-def _check_parameters(source: Path, given: Mapping[str, Any]) -> None:
+def recover_interrupted(runs_dir: Path, *, config: Config | None = None) -> list[RunResult]:
+    """Finalise every staged run of ``runs_dir`` whose runner is gone: scrub it, archive
+    it as ``interrupted`` with what is known of where it stopped, and index it.
+    Runs whose runner still runs are left alone. Returns what was archived."""
+    archived = []
+    for staged in staging.pending(runs_dir):
+        if staging.runner_alive(staged):
+            continue
+        published = runs_dir / staged.archive_name
+        if published.exists():  # published, then killed before the index or clean-up
+            if not any(e.path == staged.archive_name for e in index.read_entries(runs_dir)):
+                index.append(runs_dir, published)
+            staged.discard()
+            continue
+        nb = _read_or_source(staged.notebook_path, Path(staged.source),
+                             {"run_id": staged.run_id, "step": staged.step,
+                              "started_at": staged.started_at})
+        reason = _interrupted_reason(nb, staged)
+        owner = config if config is not None else _config_or_none(Path(staged.config))
+        archived.append(_publish(runs_dir, staged, nb, outcome=INTERRUPTED, reason=reason,
+                                 duration_s=None, config=owner))
+    return archived
+
+
+def _publish(runs_dir: Path, staged: staging.StagedRun, nb: Any, *, outcome: str,
+             reason: str | None, duration_s: float | None, config: Config | None,
+             already_scrubbed: int = 0) -> RunResult:
+    result = publish_run(runs_dir, staged.archive_name, nb, outcome=outcome, reason=reason,
+                         duration_s=duration_s, config=config,
+                         already_scrubbed=already_scrubbed)
+    staged.discard()
+    return result
+
+
+def publish_run(runs_dir: Path, name: str, nb: Any, *, outcome: str, reason: str | None,
+                duration_s: float | None, config: Config | None,
+                already_scrubbed: int = 0) -> RunResult:
+    """Finalise ``nb`` (outcome, banner, secrets scrubbed), publish it write-once into
+    ``runs_dir`` at ``name`` and enter it into the index; the archived run."""
+    from bgkit.runbook.archive import publish
+
+    if "papermill" in nb.metadata:  # not the private file's path: where it is archived
+        nb.metadata.papermill["output_path"] = name
+    final = notebooks.finalise(nb, outcome=outcome, reason=reason, duration_s=duration_s,
+                               secrets=_secrets(config), already_scrubbed=already_scrubbed)
+    path = publish(runs_dir, name, final)
+    entry = index.append(runs_dir, path)
+    meta = final.metadata["bgkit"]
+    return RunResult(run_id=str(meta.get("run_id", "")), step=str(meta.get("step", "")),
+                     path=path, outcome=outcome, reason=reason, duration_s=duration_s or 0.0,
+                     head=entry.hash, keyed_head=index.keyed(entry.hash))
+
+
+def _interrupted_reason(nb: Any, staged: staging.StagedRun) -> str:
+    running = [i for i, cell in enumerate(nb.cells)
+               if cell.metadata.get("papermill", {}).get("status") == "running"]
+    where = f"during {notebooks.cell_label(nb, running[-1])}" if running else \
+        "before its record was complete"
+    if running:
+        cell = nb.cells[running[-1]]
+        cell.metadata["papermill"]["status"] = "failed"
+        cell.setdefault("outputs", []).append(_interrupted_output(staged))
+    return (f"the runner (pid {staged.runner_pid} on {staged.host}) stopped without "
+            f"finishing the record {where}; finalised by {operator()} at "
+            f"{datetime.now(UTC).isoformat(timespec='seconds')}")
+
+
+def _interrupted_output(staged: staging.StagedRun) -> Any:
+    from nbformat.v4 import new_output
+
+    text = f"the runner (pid {staged.runner_pid}) was killed while this cell ran"
+    return new_output("error", ename="RunnerKilled", evalue=text,
+                      traceback=[f"RunnerKilled: {text}"])
+
+
+def _read_or_source(path: Path, source: Path, metadata: dict[str, Any]) -> Any:
+    """The executed notebook at ``path``; the step's source notebook when nothing
+    readable was written there (execution never began, or a write was cut short)."""
+    try:
+        nb = notebooks.read(path)
+    except Exception:  # empty, cut short or missing: the source stands in, honestly
+        nb = notebooks.read(source)
+        nb.metadata["bgkit"] = {**metadata, "partial_record": "unreadable or never written"}
+    nb.metadata.setdefault("bgkit", dict(metadata))
+    return nb
+
+
+def run_metadata(config: Config, *, step: str, run_id: str, started: datetime,
+                 folder: Path) -> dict[str, Any]:
+    """``metadata.bgkit`` of a run starting now: who, what, with which bgkit and git
+    commit (of ``folder``), under which config."""
+    info = git_info(folder)
+    return {
+        "schema": 1, "run_id": run_id, "step": step, "operator": operator(),
+        "bgkit_version": _bgkit_version(), "git": {"commit": info.commit, "dirty": info.dirty},
+        "config": str(config.path), "started_at": started.isoformat(), "outcome": RUNNING,
+    }
+
+
+def _metadata(config: Config, source: Path, run_id: str, started: datetime,
+              pipeline_id: str | None) -> dict[str, Any]:
+    metadata = run_metadata(config, step=source.stem, run_id=run_id, started=started,
+                            folder=source.parent)
+    if pipeline_id:
+        metadata["pipeline_id"] = pipeline_id
+    return metadata
+
+
+def _check_parameters(source: Path, declared: dict[str, Declared],
+                      given: dict[str, Any]) -> dict[str, Any]:
     secret = sorted(name for name in given if looks_secret(name))
     if secret:
         raise SecretParameterError(
@@ -124,47 +276,81 @@ def _check_parameters(source: Path, given: Mapping[str, Any]) -> None:
     reserved = sorted(name for name in given if name in RESERVED_PARAMETERS)
     if reserved:
         raise UsageError(f"parameter(s) {', '.join(reserved)} are set by bgkit itself")
-    declared = notebooks.parameter_names(source)
     unknown = sorted(set(given) - set(declared))
     if unknown:
         raise UsageError(f"{source.name} has no parameter(s) {', '.join(unknown)}; "
                          f"it takes: {', '.join(sorted(declared)) or 'none'}")
+    for name in HEADLESS_OFF:
+        if given.get(name) not in (None, False):
+            raise UsageError(f"{name}={given[name]!r}: a headless run has no one to click a "
+                             f"button; approve with the step's own parameter instead "
+                             f"(e.g. -p approve true)")
+    return {name: typed_value(declared[name], value) for name, value in given.items()}
 
 
 def _execute(source: Path, path: Path, parameters: dict[str, Any], metadata: dict[str, Any],
-             *, config: Config, progress: bool) -> tuple[str, str | None]:
+             *, config: Config, progress: bool) -> tuple[str, str | None, dict[str, str]]:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     from bgkit.runbook import engine
 
     engine.register()
+    staging.PrivateOutput.register(_secrets(config))
+    control = engine.RunControl(grace_s=config.switch.timeout_s + GRACE_MARGIN_S,
+                                iopub_timeout_s=config.runs.iopub_timeout_s,
+                                expected_kernel=expected_kernel(),
+                                kernel_env={RUN_ID_ENV: str(parameters["run_id"])})
     try:
-        with engine.sigterm_interrupts():
-            papermill.execute_notebook(
-                str(source), str(path), parameters=parameters, engine_name=engine.ENGINE_NAME,
-                kernel_name=config.runs.kernel, cwd=str(source.parent),
-                execution_timeout=int(config.runs.cell_timeout_s), progress_bar=progress,
-                request_save_on_cell_execute=True, bgkit_metadata=metadata,
-            )
+        nb = papermill.execute_notebook(
+            str(source), staging.PRIVATE_SCHEME + str(path), parameters=parameters,
+            engine_name=engine.ENGINE_NAME, kernel_name="python3", language="python",
+            cwd=str(source.parent),
+            execution_timeout=int(config.runs.cell_timeout_s), progress_bar=progress,
+            request_save_on_cell_execute=True, autosave_cell_every=AUTOSAVE_S,
+            bgkit_metadata=metadata, control=control)
     except PapermillExecutionError as error:
-        return FAILED, f"cell {error.cell_index} raised {error.ename}: {error.evalue}"
+        return FAILED, _raised_reason(error, control, path), control.kernel
     except engine.StepAborted as error:
-        return FAILED, error.reason
-    except engine.RunInterrupted as error:
-        return FAILED, f"the runner was stopped ({error}) outside a cell"
-    except KeyboardInterrupt:
-        notebooks.ensure_written(path, source, metadata)
-        return FAILED, "the runner was interrupted (SIGINT)"
+        return FAILED, error.reason, control.kernel
     except Exception as error:  # kernel missing, notebook unreadable...: still archive why
-        notebooks.ensure_written(path, source, metadata)
-        return FAILED, f"{type(error).__name__}: {error}"
-    return notebooks.recorded_outcome(path) or (SUCCEEDED, None)
+        return FAILED, f"{type(error).__name__}: {error}", control.kernel
+    return (*_judge(nb, control), control.kernel)
 
 
-def _git_metadata(folder: Path) -> dict[str, Any]:
-    info = git_info(folder)
-    return {"commit": info.commit, "dirty": info.dirty}
+def _judge(nb: Any, control: Any) -> tuple[str, str | None]:
+    """A run that raised nothing: did every cell run, and did the step say it succeeded?"""
+    missing = notebooks.incomplete_reason(nb)
+    if control.stop_requested():
+        return FAILED, (f"the runner received {control.signal_name}"
+                        + (f"; {missing}" if missing else " after the last cell"))
+    if missing:
+        return FAILED, missing
+    recorded = notebooks.recorded_outcome(nb)
+    if recorded is None:
+        return FAILED, ("every cell ran but the step recorded no outcome (a step notebook "
+                        "must record one: bgkit.record('outcome', ...))")
+    outcome, reason = recorded
+    return outcome, reason
+
+
+def _raised_reason(error: Any, control: Any, path: Path) -> str:
+    nb = notebooks.read(path)
+    where = notebooks.cell_label(nb, error.cell_index) if error.cell_index is not None \
+        and error.cell_index < len(nb.cells) else "a cell"
+    if control.stop_requested():
+        waited = time.monotonic() - (control.signalled_at or time.monotonic())
+        return (f"the runner received {control.signal_name} during {where}; the kernel was "
+                f"interrupted and the cell ended ({error.ename}) {waited:.1f} s later")
+    return f"{where} raised {error.ename}: {error.evalue}"
+
+
+def expected_kernel() -> dict[str, str]:
+    """The interpreter and bgkit a run's kernel must report: the runner's own."""
+    import bgkit
+
+    return {"python": sys.executable, "bgkit_version": _bgkit_version(),
+            "bgkit_path": str(Path(bgkit.__file__).parent)}
 
 
 def _bgkit_version() -> str:
@@ -173,29 +359,17 @@ def _bgkit_version() -> str:
     return __version__
 
 
-def parse_value(text: str) -> Any:
-    """A ``-p NAME VALUE`` value as papermill's CLI reads it: bool, None, int, float or str."""
-    if text in ("True", "true"):
-        return True
-    if text in ("False", "false"):
-        return False
-    if text in ("None", "none", "null"):
+def _config_or_none(path: Path) -> Config | None:
+    from bgkit.config import load_config
+    from bgkit.errors import ConfigError
+
+    try:
+        return load_config(path)
+    except ConfigError:
         return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
+def _secrets(config: Config | None) -> set[str]:
+    from bgkit.runbook.scrub import archive_secrets
 
-def _secrets(config: Config) -> set[str]:
-    from bgkit.runbook.scrub import secret_values
-
-    settings = config.lb.ovh_iplb
-    ovh_conf = config.resolve(settings.config_file) if settings and settings.config_file \
-        else None
-    found = secret_values(ovh_conf=ovh_conf, identity_file=config.identity_file)
-    # The kernel runs in the notebooks' folder, where python-ovh would read an ovh.conf too.
-    return found | secret_values(environ={}, ovh_conf=notebooks.default_dir() / "ovh.conf")
+    return archive_secrets(config, notebooks_dir=notebooks.default_dir())

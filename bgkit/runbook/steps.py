@@ -1,36 +1,118 @@
-"""One call per notebook step: do the work, show it, record it.
+"""One call per notebook cell: do the work, show it, record it.
 
-Each function shows its results as tables (``IPython.display``), records them with
-``record()`` for the archive, and re-raises a failure after recording it, so an archived
-run always holds the evidence of what happened.
+Each function shows its results (the verdict and its cause first, then compact tables,
+then plots), records them with ``record()`` for the archive, records the step's outcome,
+and re-raises a failure after recording it, so an archived run always holds the evidence
+of what happened. The interactive halves (buttons) live in :mod:`bgkit.runbook.decisions`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from bgkit.config import Config
 from bgkit.errors import DeployError
-from bgkit.lb.base import LoadBalancer, other_pool
-from bgkit.runbook.record import record
+from bgkit.lb.base import LoadBalancer, PoolName, other_pool
+from bgkit.runbook.record import record, record_outcome
 
-__all__ = ["decide_step", "deploy_plan", "deploy_step", "release_picker", "rollback_preview",
-           "switch_preview", "verify_step"]
+if TYPE_CHECKING:
+    from bgkit.verify import VerifyResult
+
+__all__ = ["Preview", "build_step", "decide_step", "deploy_plan", "deploy_step",
+           "open_config", "release_picker", "rollback_preview", "switch_preview",
+           "verify_step"]
+
+SANDBOX_CONFIG = Path(__file__).resolve().parents[2] / ".sandbox" / "bgkit.toml"
 
 
-def _show(value: Any) -> None:
-    from IPython.display import display
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What the operator was shown before deciding, which the decision is pinned to.
 
-    display(value)
+    ``version`` is what the target pool must serve: the release's version for a switch,
+    the one version the previous pool answered for a rollback ("" when it answered none
+    or several).
+    """
+
+    action: str  # "switch" | "rollback"
+    result: VerifyResult
+    live: PoolName
+    target: PoolName
+    version: str
+    release: str  # the release id of a switch's artifact ("" for a rollback)
+
+    @property
+    def ok(self) -> bool:
+        return self.result.verdict.verdict == "pass" and bool(self.version)
+
+    def describe(self) -> str:
+        """"switch to green, hello-c-2.0.0-abc123" / "roll back to blue, 1.0.0"."""
+        what = self.release or self.version or "an unknown release"
+        verb = "switch to" if self.action == "switch" else "roll back to"
+        return f"{verb} {self.target}, {what}"
+
+    def pins(self) -> dict[str, str]:
+        return {"action": self.action, "live_pool": self.live, "target_pool": self.target,
+                "version": self.version, "release": self.release}
 
 
-def _png(data: bytes) -> Any:
-    from IPython.display import Image
+def open_config(config_path: str = "") -> Config:
+    """The runbook's bgkit.toml: ``config_path`` if given, else ``$BGKIT_CONFIG``, else
+    ./bgkit.toml, else the local sandbox's. In a notebook, bgkit's own errors from then on
+    show as one line (what was wrong, what to do) instead of a traceback.
 
-    return Image(data=data, format="png")
+    Raises:
+        ConfigError: the file is missing or invalid (the message names the key path).
+    """
+    import os
+
+    from bgkit.config import CONFIG_ENV, DEFAULT_NAME, load_config
+
+    _one_line_errors()
+    if config_path:
+        return load_config(config_path)
+    if os.environ.get(CONFIG_ENV) or Path(DEFAULT_NAME).exists() or \
+            not SANDBOX_CONFIG.exists():
+        return load_config(None)
+    return load_config(SANDBOX_CONFIG)
+
+
+def _one_line_errors() -> None:
+    """Show a BgkitError raised in a cell as ``ErrorName: message`` (the cell still fails)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - ipykernel depends on IPython
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    from bgkit.errors import BgkitError
+
+    def show(shell: Any, kind: type[BaseException], error: BaseException, _tb: Any,
+             tb_offset: int | None = None) -> None:
+        shell._showtraceback(kind, error, [f"{kind.__name__}: {error}"])
+
+    shell.set_custom_exc((BgkitError,), show)
+
+
+def build_step(config: Config, *, version: str = "") -> Any:
+    """Build, test and package with progress lines; show and record the build and its
+    files; record the outcome."""
+    from bgkit.artifact import build_release
+    from bgkit.runbook.display import build_progress
+
+    result = build_release(config, version=version or None, on_progress=build_progress())
+    record("build", result.summary())
+    _show(result.summary_table())
+    files = result.files_table()
+    record("manifest", files)
+    _show(files)
+    record_outcome("succeeded")
+    return result
 
 
 def deploy_plan(config: Config, *, lb: LoadBalancer) -> pd.DataFrame:
@@ -50,44 +132,22 @@ def deploy_plan(config: Config, *, lb: LoadBalancer) -> pd.DataFrame:
 
 
 def release_picker(config: Config, *, lb: LoadBalancer) -> Any:
-    """Interactive: pick a built release and deploy it to the idle pool with one click."""
-    import ipywidgets as widgets
+    """Interactive: pick a built release and deploy it to the idle pool with one click
+    (see :func:`bgkit.runbook.decisions.deploy_button`)."""
+    from bgkit.runbook.decisions import deploy_button
 
-    from bgkit.errors import BgkitError
-
-    built = sorted(config.dist_dir.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime,
-                   reverse=True)
-    idle = other_pool(lb.live_pool())
-    picker = widgets.Dropdown(options=[(p.name, str(p)) for p in built],
-                              description="release", layout=widgets.Layout(width="520px"))
-    button = widgets.Button(description=f"Deploy to {idle} (idle)", disabled=not built,
-                            button_style="primary", layout=widgets.Layout(width="260px"))
-    output = widgets.Output()
-
-    def clicked(_: Any) -> None:
-        button.disabled = True
-        with output:
-            try:
-                result = deploy_step(config, release=str(picker.value), lb=lb)
-                _show(result.table())
-                button.description = "deployed"
-            except BgkitError as error:
-                print(f"error: {error}")
-                button.disabled = False
-
-    button.on_click(clicked)
-    note = widgets.HTML("<b>No release in dist/: run 01_build first.</b>" if not built else
-                        f"<b>Pick the release for the {idle} pool, then deploy.</b>")
-    box = widgets.VBox([note, picker, button, output])
-    _show(box)
-    return box
+    return deploy_button(config, lb=lb)
 
 
-def deploy_step(config: Config, *, release: str = "", lb: LoadBalancer | None = None) -> Any:
-    """Deploy to the idle pool with per-host progress; record the per-host table."""
+def deploy_step(config: Config, *, release: str = "", lb: LoadBalancer | None = None,
+                interactive: bool = False) -> Any:
+    """Deploy to the idle pool with per-host progress; show and record the per-host table
+    and the outcome. ``interactive``: show the release picker and its button instead."""
     from bgkit.deploy import deploy, hosts_table
     from bgkit.progress import LineProgress
 
+    if interactive:
+        return release_picker(config, lb=lb or _provider(config))
     try:
         result = deploy(config, release=Path(release) if release else None, lb=lb,
                         progress=LineProgress())
@@ -96,154 +156,142 @@ def deploy_step(config: Config, *, release: str = "", lb: LoadBalancer | None = 
         record("deploy", {"ok": False, "error": str(error)})
         record("hosts", table)
         _show(table)
+        record_outcome("failed", str(error))
         raise
-    record("deploy", {"ok": True, "release": result.release, "sha256": result.sha256,
-                      "pool": result.pool, "live_pool": result.live_pool,
-                      "moved": result.moved, "lock_takeover": result.lock_takeover})
+    record("deploy", deploy_record(result))
     record("hosts", result.table())
+    _show(result.table())
+    record_outcome("succeeded")
     return result
 
 
+def deploy_record(result: Any) -> dict[str, Any]:
+    """What the archive keeps of a deploy."""
+    return {"ok": True, "release": result.release, "sha256": result.sha256,
+            "pool": result.pool, "live_pool": result.live_pool, "moved": result.moved,
+            "lock_takeover": result.lock_takeover}
+
+
 def verify_step(config: Config, *, lb: LoadBalancer, release: str = "",
-                samples_per_host: int = 0, outcome: bool = True) -> Any:
-    """Sample, judge, show and record; with ``outcome``, a fail or inconclusive verdict
-    becomes the run's outcome."""
+                samples_per_host: int = 0, outcome: bool = True) -> VerifyResult:
+    """Sample, judge, show and record; with ``outcome``, the verdict becomes the run's
+    outcome (pass: succeeded)."""
     from bgkit.verify import expected_release_version
 
     expected = expected_release_version(config, Path(release) if release else None)
-    live = lb.live_pool()
-    print(f"live pool: {live}; idle pool: {other_pool(live)}; the idle pool must answer "
-          f"version {expected}")
     return _verify_and_show(config, lb=lb, expected=expected,
                             samples_per_host=samples_per_host, outcome=outcome)
 
 
-def rollback_preview(config: Config, *, lb: LoadBalancer) -> Any:
+def switch_preview(config: Config, *, lb: LoadBalancer, release: str = "") -> Preview:
+    """What a switch would be judged on right now (no lock, no change): shown, recorded,
+    and returned as the :class:`Preview` the decision is pinned to."""
+    from bgkit.release_check import check_release, latest_release
+
+    checked = check_release(Path(release) if release else latest_release(config.dist_dir))
+    result = _verify_and_show(config, lb=lb, expected=checked.version,
+                              samples_per_host=config.switch.samples_per_host, outcome=False)
+    preview = Preview("switch", result, result.live_pool, result.idle_pool,
+                      checked.version, checked.release)
+    record("preview", preview.pins())
+    return preview
+
+
+def rollback_preview(config: Config, *, lb: LoadBalancer) -> Preview:
     """The previous pool's health, judged without a required version (it serves the
-    previous release); shown and recorded, nothing changed."""
-    live = lb.live_pool()
-    print(f"live pool: {live}; a rollback would move traffic to {other_pool(live)}")
+    previous release, whichever single one it answers); shown, recorded, nothing changed."""
     lenient = config.model_copy(update={"gates": config.gates.model_copy(
         update={"require_version": False})})
-    return _verify_and_show(lenient, lb=lb, expected=None,
-                            samples_per_host=config.switch.samples_per_host, outcome=False)
+    result = _verify_and_show(lenient, lb=lb, expected=None, role="previous",
+                              samples_per_host=config.switch.samples_per_host, outcome=False)
+    versions = _idle_versions(result)
+    preview = Preview("rollback", result, result.live_pool, result.idle_pool,
+                      versions[0] if len(versions) == 1 else "", "")
+    if len(versions) != 1:
+        print(f"the {preview.target} pool answers {', '.join(versions) or 'no version'}: a "
+              "rollback needs it to serve one single release")
+    record("preview", preview.pins())
+    return preview
+
+
+def _idle_versions(result: VerifyResult) -> list[str]:
+    samples = result.samples
+    hosts = samples[(samples["target"] == "host") & (samples["pool"] == result.idle_pool)]
+    return sorted({str(v) for v in hosts["version"].dropna()})
 
 
 def _verify_and_show(config: Config, *, lb: LoadBalancer, expected: str | None,
-                     samples_per_host: int, outcome: bool) -> Any:
+                     samples_per_host: int, outcome: bool,
+                     role: str = "idle") -> VerifyResult:
     from bgkit import plots
-    from bgkit.runbook.display import styled_gates, styled_summary, verdict_banner
+    from bgkit.runbook.display import html_block, styled_gates
+    from bgkit.runbook.evidence import headline, summary_html
     from bgkit.verify import verify
 
     result = verify(config, lb=lb, expected_version=expected,
                     samples_per_host=samples_per_host or None)
     verdict = result.verdict
+    top = headline(result, role=role)
     record("verify", result.to_dict())
+    record("headline", {"verdict": top.verdict, "title": top.title, "cause": top.cause})
     record("summary", verdict.summary)
     record("gates", verdict.gate_table())
     record("lb_view", result.lb_table())
     record("samples", result.samples)
-    _show(styled_summary(verdict.summary, config.gates, idle_pool=result.idle_pool))
+    _show(html_block(top.to_html()))
+    _show(html_block(summary_html(verdict.summary, config.gates, idle_pool=result.idle_pool)))
+    _show(styled_gates(verdict.gate_table()))
     _show(result.lb_table())
     for figure in (plots.latency_cdf(result.samples, max_p99_ms=config.gates.max_p99_ms),
                    plots.latency_by_host(result.samples), plots.over_time(result.samples)):
         _show(_png(plots.figure_to_png(figure)))
-    _show(styled_gates(verdict.gate_table()))
-    _show(verdict_banner(verdict.verdict, verdict.reasons()))
-    if outcome and verdict.verdict != "pass":
-        record("outcome", "failed" if verdict.verdict == "fail" else "inconclusive")
-        record("outcome_reason", "; ".join(verdict.reasons()))
+    if outcome:
+        words = {"pass": "succeeded", "fail": "failed", "inconclusive": "inconclusive"}
+        record_outcome(words[verdict.verdict], top.cause or top.title)
     return result
 
 
-def _record_outcome(outcome: Any) -> None:
-    """Record a switch or rollback and make its outcome the run's (unless it succeeded)."""
-    record("switch", outcome.to_dict())
-    if outcome.watch is not None:
-        record("watch", outcome.watch.to_dict())
-    if outcome.exit_code != 0:
-        record("outcome", outcome.outcome)
-        record("outcome_reason", outcome.reason)
+def decide_step(config: Config, *, lb: LoadBalancer, preview: Preview, approve: bool,
+                interactive: bool) -> Any:
+    """The decision on ``preview``: a button (interactive), ``approve`` (headless), else
+    "not approved". The action is pinned to the preview (the same live pool, the same
+    release) and takes the lock and fresh samples again before it moves traffic.
 
-
-def _show_outcome(outcome: Any) -> None:
-    from bgkit.runbook.display import banner
-
-    details = [outcome.reason, f"traffic is on {outcome.live_pool}"]
-    if outcome.applied_s is not None:
-        details.append(f"the load balancer applied the change in {outcome.applied_s:.3f} s")
-    style = "pass" if outcome.exit_code == 0 else "fail"
-    _show(banner(f"{outcome.action}: {outcome.outcome}", style, details))
-
-
-def switch_preview(config: Config, *, lb: LoadBalancer, release: str = "") -> Any:
-    """What a switch would be judged on right now (no lock, no change): shown and recorded."""
-    return verify_step(config, lb=lb, release=release,
-                       samples_per_host=config.switch.samples_per_host, outcome=False)
-
-
-def decide_step(config: Config, *, lb: LoadBalancer, action: str, preview_ok: bool,
-                approve: bool, interactive: bool, release: str = "") -> Any:
-    """The decision: a button (interactive), ``approve`` (headless), else "not approved".
-
-    The switch itself always takes the lock and samples again before it moves traffic.
+    Outside ``bgkit run`` (JupyterLab), the action is archived as a run of its own when it
+    completes; its id and outcome are shown as plain output.
     """
-    from bgkit.switch import rollback, switch
-    from bgkit.verify import expected_release_version
+    from bgkit.runbook import decisions
 
-    def run(on_step: Any) -> Any:
-        if action == "rollback":
-            return rollback(config, lb=lb, approve=True, on_step=on_step)
-        expected = expected_release_version(config, Path(release) if release else None)
-        return switch(config, lb=lb, expected_version=expected, approve=True, on_step=on_step)
-
+    record("decision", {"preview": preview.pins(), "verdict": preview.result.verdict.verdict,
+                        "approve": approve, "interactive": interactive})
     if approve:
-        outcome = run(print)
-        _record_outcome(outcome)
-        _show_outcome(outcome)
-        return outcome
+        return decisions.act_now(config, lb=lb, preview=preview)
     if interactive:
-        return _approval_button(action, preview_ok, run)
-    if not preview_ok:
-        reason = f"the evidence above did not pass, so there is no {action} to approve"
-        record("outcome", "refused")
-        record("outcome_reason", reason)
+        return decisions.decision_button(config, lb=lb, preview=preview)
+    if not preview.ok:
+        reason = f"the evidence above did not pass, so there is no {preview.action} to approve"
+        record_outcome("refused", reason)
         print(f"refused: {reason}")
         return None
-    reason = "the gates passed; approve=True (-p approve True) was not given"
-    record("outcome", "not approved")
-    record("outcome_reason", reason)
+    reason = "the gates passed; approve (-p approve true) was not given"
+    record_outcome("not approved", reason)
     print(f"not approved: {reason}")
     return None
 
 
-def _approval_button(action: str, preview_ok: bool, run: Any) -> Any:
-    import ipywidgets as widgets
+def _provider(config: Config) -> LoadBalancer:
+    from bgkit.lb import get_provider
 
-    label = "Approve the switch" if action == "switch" else "Confirm the rollback"
-    button = widgets.Button(description=label, button_style="danger" if preview_ok else "",
-                            disabled=not preview_ok, icon="exchange",
-                            layout=widgets.Layout(width="260px"))
-    output = widgets.Output()
-    note = widgets.HTML("<b>Review the evidence above, then confirm.</b>" if preview_ok else
-                        "<b>Disabled:</b> the verdict above is not <i>pass</i>.")
+    return get_provider(config)
 
-    def clicked(_: Any) -> None:
-        from bgkit.errors import BgkitError
 
-        button.disabled = True
-        button.description = "working..."
-        with output:
-            try:
-                outcome = run(lambda step: print(step, flush=True))
-            except BgkitError as error:  # e.g. the lock is held: say so, leave it clickable
-                print(f"error: {error}")
-                button.disabled, button.description = False, label
-                return
-            _show_outcome(outcome)
-        button.description = f"{outcome.outcome}"
+def _show(value: Any) -> None:
+    from IPython.display import display
 
-    button.on_click(clicked)
-    box = widgets.VBox([note, button, output])
-    _show(box)
-    return box
+    display(value)
+
+
+def _png(data: bytes) -> Any:
+    from IPython.display import Image
+
+    return Image(data=data, format="png")

@@ -57,9 +57,16 @@ def sandbox_group() -> None:
               show_default=True,
               help="What bgkit switches through: HAProxy directly, or the OVH API emulator "
                    "(IP Load Balancing) in front of it.")
+@click.option("--free-ports", is_flag=True,
+              help="Pick app, public and SSH ports that are free on every sandbox address "
+                   "(for a second sandbox beside yours, e.g. the tests').")
 def up(state_dir: Path, hosts: int, app_port: int, public_port: int, ssh_port: int,
-       source: Path, runs_dir: Path | None, lb: str) -> None:
+       source: Path, runs_dir: Path | None, lb: str, free_ports: bool) -> None:
     """Start the fleet (or find it running) and write <dir>/bgkit.toml."""
+    if free_ports:
+        from bgkit.sandbox.ports import free_ports as pick
+
+        app_port, public_port, ssh_port = pick(3, hosts=hosts)
     info = sandbox_up(state_dir, hosts=hosts, app_port=app_port, public_port=public_port,
                       ssh_port=ssh_port, source=source, runs_dir=runs_dir, lb=lb)
     out.print(escape(info.usage()))

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -206,3 +206,13 @@ def copy_with_parameters(source: Path, target: Path, **values: str) -> None:
         lines[hits[0]] = f"{name}: {match['type']} = {value!r}{note}"
     cell.source = "\n".join(lines)
     nbformat.write(notebook, target)
+
+
+def run_all_cells(page: Any) -> None:
+    """Run → Run All Cells, once the notebook's kernel has started and is idle (before
+    that, JupyterLab would ask for a kernel instead of running anything)."""
+    from playwright.sync_api import expect
+
+    expect(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=120_000)
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.locator("#jp-mainmenu-run li[data-command='runmenu:run-all']").click()

@@ -41,8 +41,11 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def sandbox_ports() -> dict[str, int]:
-    app_port, public_port, ssh_port = free_ports(3)
+def sandbox_ports(hosts: int = 2) -> dict[str, int]:
+    """App, public and SSH ports free on every address of a sandbox of ``hosts`` hosts."""
+    from bgkit.sandbox.ports import free_ports as free_on_every_address
+
+    app_port, public_port, ssh_port = free_on_every_address(3, hosts=hosts)
     return {"app_port": app_port, "public_port": public_port, "ssh_port": ssh_port}
 
 

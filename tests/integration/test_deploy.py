@@ -285,13 +285,16 @@ def test_the_release_picker_deploys_the_chosen_release_when_clicked(
         for path in releases[version].artifact.parent.glob(f"{releases[version].release}.*"):
             shutil.copy2(path, serving.dist_dir / path.name)
     box = release_picker(serving, lb=get_provider(serving))
-    note, picker, button, _ = box.children
-    assert "blue" in note.value and not button.disabled
+    picker, button, progress = box.children
+    assert "blue" in button.status and button.label == "Deploy to blue (idle)"
+    assert button.state == "ready"
     assert {label for label, _ in picker.options} == {
         f"{releases[v].release}.tar.gz" for v in ("2.0.0", "3.0.0")}
     picker.value = str(serving.dist_dir / f"{releases['3.0.0'].release}.tar.gz")
     button.click()
-    assert button.description == "deployed"
+    assert button.label == "deployed" and button.state == "done"
+    for host in serving.pools.blue.hosts:
+        assert host.address in progress.value and "done" in progress.value
     for host in serving.pools.blue.hosts:
         assert version_at(host.address, serving.service.port) == "3.0.0"
     assert public_version(serving) == "1.0.0"

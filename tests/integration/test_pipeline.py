@@ -135,7 +135,8 @@ def test_a_failing_deploy_stops_the_pipeline_with_the_live_pool_serving(
 def test_a_secret_printed_by_a_cell_is_scrubbed_from_the_archive(
         sandbox: Config, canaries: dict[str, str], tmp_path: Path) -> None:
     folder = tmp_path / "notebooks"
-    write_notebook(folder, "10_leaky", "import os\nprint('pw:', os.environ['DB_PASSWORD'])")
+    write_notebook(folder, "10_leaky", "import os\nprint('pw:', os.environ['DB_PASSWORD'])",
+                   "from bgkit.runbook.record import record_outcome\nrecord_outcome('succeeded')")
     result = run_step("leaky", config=sandbox, notebooks_dir=folder, progress=False)
     text = result.path.read_text()
     assert canaries["DB_PASSWORD"] not in text

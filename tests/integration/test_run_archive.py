@@ -15,7 +15,7 @@ import pytest
 
 from bgkit.config import load_config
 from bgkit.errors import SecretParameterError, StepFailed, UsageError
-from bgkit.runbook import archive
+from bgkit.runbook import archive, staging
 from bgkit.runbook.runner import run_step
 from tests.conftest import REPO, WriteConfig
 
@@ -27,7 +27,8 @@ def write_notebook(folder: Path, name: str, *cells: str) -> Path:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
-    parameters = nbformat.v4.new_code_cell('run_id = ""  # set by bgkit\nwhat = "hello"')
+    parameters = nbformat.v4.new_code_cell('run_id: str = ""  # set by bgkit\n'
+                                           'what: str = "hello"')
     parameters.metadata["tags"] = ["parameters"]
     nb.cells = [parameters, *(nbformat.v4.new_code_cell(c) for c in cells)]
     folder.mkdir(parents=True, exist_ok=True)
@@ -39,7 +40,9 @@ def write_notebook(folder: Path, name: str, *cells: str) -> Path:
 @pytest.fixture
 def notebooks(tmp_path: Path) -> Path:
     folder = tmp_path / "notebooks"
-    write_notebook(folder, "10_ok", "import bgkit\nbgkit.record('greeting', {'said': what})")
+    write_notebook(folder, "10_ok", "import bgkit\nbgkit.record('greeting', {'said': what})",
+                   "from bgkit.runbook.record import record_outcome\n"
+                   "record_outcome('succeeded')")
     write_notebook(folder, "20_crash", "print('before')",
                    "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", "print('after')")
     write_notebook(folder, "30_raise", "raise ValueError('boom')", "print('after')")
@@ -73,7 +76,8 @@ def test_a_successful_run_is_archived_with_run_id_operator_and_records(
     assert details.metadata["bgkit_version"]
     assert "commit" in details.metadata["git"]
     assert details.parameters == {"what": "hi", "run_id": result.run_id}
-    assert details.records == {"greeting": {"kind": "value", "value": {"said": "hi"}}}
+    assert details.records == {"greeting": {"kind": "value", "value": {"said": "hi"}},
+                               "outcome": {"kind": "value", "value": "succeeded"}}
 
 
 def test_a_killed_kernel_is_archived_as_failed_not_completed(
@@ -148,11 +152,12 @@ def test_sigterm_to_the_runner_archives_the_run_as_failed_and_stops_the_kernel(
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
     runs_dir = load_config(config_path).runs_dir
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        found = list(runs_dir.glob("*/*/*.ipynb"))
-        if found and "sleeping" in found[0].read_text():
+    while time.monotonic() < deadline:  # the run executes privately until it is archived
+        found = [run.notebook_path for run in staging.pending(runs_dir)]
+        if found and "time.sleep(60)" in found[0].read_text():
             break
         time.sleep(0.2)
+    assert list(runs_dir.glob("*/*/*.ipynb")) == [], "nothing is archived while it runs"
     runner.send_signal(signal.SIGTERM)
     output, _ = runner.communicate(timeout=60)
     assert runner.returncode == 1, output

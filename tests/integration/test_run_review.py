@@ -36,7 +36,8 @@ bgkit.record("latency", pd.DataFrame({"host": ["a", "b"], "p99_ms": [1.5, 2.5]})
 @pytest.fixture
 def notebooks(tmp_path: Path) -> Path:
     folder = tmp_path / "notebooks"
-    write_notebook(folder, "10_plot", PLOT)
+    write_notebook(folder, "10_plot", PLOT,
+                   "from bgkit.runbook.record import record_outcome\nrecord_outcome('succeeded')")
     write_notebook(folder, "20_raise", "raise ValueError('boom')")
     return folder
 

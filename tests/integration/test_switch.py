@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from bgkit.artifact import BuildResult
 from bgkit.config import Config
 from bgkit.errors import LockHeld
 from bgkit.lb import get_provider
+from bgkit.runbook import archive
 from bgkit.switch import rollback, switch
 from tests.conftest import REPO
 from tests.integration.sandbox_support import (
@@ -188,17 +190,22 @@ def test_the_switch_notebook_under_papermill_needs_approve_and_records_the_watch
 
 def test_the_approval_button_is_disabled_unless_the_verdict_passed_and_switches_on_click(
         ready: Config, releases: dict[str, BuildResult]) -> None:
-    from bgkit.runbook.steps import decide_step
+    from bgkit.runbook.steps import decide_step, switch_preview
 
     lb = get_provider(ready)
-    blocked = decide_step(ready, lb=lb, action="switch", preview_ok=False, approve=False,
-                          interactive=True)
-    note, button, _ = blocked.children
-    assert button.disabled and "not" in note.value
-    box = decide_step(ready, lb=lb, action="switch", preview_ok=True, approve=False,
-                      interactive=True, release=str(releases["2.0.0"].artifact))
-    _, button, _ = box.children
-    assert not button.disabled and lb.live_pool() == "blue"
+    preview = switch_preview(ready, lb=lb, release=str(releases["2.0.0"].artifact))
+    assert preview.ok
+    failing = dataclasses.replace(preview, version="")
+    blocked = decide_step(ready, lb=lb, preview=failing, approve=False, interactive=True)
+    assert blocked.state == "disabled" and "not pass" in blocked.status
+    blocked.click()
+    assert blocked.ignored_clicks == 1 and lb.live_pool() == "blue"
+    button = decide_step(ready, lb=lb, preview=preview, approve=False, interactive=True)
+    assert button.state == "ready" and lb.live_pool() == "blue"
+    assert button.label == f"Switch to green, {releases['2.0.0'].release}"
     button.click()
     assert lb.live_pool() == "green"
-    assert button.disabled and button.description == "switched"
+    assert button.state == "done" and button.label == "switched"
+    (action,) = ready.runs_dir.glob("*/*/*04_switch*.ipynb")
+    assert archive.show_run(action).metadata["front_door"] == "jupyterlab"
+    assert action.stem.rsplit("_", 1)[-1] in button.status

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from bgkit.commands import remote
+from bgkit.release_tree import Member
 
 HOSTILE_ROOT = "/srv/it's; rm -rf /\nx $(id)"
 LAYOUT = remote.Layout("/srv/app", "app-1.0.0-abc1234")
@@ -35,12 +38,20 @@ def test_swap_uses_a_temporary_link_and_mv_T_and_keeps_previous() -> None:
         'test "$(readlink /srv/app/current)" = releases/app-1.0.0-abc1234')
 
 
-def test_install_marks_the_checksum_then_moves_into_place() -> None:
+def test_install_moves_into_place_then_marks_the_checksum_beside_the_release() -> None:
     assert remote.install_release(LAYOUT, "ab" * 32) == (
-        f"printf '%s\\n' {'ab' * 32} > /srv/app/releases/.app-1.0.0-abc1234.partial/"
-        ".bgkit-sha256 && rm -rf -- /srv/app/releases/app-1.0.0-abc1234 && mv -T -- "
-        "/srv/app/releases/.app-1.0.0-abc1234.partial /srv/app/releases/app-1.0.0-abc1234 "
-        "&& rm -f -- /srv/app/.incoming/app-1.0.0-abc1234.tar.gz")
+        "rm -f -- /srv/app/releases/.app-1.0.0-abc1234.sha256 && "
+        "rm -rf -- /srv/app/releases/app-1.0.0-abc1234 && mv -T -- "
+        "/srv/app/releases/.app-1.0.0-abc1234.partial /srv/app/releases/app-1.0.0-abc1234 && "
+        f"printf '%s\\n' {'ab' * 32} > /srv/app/releases/.app-1.0.0-abc1234.sha256 && "
+        "rm -f -- /srv/app/.incoming/app-1.0.0-abc1234.tar.gz")
+
+
+def test_the_tree_digest_is_the_sorted_listing_find_prints() -> None:
+    members = [Member("bin", "dir"), Member("bin/app", "file", 3),
+               Member("bin/alias", "symlink", target="app"), Member("a b", "file", 0)]
+    listing = b"d bin\nf 0 a b\nf 3 bin/app\nl bin/alias -> app\n"
+    assert remote.tree_digest(members) == hashlib.sha256(listing).hexdigest()
 
 
 @pytest.mark.parametrize("build", [
@@ -49,6 +60,8 @@ def test_install_marks_the_checksum_then_moves_into_place() -> None:
     lambda layout: remote.preflight(layout),
     lambda layout: remote.make_root(layout),
     lambda layout: remote.install_release(layout, "0" * 64),
+    lambda layout: remote.stage(layout, sha256="0" * 64, executable="bin/a b", tree="0" * 64),
+    lambda layout: remote.prune(layout, ["rel'; reboot"]),
     lambda layout: remote.list_releases(layout),
 ])
 def test_hostile_roots_and_releases_are_always_single_quoted(build: object) -> None:
@@ -103,4 +116,5 @@ def test_prune_refuses_names_that_are_not_release_folders() -> None:
         with pytest.raises(ValueError):
             remote.prune(LAYOUT, [name])
     assert remote.prune(LAYOUT, []) == "true"
-    assert remote.prune(LAYOUT, ["a b"]) == "rm -rf -- '/srv/app/releases/a b'"
+    assert remote.prune(LAYOUT, ["a b"]) == (
+        "rm -rf -- '/srv/app/releases/a b' '/srv/app/releases/.a b.sha256'")

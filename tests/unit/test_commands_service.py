@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -43,13 +44,23 @@ def test_sandbox_restart_stops_with_the_drain_grace_then_starts_from_current() -
         f"pid=$(cat /srv/a/shared/run/service.pid 2>/dev/null) && {alive}")
 
 
-def test_systemd_commands_use_non_interactive_sudo() -> None:
+def test_systemd_commands_use_non_interactive_sudo_with_full_paths() -> None:
     commands = service.service_commands(config_with(), root="/srv/a")
-    assert commands.restart == "sudo -n systemctl restart hello-c.service"
-    assert commands.is_running == "sudo -n systemctl is-active --quiet hello-c.service"
-    assert service.install_unit(config_with(), uploaded="/srv/a/shared/u") == (
-        "sudo -n install -m 0644 /srv/a/shared/u /etc/systemd/system/hello-c.service && "
-        "sudo -n systemctl daemon-reload && sudo -n systemctl enable hello-c.service")
+    assert commands.restart == "sudo -n /usr/bin/systemctl restart hello-c.service"
+    assert commands.stop == "sudo -n /usr/bin/systemctl stop hello-c.service"
+    assert commands.is_running == "sudo -n /usr/bin/systemctl is-active --quiet hello-c.service"
+    assert commands.log_tail == ("sudo -n /usr/bin/journalctl -u hello-c.service -n 20 "
+                                 "--no-pager 2>/dev/null || true")
+
+
+def test_the_deploy_user_runs_nothing_as_root_but_the_privileged_commands() -> None:
+    commands = service.service_commands(config_with(), root="/srv/a")
+    granted = {shlex.join(["sudo", "-n", *argv])
+               for argv in service.privileged_commands(config_with()).values()}
+    for command in (commands.restart, commands.stop, commands.is_running,
+                    commands.log_tail.removesuffix(" 2>/dev/null || true")):
+        assert command in granted
+    assert not hasattr(service, "install_unit")
 
 
 def test_hostile_roots_are_quoted_in_sandbox_commands() -> None:
@@ -75,6 +86,22 @@ def test_the_unit_runs_current_with_drain_timeout_and_hardening() -> None:
 def test_unit_arguments_with_spaces_quotes_and_percent_are_escaped() -> None:
     unit = service.render_unit(config_with(args=['--name=a "b" 100%']), root="/srv/x")
     assert 'ExecStart=/srv/x/current/bin/hello-c "--name=a \\"b\\" 100%%"' in unit
+
+
+def test_specifiers_and_variables_in_roots_and_args_are_escaped_for_systemd() -> None:
+    unit = service.render_unit(config_with(args=["$HOME", "%n", ";", "a\\"]),
+                               root="/srv/%h $x")
+    lines = unit.splitlines()
+    assert ('ExecStart="/srv/%%h $x/current/bin/hello-c" "$$HOME" "%%n" ";" "a\\\\"'
+            in lines)
+    assert "WorkingDirectory=/srv/%%h $x/current" in lines
+    assert 'ReadWritePaths="/srv/%%h $x/shared"' in lines
+
+
+@pytest.mark.parametrize("root", ["/srv/x\rExecStartPre=+/bin/id", "/srv/x\ny", "/srv/\x00"])
+def test_a_control_character_never_reaches_a_unit_even_past_the_config(root: str) -> None:
+    with pytest.raises(ValueError, match="control character"):
+        service.render_unit(config_with(), root=root)
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")

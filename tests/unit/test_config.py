@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from bgkit.config import load_config, parse_config
 from bgkit.errors import ConfigError
-from tests.conftest import EXAMPLE_CONFIG, EXAMPLE_DIR, example_data
+from tests.conftest import EXAMPLE_CONFIG, EXAMPLE_DIR, example_data, merge
 
 
 def problems_of(data: dict[str, Any]) -> tuple[str, ...]:
@@ -230,3 +230,134 @@ def test_fuzzed_top_level_tables_only_raise_config_error(tables: dict[str, Any])
         parse_config(tables, path="fuzz.toml")
     except ConfigError as error:
         assert error.problems
+
+
+# --- control characters: refused in every string, whatever the key (issue 11) --------
+
+CONTROL_CHARACTERS = [chr(c) for c in [*range(0x20), 0x7f, *range(0x80, 0xa0)]]
+
+
+def _with_every_string_key() -> dict[str, Any]:
+    """The example with each optional string key set too (unit, group, paths...)."""
+    return merge(example_data(), {
+        "service": {"systemd": {"unit": "hello-c.service", "group": "hello",
+                                "read_write_paths": ["/var/lib/hello"],
+                                "unit_dir": "/etc/systemd/system"}},
+        "ssh": {"identity_file": "~/.ssh/id"},
+        "lock": {"path": "bgkit.lock"},
+        "runs": {"dir": "runs"},
+    })
+
+
+def _string_leaves(data: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    return [path for path in _leaf_paths(data, prefix)
+            if isinstance(_at(data, path), str)]
+
+
+def _at(data: Any, path: tuple[Any, ...]) -> Any:
+    for key in path:
+        data = data[key]
+    return data
+
+
+def _key_path(path: tuple[Any, ...]) -> str:
+    from bgkit._validators import key_path
+
+    return key_path(path)
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data(), control=st.sampled_from(CONTROL_CHARACTERS))
+def test_a_control_character_in_any_config_string_is_refused_naming_its_key(
+        data: st.DataObject, control: str) -> None:
+    config = _with_every_string_key()
+    path = data.draw(st.sampled_from(_string_leaves(config)))
+    value: str = _at(config, path)
+    cut = data.draw(st.integers(min_value=0, max_value=len(value)))
+    _at(config, path[:-1])[path[-1]] = value[:cut] + control + value[cut:]
+    problems = problems_of(config)
+    assert any(problem.startswith(f"{_key_path(path)}: expected ") for problem in problems)
+    literal = path[-1] in ("manager", "build_type", "restart", "provider")
+    assert literal or any("without control characters" in p for p in problems), problems
+
+
+@pytest.mark.parametrize(("changes", "key"), [
+    ({"pools": {"blue": {"hosts": [{"address": "127.0.1.1", "user": "deploy",
+                                    "deploy_root": "/srv/x\rExecStartPre=+/bin/sh -c id"}]}}},
+     "pools.blue.hosts[0].deploy_root"),
+    ({"service": {"args": ["--config={shared}/c.ini\rExecStartPre=+/bin/id"]}},
+     "service.args[0]"),
+    ({"service": {"args": ["a\nb"]}}, "service.args[0]"),
+    ({"service": {"executable": "bin/app\x00"}}, "service.executable"),
+    ({"service": {"systemd": {"read_write_paths": ["/var/x\x85y"]}}},
+     "service.systemd.read_write_paths[0]"),
+    ({"service": {"health_path": "/health\x7f"}}, "service.health_path"),
+], ids=["cr-in-deploy-root", "cr-in-args", "lf-in-args", "nul-in-executable", "c1-in-path",
+        "del-in-health-path"])
+def test_the_reported_injections_are_refused_by_config_check(
+        changes: dict[str, Any], key: str) -> None:
+    problems = problems_of(merge(example_data(), changes))
+    assert any(p.startswith(f"{key}: expected ") and "without control characters" in p
+               for p in problems), problems
+
+
+def test_every_string_field_of_the_schema_has_a_validator() -> None:
+    """A string reaching a host must pass _validators (and so the control-character rule)."""
+    from pydantic import BaseModel
+
+    from bgkit.config import Config
+
+    def unchecked(model: type[BaseModel], where: str) -> list[str]:
+        found = []
+        for name, field in model.model_fields.items():
+            nested = _models_in(field.annotation)
+            if nested:
+                found += [p for m in nested for p in unchecked(m, f"{where}.{name}")]
+            elif _holds_plain_str(field.annotation) and not field.metadata:
+                found.append(f"{where}.{name}")
+        return found
+
+    assert unchecked(Config, "config") == []
+
+
+def _models_in(annotation: Any) -> list[Any]:
+    from typing import get_args
+
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _holds_plain_str(annotation: Any) -> bool:
+    from typing import Annotated, get_args, get_origin
+
+    if annotation is str:
+        return True
+    if get_origin(annotation) is Annotated:
+        return False
+    return any(_holds_plain_str(arg) for arg in get_args(annotation))
+
+
+def test_unit_names_must_be_services_and_size_caps_positive() -> None:
+    data = merge(example_data(), {"service": {"systemd": {"unit": "hello-c"}},
+                                  "deploy": {"max_unpacked_mb": 0}})
+    assert problems_of(data) == (
+        'service.systemd.unit: expected a systemd service name such as hello-c.service '
+        '(letters, digits, \'.\', \'_\', \'-\'), got "hello-c"',
+        "deploy.max_unpacked_mb: expected a whole number of MiB, 1 or more, got 0")
+
+
+def test_config_check_exits_2_on_a_carriage_return_in_deploy_root(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bgkit.cli import main
+
+    data = example_data()
+    data["pools"]["blue"]["hosts"][0]["deploy_root"] = "/srv/x\rExecStartPre=+/bin/id"
+    path = tmp_path / "bgkit.toml"
+    path.write_text(tomli_w.dumps(data))
+    assert main(["config", "check", str(path)]) == 2
+    error = capsys.readouterr().err
+    assert "pools.blue.hosts[0].deploy_root: expected an absolute path such as /opt/app, " \
+        'without control characters (CR, LF, NUL, tab...), got "/srv/x\\rExecStartPre' in error

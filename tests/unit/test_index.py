@@ -215,3 +215,74 @@ def test_concurrent_appends_from_several_processes_keep_the_chain_intact(
     check = verify_archive(tmp_path)
     assert check.ok, check.findings[:5]
     assert [entry.seq for entry in read_entries(tmp_path)] == list(range(1, workers * each + 1))
+
+
+def test_an_expected_head_catches_removed_last_runs_an_emptied_archive_and_a_rewrite(
+        tmp_path: Path) -> None:
+    paths = archive_of(tmp_path, 3)
+    head = read_entries(tmp_path)[-1].hash
+    assert verify_archive(tmp_path, expect_head=head).ok
+    earlier = read_entries(tmp_path)[1].hash
+    assert verify_archive(tmp_path, expect_head=earlier).ok, "later runs may follow a head"
+
+    # the last run and its index line removed: the chain alone still looks in order
+    lines = index_lines(tmp_path)
+    write_lines(tmp_path, lines[:-1])
+    paths[-1].chmod(stat.S_IWUSR | stat.S_IRUSR)
+    paths[-1].unlink()
+    assert verify_archive(tmp_path).ok
+    assert [f.kind for f in verify_archive(tmp_path, expect_head=head).findings] == ["head"]
+
+    # emptied: no index, no runs
+    (tmp_path / INDEX_NAME).unlink()
+    for path in paths[:-1]:
+        path.chmod(stat.S_IWUSR | stat.S_IRUSR)
+        path.unlink()
+    assert verify_archive(tmp_path).ok
+    assert [f.kind for f in verify_archive(tmp_path, expect_head=head).findings] == ["head"]
+    gone = verify_archive(tmp_path / "nowhere", expect_head=head)
+    assert [f.kind for f in gone.findings] == ["head"]
+
+
+def rehash_from(runs_dir: Path, start: int) -> None:
+    """Rewrite the chain from line ``start`` on with fresh file digests and hashes, as
+    someone covering an edit would."""
+    lines = index_lines(runs_dir)
+    for number, line in enumerate(lines):
+        if number >= start:
+            line["sha256"] = hashlib.sha256((runs_dir / str(line["path"])).read_bytes()).hexdigest()
+            line["prev"] = lines[number - 1]["hash"] if number else GENESIS
+            line.pop("mac", None)
+            line["hash"] = index.entry_hash(line)
+    write_lines(runs_dir, lines)
+
+
+def test_a_rewritten_chain_is_caught_by_the_expected_head(tmp_path: Path) -> None:
+    paths = archive_of(tmp_path, 3)
+    head = read_entries(tmp_path)[-1].hash
+    target = paths[1]
+    target.chmod(stat.S_IWUSR | stat.S_IRUSR)
+    target.write_text(target.read_text().replace("2026-11-02", "2026-11-09"))
+    rehash_from(tmp_path, 1)
+    assert verify_archive(tmp_path).ok, "a consistent rewrite fools the chain alone"
+    assert [f.kind for f in verify_archive(tmp_path, expect_head=head).findings] == ["head"]
+
+
+def test_with_a_key_every_entry_is_macced_and_a_rewrite_without_the_key_is_caught(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(index.KEY_ENV, "archive-key-123")
+    paths = archive_of(tmp_path, 3)
+    entries = read_entries(tmp_path)
+    assert all(entry.mac == index.keyed(entry.hash) for entry in entries)
+    assert verify_archive(tmp_path).ok
+    keyed_head = index.keyed(entries[-1].hash)
+    assert keyed_head is not None and verify_archive(tmp_path, expect_head=keyed_head).ok
+    target = paths[2]
+    target.chmod(stat.S_IWUSR | stat.S_IRUSR)
+    target.write_text(target.read_text().replace("2026-11-03", "2026-11-09"))
+    rehash_from(tmp_path, 2)
+    check = verify_archive(tmp_path)
+    assert [f.kind for f in check.findings] == ["unkeyed"], check.findings
+    assert verify_archive(tmp_path, key="the-wrong-key").findings
+    monkeypatch.delenv(index.KEY_ENV)
+    assert verify_archive(tmp_path).ok, "without the key only the chain is checked"

@@ -38,15 +38,24 @@ def legend_texts(ax: Axes) -> list[str]:
 
 
 def test_latency_cdf_draws_a_curve_and_percentile_marks_per_pool_and_the_gate() -> None:
-    ax = only_axes(latency_cdf(two_pools(), max_p99_ms=250))
+    ax = only_axes(latency_cdf(two_pools(), max_p99_ms=25))
     assert len(ax.lines) == 5  # per pool: curve + p50/p95/p99 marks; then the gate
     assert [len(line.get_xdata()) for line in ax.lines[:2]] == [4, 3]  # blue curve, marks
-    assert ax.lines[-1].get_xdata()[0] == 250
+    assert ax.lines[-1].get_xdata()[0] == 25
     assert legend_texts(ax)[0] == "blue (n=4)"
-    assert legend_texts(ax)[-1] == "gate: max p99 250 ms"
+    assert legend_texts(ax)[-1] == "gate: max p99 25 ms"
     assert ax.get_title() and ax.get_xlabel() == "latency (ms)" and ax.get_ylabel()
     assert ax.get_xscale() == "linear"
     assert len(only_axes(latency_cdf(two_pools())).lines) == 4
+
+
+def test_latency_cdf_is_scaled_to_the_data_and_names_an_off_scale_gate_at_the_edge() -> None:
+    slowest = float(two_pools()["latency_ms"].max())
+    ax = only_axes(latency_cdf(two_pools(), max_p99_ms=500))
+    assert ax.get_xlim()[1] < 2 * slowest, "the 1-3x ms data is not squeezed against 500"
+    assert len(ax.lines) == 4 and "gate: max p99 500 ms" not in legend_texts(ax)
+    (note,) = [text.get_text() for text in ax.texts]
+    assert note.startswith("gate: max p99 500 ms →")
 
 
 def test_latency_cdf_goes_logarithmic_for_a_wide_range_and_draws_few_points() -> None:
@@ -54,6 +63,8 @@ def test_latency_cdf_goes_logarithmic_for_a_wide_range_and_draws_few_points() ->
     ax = only_axes(latency_cdf(wide))
     assert ax.get_xscale() == "log"
     assert len(ax.lines[0].get_xdata()) == 2000
+    ticks = [ax.xaxis.get_major_formatter()(value, 0) for value in (1.0, 10.0, 1000.0)]
+    assert ticks == ["1", "10", "1000"], "plain numbers, never 10^0"
 
 
 def test_latency_by_host_boxes_each_answering_host_in_its_pool_colour() -> None:
@@ -79,9 +90,17 @@ def test_over_time_stacks_latency_lines_over_error_rates() -> None:
     assert len(top.lines) == 6  # p50 and p99 for blue, green and lb
     assert legend_texts(top) == ["blue p50", "blue p99", "green p50", "green p99",
                                  "lb p50", "lb p99"]
-    assert len(bottom.collections) == 2 and legend_texts(bottom) == ["timeout", "refused"]
+    assert len(bottom.collections) == 1
+    assert legend_texts(bottom) == ["green: 3 (timeout, refused)"], "errors split by pool"
     assert bottom.get_ylabel() == "errors / s" and bottom.get_xlabel() == "time (UTC)"
     assert top.get_ylabel() == "latency (ms)" and top.get_title()
+
+
+def test_over_time_keeps_the_live_pools_errors_apart_from_the_idle_pools() -> None:
+    live_down = make_samples([0.1] * 4, pool="blue", host="127.0.1.1", errors="refused")
+    idle_ok = make_samples([1.0] * 4, pool="green", host="127.0.2.1")
+    _, bottom = over_time(join(live_down, idle_ok)).axes
+    assert legend_texts(bottom) == ["blue: 4 (refused)"]
 
 
 def test_over_time_says_when_there_were_no_errors() -> None:

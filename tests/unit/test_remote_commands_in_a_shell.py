@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import subprocess
 import tarfile
 from pathlib import Path
 
 from bgkit.commands import remote
+from bgkit.release_tree import Member
 
 
 def sh(command: str) -> subprocess.CompletedProcess[str]:
@@ -92,3 +94,69 @@ def test_the_sandbox_supervisor_starts_from_current_and_stops_with_sigterm(
     assert (root / "shared" / "marker.term").read_text().strip() == "drained"
     assert sh(commands.is_running).returncode != 0
     assert not (root / "shared" / "run" / "service.pid").exists()
+
+
+def tarball_of(path: Path, members: list[tuple[tarfile.TarInfo, bytes]]) -> str:
+    with tarfile.open(path, "w:gz") as tar:
+        for info, data in members:
+            info.size = len(data) if info.isfile() else 0
+            tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def info(name: str, kind: bytes = tarfile.REGTYPE, target: str = "") -> tarfile.TarInfo:
+    made = tarfile.TarInfo(name)
+    made.type, made.linkname, made.mode = kind, target, 0o755
+    return made
+
+
+def test_the_install_marker_is_never_written_through_a_link_in_the_release(
+        tmp_path: Path) -> None:
+    outside = tmp_path / "live" / "shared" / "config.ini"
+    outside.parent.mkdir(parents=True)
+    outside.write_text("live config\n")
+    root = tmp_path / "idle"
+    layout = remote.Layout(str(root), "app-1")
+    assert sh(remote.make_root(layout)).returncode == 0
+    digest = tarball_of(Path(layout.incoming), [
+        (info("bin", tarfile.DIRTYPE), b""), (info("bin/app"), b"#!/bin/sh\n"),
+        (info(".bgkit-sha256", tarfile.SYMTYPE, "../../../live/shared/config.ini"), b"")])
+    assert sh(remote.extract(layout)).returncode == 0
+    assert sh(remote.install_release(layout, digest)).returncode == 0
+    assert outside.read_text() == "live config\n"
+    assert Path(layout.marker).read_text() == f"{digest}\n"
+    assert remote.parse_preflight(sh(remote.preflight(layout)).stdout).installed_sha256 == digest
+
+
+def test_stage_installs_only_the_tree_that_was_checked(tmp_path: Path) -> None:
+    root = tmp_path / "host root"
+    layout = remote.Layout(str(root), "app-1")
+    assert sh(remote.make_root(layout)).returncode == 0
+    members = [(info("bin", tarfile.DIRTYPE), b""), (info("bin/app"), b"#!/bin/sh\n"),
+               (info("bin/alias", tarfile.SYMTYPE, "app"), b"")]
+    digest = tarball_of(Path(layout.incoming), members)
+    checked = [Member("bin", "dir"), Member("bin/app", "file", 10),
+               Member("bin/alias", "symlink", target="app")]
+    command = remote.stage(layout, sha256=digest, executable="bin/app",
+                           tree=remote.tree_digest(checked))
+    done = sh(command)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (root / "releases" / "app-1" / "bin" / "alias").readlink() == Path("app")
+
+    other = remote.Layout(str(root), "app-2")
+    digest = tarball_of(Path(other.incoming), [*members, (info("bin/extra"), b"x")])
+    done = sh(remote.stage(other, sha256=digest, executable="bin/app",
+                           tree=remote.tree_digest(checked)))
+    assert done.returncode == remote.STAGE_UNEXPECTED_TREE
+    found, _ = remote.parse_stage(done.returncode, done.stdout)
+    assert len(found) == 64
+    assert not Path(other.partial_dir).exists() and not Path(other.incoming).exists()
+    assert not Path(other.release_dir).exists()
+
+
+def test_prune_removes_a_release_and_its_marker(tmp_path: Path) -> None:
+    layout = remote.Layout(str(tmp_path), "app-1")
+    Path(layout.release_dir).mkdir(parents=True)
+    Path(layout.marker).write_text("x\n")
+    assert sh(remote.prune(layout, ["app-1"])).returncode == 0
+    assert list(Path(layout.releases).iterdir()) == []

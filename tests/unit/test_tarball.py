@@ -8,6 +8,7 @@ import os
 import socket
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,15 +85,45 @@ def test_manifest_entries_carry_sha256_of_each_file(tmp_path: Path) -> None:
 def test_a_symlink_leaving_the_release_is_refused(tmp_path: Path) -> None:
     stage = make_stage(tmp_path, mtime=0, umask_mode=0)
     (stage / "conf" / "escape").symlink_to("../../../etc/passwd")
-    with pytest.raises(ValueError, match="conf/escape: symlink .* points outside the release"):
+    with pytest.raises(ValueError, match="symlink 'conf/escape' .* points outside the release"):
         staged_files(stage)
 
 
 def test_an_absolute_symlink_is_refused(tmp_path: Path) -> None:
     stage = make_stage(tmp_path, mtime=0, umask_mode=0)
     (stage / "abs").symlink_to("/etc/passwd")
-    with pytest.raises(ValueError, match="abs: symlink"):
+    with pytest.raises(ValueError, match="symlink 'abs' -> '/etc/passwd' points outside"):
         staged_files(stage)
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda stage: (stage / ".bgkit-sha256").write_text("x"), "reserved for bgkit"),
+    (lambda stage: (stage / "manifest.json").write_text("{}"), "keeps for the release's manifest"),
+    (lambda stage: (stage / "conf" / "a\rb").write_text("x"), "control character"),
+    (lambda stage: (stage / "conf" / "loop").symlink_to("loop"), "more than 40 links"),
+], ids=["reserved", "manifest", "carriage-return", "link-loop"])
+def test_the_build_refuses_what_a_deploy_would_refuse(tmp_path: Path, make: Any,
+                                                      message: str) -> None:
+    stage = make_stage(tmp_path, mtime=0, umask_mode=0)
+    make(stage)
+    with pytest.raises(ValueError, match=message):
+        staged_files(stage)
+
+
+def test_a_staged_link_chain_leaving_the_release_is_refused(tmp_path: Path) -> None:
+    stage = make_stage(tmp_path, mtime=0, umask_mode=0)
+    (stage / "a1" / "a2" / "a3").mkdir(parents=True)
+    (stage / "a1" / "a2" / "a3" / "p").symlink_to("../../..")
+    (stage / "conf" / "live").symlink_to("../a1/a2/a3/p/../../../x")
+    with pytest.raises(ValueError, match="symlink 'conf/live' .* points outside"):
+        staged_files(stage)
+
+
+def test_the_manifest_lists_every_folder_and_link(tmp_path: Path) -> None:
+    stage = make_stage(tmp_path, mtime=0, umask_mode=0)
+    listed = {(entry.path, entry.kind) for entry in staged_files(stage)}
+    assert listed == {("bin", "dir"), ("conf", "dir"), ("bin/app", "file"),
+                      ("conf/config.ini", "file"), ("bin/app-current", "symlink")}
 
 
 def test_sockets_and_fifos_are_refused(tmp_path: Path) -> None:
