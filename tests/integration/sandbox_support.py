@@ -237,11 +237,18 @@ def break_pool(config: Config, pool: str, **faults: object) -> None:
 
 
 def make_ready(sandbox: Config, releases: dict[str, Any]) -> Config:
-    """Blue live on 1.0.0, green idle on 2.0.0, both healthy in the load balancer."""
+    """Blue live on 1.0.0, green idle on 2.0.0, both healthy in the load balancer.
+
+    Latency gates are loose: on the shared 2-core test machine a busy moment can lift
+    a pool's p99 to 500 ms or its p95 a few ms above the other's, and these tests are
+    about errors, versions and the load balancer, not about latency.
+    """
     from bgkit.deploy import deploy
     from bgkit.lb import get_provider
 
-    config = rewrite_config(sandbox.path, {"switch": {"samples_per_host": 60, "watch_s": 2}},
+    config = rewrite_config(sandbox.path, {"switch": {"samples_per_host": 60, "watch_s": 2},
+                                           "gates": {"max_p99_ms": 1500,
+                                                     "min_p95_delta_ms": 100}},
                             name="switching.toml")
     deploy(config, release=releases["1.0.0"].artifact)  # blue is live, so this is green
     wait_lb_healthy(config, "green")

@@ -77,9 +77,11 @@ def test_without_approval_the_outcome_is_not_approved(ready: Config) -> None:
 
 
 def test_a_failing_watch_switches_back_automatically_and_says_why(ready: Config) -> None:
-    config = rewrite_config(ready.path, {"gates": {"max_p99_ms": 50}}, name="watch.toml")
+    # 800 ms answers: slow enough for a p99 gate that a loaded test machine never
+    # reaches before the switch, fast enough for HAProxy's 1 s checks to keep them UP.
+    config = rewrite_config(ready.path, {"gates": {"max_p99_ms": 600}}, name="watch.toml")
     lb = AfterSwitch(get_provider(config), "green",
-                     lambda: break_pool(config, "green", latency_ms=80))
+                     lambda: break_pool(config, "green", latency_ms=800))
     with Load(config) as load:
         outcome = switch(config, lb=lb, expected_version="2.0.0", approve=True)
     assert outcome.outcome == "switched back", outcome.reason
@@ -170,7 +172,8 @@ def test_the_switch_notebook_under_papermill_needs_approve_and_records_the_watch
     release = ["-p", "release", str(releases["2.0.0"].artifact)]
     unapproved = run_step_cli(ready, "04_switch", *release)
     assert unapproved.returncode == 1
-    assert "not approved: the gates passed; approve=True" in unapproved.stderr
+    assert "not approved: the gates passed; approve (-p approve true) was not given" in \
+        unapproved.stderr
     assert get_provider(ready).live_pool() == "blue"
 
     approved = run_step_cli(ready, "04_switch", *release, "-p", "approve", "True")
