@@ -1,26 +1,41 @@
-"""Zero downtime under load: failed requests and switch latency, per provider.
+"""Zero downtime under load, and how fast a failing new pool is switched back, per provider.
 
-    .venv/bin/python benchmarks/switch_bench.py [--seconds 6] [--workers 4]
+    .venv/bin/python benchmarks/switch_bench.py [--seconds 6] [--workers 4] [--faults 3]
 
 For each provider (HAProxy runtime API; OVH IP Load Balancing through the emulator), a
-fresh sandbox serves 1.0.0 on green (live) and 2.0.0 on blue (idle). A load generator
-(keep-alive workers plus one worker opening a new connection per request) runs through
-the public address while the provider switches to blue and, later, back to green.
-Switch latency is from the switch call to the moment after which every request sent was
-served by the new pool. Loopback only; the load stops by itself after --seconds.
+fresh sandbox serves 1.0.0 on green (live) and 2.0.0 on blue (idle).
+
+1. **Healthy switch.** A load generator (keep-alive workers plus one worker opening a
+   new connection per request) runs through the public address while the provider
+   switches to blue and, later, back to green. Switch latency is from the switch call
+   to the moment after which every request sent was served by the new pool.
+2. **Failing new pool** (``--faults`` rounds). ``bgkit.switch.switch`` moves traffic to
+   blue with a 10 s watch; one second after the flip every blue host starts answering
+   500 on the health path (hello-c's ``health_status`` knob, reloaded with SIGHUP), and
+   the load hits that path. Reported: failed requests between the fault and the
+   switch-back (counted by the load), the time from the first failing request to the
+   last (the load's view of "traffic back"), and bgkit's own view from the outcome —
+   fault to the watch's first failing sample, first failing sample to the breach, and
+   the switch-back's apply time.
+
+Loopback only; the load stops by itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import threading
 import time
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import httpx
+import tomli_w
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -28,11 +43,14 @@ sys.path.insert(0, str(REPO))
 from bgkit.artifact import build_release  # noqa: E402
 from bgkit.config import Config, load_config  # noqa: E402
 from bgkit.deploy import deploy  # noqa: E402
+from bgkit.errors import SandboxError  # noqa: E402
 from bgkit.lb import get_provider  # noqa: E402
+from bgkit.lb.base import LoadBalancer, PoolName, SwitchResult  # noqa: E402
 from bgkit.sandbox import sandbox_down, sandbox_up  # noqa: E402
+from bgkit.switch import switch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import free_ports  # noqa: E402
+from _common import free_ports, set_faults  # noqa: E402
 
 
 def wait_healthy(config: Config, pool: str) -> None:
@@ -50,15 +68,30 @@ class Load:
     def __init__(self, url: str, workers: int, seconds: float) -> None:
         self.url, self.deadline = url, time.monotonic() + seconds
         self.sent: list[tuple[float, str | None]] = []  # (send time, version) of answers
-        self.failed = 0
+        self.failed_at: list[float] = []  # send time of every failed request
+        self.stop = threading.Event()
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self.worker, args=(True,))
                         for _ in range(workers)] + [threading.Thread(target=self.worker,
                                                                      args=(False,))]
 
+    @property
+    def failed(self) -> int:
+        return len(self.failed_at)
+
+    def start(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def join(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
+
     def worker(self, keep_alive: bool) -> None:
         client = httpx.Client(timeout=5)
-        while time.monotonic() < self.deadline:
+        while time.monotonic() < self.deadline and not self.stop.is_set():
             if not keep_alive:
                 client.close()
                 client = httpx.Client(timeout=5, headers={"Connection": "close"})
@@ -73,7 +106,7 @@ class Load:
                 if ok:
                     self.sent.append((began, version))
                 else:
-                    self.failed += 1
+                    self.failed_at.append(began)
         client.close()
 
     def latency(self, called: float, old: str, until: float) -> float:
@@ -81,58 +114,149 @@ class Load:
         return max(old_after) - called if old_after else 0.0
 
 
-def one_provider(scratch: Path, lb_name: str, workers: int, seconds: float) -> dict[str, float]:
-    app, public, ssh = free_ports(3)
+class FailsAfterFlip:
+    """The real provider; one second after it switches to ``pool``, that pool fails."""
+
+    def __init__(self, inner: LoadBalancer, config: Config, pool: PoolName) -> None:
+        self.inner, self.config, self.pool, self.name = inner, config, pool, inner.name
+        self.fault_at: float | None = None  # time.time() of the fault
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def switch(self, pool: PoolName, *, timeout_s: float) -> SwitchResult:
+        result = self.inner.switch(pool, timeout_s=timeout_s)
+        if pool == self.pool and self.fault_at is None:
+            threading.Timer(1.0, self._fail).start()
+        return result
+
+    def _fail(self) -> None:
+        self.fault_at = time.time()
+        set_faults(self.config, self.pool, health_status=500)
+
+
+def with_watch(config: Config, name: str) -> Config:
+    data = tomllib.loads(config.path.read_text())
+    data.setdefault("switch", {}).update({"samples_per_host": 60, "watch_s": 10})
+    target = config.path.with_name(name)
+    target.write_text(tomli_w.dumps(data))
+    return load_config(target)
+
+
+def healthy_switch(config: Config, workers: int, seconds: float) -> dict[str, float]:
+    lb = get_provider(config)
+    load = Load(f"{config.lb.public_url}/", workers, seconds).start()
+    time.sleep(seconds / 3)
+    switch_called = time.monotonic()
+    switched = lb.switch("blue", timeout_s=30)
+    time.sleep(seconds / 3)
+    back_called = time.monotonic()
+    back = lb.switch("green", timeout_s=30)
+    load.join()
+    return {
+        "requests": len(load.sent) + load.failed, "failed": load.failed,
+        "switch_applied_ms": switched.applied_s * 1000,
+        "switch_latency_ms": load.latency(switch_called, "1.0.0", back_called) * 1000,
+        "rollback_applied_ms": back.applied_s * 1000,
+        "rollback_latency_ms": load.latency(back_called, "2.0.0", float("inf")) * 1000,
+    }
+
+
+def failing_pool(config: Config, workers: int) -> dict[str, float]:
+    """One switch to blue that fails a second after the flip; the figures of its revert."""
+    lb = FailsAfterFlip(get_provider(config), config, "blue")
+    load = Load(f"{config.lb.public_url}{config.service.health_path}", workers, 60).start()
+    time.sleep(0.5)
+    outcome = switch(config, lb=lb, expected_version="2.0.0", approve=True)
+    time.sleep(0.5)
+    load.join()
+    assert outcome.outcome == "switched back", outcome.reason
+    assert outcome.watch is not None and outcome.revert is not None
+    assert lb.fault_at is not None and load.failed_at, "the fault reached no request"
+    revert = outcome.revert.to_dict()
+    first_sample = outcome.watch.first_failure_at
+    applied = outcome.revert.applied_at
+    assert first_sample is not None and applied is not None
+    fault_to_sample = first_sample.timestamp() - lb.fault_at
+    set_faults(config, "blue", health_status=200)
+    wait_healthy(config, "blue")
+    return {
+        "failed": load.failed,
+        "load_window_ms": (max(load.failed_at) - min(load.failed_at)) * 1000,
+        "fault_to_first_sample_ms": max(0.0, fault_to_sample) * 1000,
+        "detect_ms": (revert["detect_s"] or 0.0) * 1000,
+        "apply_back_ms": (revert["apply_s"] or 0.0) * 1000,
+        "sample_to_back_ms": (revert["fault_to_back_s"] or 0.0) * 1000,
+        "watch_samples": outcome.watch.samples, "watch_planned": outcome.watch.planned,
+    }
+
+
+def one_provider(scratch: Path, lb_name: str, workers: int, seconds: float,
+                 faults: int) -> tuple[dict[str, float], list[dict[str, float]]]:
     state = scratch / f"sbx-{lb_name}"
-    info = sandbox_up(state, hosts=2, app_port=app, public_port=public, ssh_port=ssh,
-                      lb=lb_name)
+    for attempt in range(5):  # a port free on 127.0.0.1 may be taken on 127.0.1.x
+        app, public, ssh = free_ports(3)
+        try:
+            info = sandbox_up(state, hosts=2, app_port=app, public_port=public,
+                              ssh_port=ssh, lb=lb_name)
+            break
+        except SandboxError:
+            sandbox_down(state, purge=True)
+            if attempt == 4:
+                raise
     try:
         config = load_config(info.config_file)
         one = build_release(config, version="1.0.0").artifact
         two = build_release(config, version="2.0.0").artifact
         deploy(config, release=one)  # green (blue is live at first)
         wait_healthy(config, "green")
-        lb = get_provider(config)
-        lb.switch("green", timeout_s=30)
+        get_provider(config).switch("green", timeout_s=30)
         deploy(config, release=two)  # now blue, the idle pool
         wait_healthy(config, "blue")
-        load = Load(f"{config.lb.public_url}/", workers, seconds)
-        for thread in load.threads:
-            thread.start()
-        time.sleep(seconds / 3)
-        switch_called = time.monotonic()
-        switched = lb.switch("blue", timeout_s=30)
-        time.sleep(seconds / 3)
-        back_called = time.monotonic()
-        back = lb.switch("green", timeout_s=30)
-        for thread in load.threads:
-            thread.join()
-        return {
-            "requests": len(load.sent) + load.failed, "failed": load.failed,
-            "switch_applied_ms": switched.applied_s * 1000,
-            "switch_latency_ms": load.latency(switch_called, "1.0.0", back_called) * 1000,
-            "rollback_applied_ms": back.applied_s * 1000,
-            "rollback_latency_ms": load.latency(back_called, "2.0.0", float("inf")) * 1000,
-        }
+        healthy = healthy_switch(config, workers, seconds)
+        watched = with_watch(config, "bench-watch.toml")
+        return healthy, [failing_pool(watched, workers) for _ in range(faults)]
     finally:
         sandbox_down(state, purge=True)
+
+
+def median(rows: list[dict[str, float]], key: str) -> str:
+    values = [row[key] for row in rows]
+    return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--faults", type=int, default=3)
     args = parser.parse_args()
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bgkit-switch-") as folder:
+        for name in ("haproxy", "ovh-iplb"):
+            results[name] = one_provider(Path(folder), name, args.workers, args.seconds,
+                                         args.faults)
     print("| provider | requests | failed | switch: applied (ms) | switch: every new request "
           "on the new pool after (ms) | rollback: applied (ms) | rollback: all new after (ms) |")
     print("|---|---|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory(prefix="bgkit-switch-") as folder:
-        for name in ("haproxy", "ovh-iplb"):
-            row = one_provider(Path(folder), name, args.workers, args.seconds)
-            print(f"| {name} | {row['requests']:.0f} | {row['failed']:.0f} | "
-                  f"{row['switch_applied_ms']:.1f} | {row['switch_latency_ms']:.1f} | "
-                  f"{row['rollback_applied_ms']:.1f} | {row['rollback_latency_ms']:.1f} |")
+    for name, (row, _) in results.items():
+        print(f"| {name} | {row['requests']:.0f} | {row['failed']:.0f} | "
+              f"{row['switch_applied_ms']:.1f} | {row['switch_latency_ms']:.1f} | "
+              f"{row['rollback_applied_ms']:.1f} | {row['rollback_latency_ms']:.1f} |")
+    print()
+    print(f"Failing new pool, median (min-max) of {args.faults} rounds:")
+    print()
+    print("| provider | failed requests between the fault and the switch-back | first to "
+          "last failed request (ms) | fault to the watch's first failing sample (ms) | "
+          "first failing sample to breach (ms) | switch-back applied (ms) | first failing "
+          "sample to traffic back (ms) | watch samples taken of 500 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, (_, rows) in results.items():
+        print(f"| {name} | {median(rows, 'failed')} | {median(rows, 'load_window_ms')} | "
+              f"{median(rows, 'fault_to_first_sample_ms')} | {median(rows, 'detect_ms')} | "
+              f"{median(rows, 'apply_back_ms')} | {median(rows, 'sample_to_back_ms')} | "
+              f"{median(rows, 'watch_samples')} |")
 
 
 if __name__ == "__main__":

@@ -180,11 +180,20 @@ def deploy(config_path: Path | None, release: Path | None, pool: str | None) -> 
     if config.service.files:
         _print_frame(result.files_table(), title="host files (sha256; changed by this deploy)")
         records["files"] = result.files_table()
+    if result.lock_takeover:
+        _print_takeover(result.lock_takeover)
+        records["lock_takeover"] = result.lock_takeover
     run = archive_action(config, step="02_deploy_green", front_door="cli", started=started,
                          outcome="succeeded", reason=None,
                          summary=f"deployed {result.release} to the {result.pool} pool",
                          parameters=parameters, records=records)
     out.print(f"archived as run {run.run_id} ({run.path})")
+
+
+def _print_takeover(took: dict[str, Any]) -> None:
+    err.print(f"[yellow]took over the deployment lock[/] of {escape(str(took.get('owner')))} "
+              f"(pid {took.get('pid')} on {escape(str(took.get('host')))}): "
+              f"{escape(str(took.get('reason')))}")
 
 
 def _print_frame(frame: Any, *, title: str) -> None:
@@ -284,17 +293,37 @@ def verify(config_path: Path | None, release: Path | None, samples: int | None,
 
 def _print_outcome(outcome: Any) -> None:
     colour = "green" if outcome.exit_code == 0 else "red"
+    if outcome.takeover:
+        _print_takeover(outcome.takeover)
+    if outcome.converged:
+        out.print(f"  converged: {escape(outcome.converged)}")
     out.print(f"{outcome.action}: [{colour}]{outcome.outcome}[/] — {escape(outcome.reason)}")
     out.print(f"  traffic was on {outcome.from_pool}, now on {outcome.live_pool}")
+    if outcome.lb_state and outcome.live_pool == "unknown":
+        out.print(f"  load balancer: {escape(outcome.lb_state)}")
     if outcome.applied_s is not None:
         out.print(f"  the load balancer applied the change in {outcome.applied_s:.3f} s")
     if outcome.watch is not None:
         watched = outcome.watch
-        out.print(f"  watch: {watched.samples} answers, {watched.errors} failed, "
-                  f"{watched.wrong_version} from the old release, p99 "
-                  f"{watched.p99_ms if watched.p99_ms is None else round(watched.p99_ms, 2)} ms")
-    if outcome.switch_back_applied_s is not None:
+        p99 = watched.p99_ms if watched.p99_ms is None else round(watched.p99_ms, 2)
+        out.print(f"  watch: {watched.samples} answers of {watched.planned} planned, "
+                  f"{watched.errors} failed, {watched.wrong_version} from another release, "
+                  f"p99 {p99} ms")
+        if watched.breach:
+            out.print(f"  stopped at the first breach: {escape(watched.breach)}")
+    if outcome.revert is not None:
+        revert = outcome.revert.to_dict()
+        detect, apply, total = (revert[key] for key in ("detect_s", "apply_s",
+                                                         "fault_to_back_s"))
+        out.print(f"  switched back: first failure to breach {_seconds(detect)}, switch-back "
+                  f"applied in {_seconds(apply)}, first failure to traffic back "
+                  f"{_seconds(total)}")
+    elif outcome.switch_back_applied_s is not None:
         out.print(f"  switched back in {outcome.switch_back_applied_s:.3f} s")
+
+
+def _seconds(value: float | None) -> str:
+    return "?" if value is None else f"{value:.3f} s"
 
 
 @app.command("release")
@@ -405,10 +434,18 @@ def lock_status(config_path: Path | None) -> None:
         return
     stale = info.stale()
     out.print(f"{config.lock_path}: {escape(info.describe())}")
-    if stale:
+    if info.renewed_at:
+        out.print(f"  renewed every {info.ttl_s / 3:g} s while held; TTL {info.ttl_s:g} s")
+    unfinished = info.unfinished()
+    if stale and unfinished:
+        out.print(f"  stale: {escape(stale)}; its holder left {escape(unfinished)} "
+                  "unfinished: only `bgkit switch` or `bgkit rollback` take it over (they "
+                  "finish or undo it)")
+    elif stale:
         out.print(f"  stale: {escape(stale)} (the next deploy or switch takes it over)")
     if info.took_over:
-        out.print(f"  it took over a stale lock of {escape(str(info.took_over.get('owner')))}")
+        out.print(f"  it took over a stale lock of {escape(str(info.took_over.get('owner')))}"
+                  f" ({escape(str(info.took_over.get('reason')))})")
 
 
 @lock_group.command("release")
@@ -425,6 +462,11 @@ def lock_release(config_path: Path | None, force: bool) -> None:
         return
     if not force and info.stale() is None:
         raise UsageError(f"the lock is {info.describe()}; pass --force to release it anyway")
+    unfinished = info.unfinished()
+    if not force and unfinished:
+        raise UsageError(f"the lock was left in the middle of {unfinished}; run `bgkit switch` "
+                         "or `bgkit rollback` to finish or undo it, or pass --force to drop "
+                         "that record")
     force_release(config.lock_path)
     out.print(f"released the lock {escape(info.describe())}")
 

@@ -352,25 +352,33 @@ class GatesConfig(_Model):
 
 
 class SwitchConfig(_Model):
-    """``[switch]``: the evidence taken right before a switch and the watch after it."""
+    """``[switch]``: the evidence taken right before a switch and the watch after it.
+
+    ``timeout_s`` bounds one load-balancer change; when it passes with the change still
+    being applied (an OVH refresh task), bgkit follows it ``apply_grace_s`` more before
+    it calls the state unknown. The watch polls the load balancer every ``lb_poll_s``.
+    """
 
     samples_per_host: Count = 100
     sample_rate_per_s: PositiveNumber = 200.0
     watch_s: Seconds = 10.0
     watch_rate_per_s: PositiveNumber = 50.0
+    lb_poll_s: Seconds = 0.25
     timeout_s: Seconds = 60.0
+    apply_grace_s: Seconds = 120.0
 
 
 class LockConfig(_Model):
-    """``[lock]``: the deployment lock every operator and CI job shares.
+    """``[lock]``: the deployment lease every operator and CI job shares.
 
     ``path`` must be on storage all of them reach (the machine they run bgkit on, or a
-    shared file system). A lock older than ``ttl_s`` may be taken over, and that is
-    recorded in the new lock.
+    shared file system). The holder renews the lease every ``ttl_s / 3`` while it works;
+    a lease not renewed for ``ttl_s`` may be taken over (never while its process is seen
+    alive on the same machine), and that is recorded in the new lease.
     """
 
     path: AnyPath = "bgkit.lock"
-    ttl_s: Seconds = 900.0
+    ttl_s: Seconds = 60.0
 
 
 class RunsConfig(_Model):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,7 @@ class DeployResult:
     pool: PoolName
     live_pool: PoolName
     hosts: tuple[HostDeploy, ...]
+    lock_takeover: dict[str, Any] | None = None  # the stale lease this deploy took over
 
     @property
     def ok(self) -> bool:
@@ -143,15 +144,17 @@ def deploy(config: Config, *, release: Path | None = None, pool: PoolName | None
         UsageError: the release is missing, corrupt or unsafe, or ``pool`` is the live one.
         DeployError: some host failed; ``results`` holds every host's HostDeploy.
         LoadBalancerError: the live pool could not be read.
-        LockHeld: another deploy or switch holds the deployment lock.
+        LockHeld: another deploy or switch holds the deployment lock, or a switch left it
+            with a load-balancer change unfinished (run the switch again first).
     """
     checked = check_release(release or latest_release(config.dist_dir),
                             max_unpacked_mb=config.deploy.max_unpacked_mb)
     check_matches_config(checked, name=config.app.name, executable=config.service.executable)
     with locking.held(config.lock_path, message=f"deploy {checked.release}",
-                      ttl_s=config.lock.ttl_s):
-        return _deploy(config, checked, pool=pool, lb=lb or _provider(config),
-                       progress=progress)
+                      ttl_s=config.lock.ttl_s) as lease:
+        result = _deploy(config, checked, pool=pool, lb=lb or _provider(config),
+                         progress=progress)
+        return replace(result, lock_takeover=lease.took_over)
 
 
 def _deploy(config: Config, checked: CheckedRelease, *, pool: PoolName | None,

@@ -8,10 +8,12 @@
     ├── RecordError             a value given to record() cannot be archived (exit 1)
     ├── StepFailed              an archived notebook run did not succeed (exit 1)
     ├── LoadBalancerError       the load balancer refused, failed or timed out (exit 1)
+    │   └── ApplyPending        a change was made but its application is still in progress
     ├── SandboxError            the local sandbox fleet could not be started or read (exit 1)
     ├── HostError               one host could not be reached or a command on it failed
     ├── DeployError             a deploy failed on some hosts; carries every host's result
     └── LockHeld                someone else holds the deployment lock (exit 1)
+        └── LeaseLost           the lock this process held is no longer its own
 
 Foreign errors (subprocess, papermill, nbclient, tomllib, pydantic) are translated
 into these at the boundary where they happen, with ``raise ... from``.
@@ -23,11 +25,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = [
+    "ApplyPending",
     "BgkitError",
     "BuildError",
     "ConfigError",
     "DeployError",
     "HostError",
+    "LeaseLost",
     "LoadBalancerError",
     "LockHeld",
     "RecordError",
@@ -92,6 +96,11 @@ class LoadBalancerError(BgkitError):
     """The load balancer could not be read or switched; the message says what to do."""
 
 
+class ApplyPending(LoadBalancerError):
+    """A change was made, and something (an OVH refresh task) may still apply it: the
+    live pool is not known until it settles (``LoadBalancer.state(wait_s=...)``)."""
+
+
 class SandboxError(BgkitError):
     """The local sandbox could not be started, stopped or read."""
 
@@ -118,3 +127,8 @@ class DeployError(BgkitError):
 
 class LockHeld(BgkitError):
     """The deployment lock is held by someone else; the message says who, since when."""
+
+
+class LeaseLost(LockHeld):
+    """The lease this process held was taken over, released by force or expired: it
+    must not change the load balancer any more."""

@@ -25,7 +25,8 @@ from bgkit.config import Config
 from bgkit.health import health_url
 from bgkit.version_signal import VersionSource
 
-__all__ = ["Target", "classify", "host_targets", "lb_target", "pool_label", "sample"]
+__all__ = ["Reading", "Target", "classify", "frame_of", "host_targets", "lb_target",
+           "pool_label", "probe", "reading_for", "run_coroutine", "sample"]
 
 T = TypeVar("T")
 
@@ -106,19 +107,30 @@ def sample(targets: Sequence[Target], *, samples_per_target: int | None = None,
     interval = len(targets) / rate_per_s
     count = samples_per_target if samples_per_target is not None else \
         max(1, int((duration_s or 0) / interval))
-    reading = _Reading(version_from or VersionSource("header", version_header), pool_header)
-    rows = _run(_sample_all(targets, count=count, interval=interval,
-                            timeout_s=timeout_s, reading=reading))
-    return _frame(rows)
+    reading = Reading(version_from or VersionSource("header", version_header), pool_header)
+    rows = run_coroutine(_sample_all(targets, count=count, interval=interval,
+                                     timeout_s=timeout_s, reading=reading))
+    return frame_of(rows)
 
 
 @dataclass(frozen=True, slots=True)
-class _Reading:
+class Reading:
+    """How an answer is read: where its version is, and which header names the pool the
+    load balancer sent it to (None: not read)."""
+
     version_from: VersionSource
     pool_header: str | None
 
 
-def _run(work: Coroutine[Any, Any, T]) -> T:
+def reading_for(config: Config) -> Reading:
+    """The answers of ``config``'s service, read as ``[service].version_from`` and
+    ``[lb].pool_header`` say."""
+    from bgkit.version_signal import version_source
+
+    return Reading(version_source(config.service.version_source), config.lb.pool_header)
+
+
+def run_coroutine(work: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to completion, also from inside a running loop (a Jupyter kernel)."""
     try:
         asyncio.get_running_loop()
@@ -129,7 +141,7 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
 
 
 async def _sample_all(targets: Sequence[Target], *, count: int, interval: float,
-                      timeout_s: float, reading: _Reading) -> list[dict[str, Any]]:
+                      timeout_s: float, reading: Reading) -> list[dict[str, Any]]:
     limits = httpx.Limits(max_connections=len(targets) * 2,
                           max_keepalive_connections=len(targets) * 2)
     async with httpx.AsyncClient(timeout=timeout_s, limits=limits) as client:
@@ -142,19 +154,20 @@ async def _sample_all(targets: Sequence[Target], *, count: int, interval: float,
 
 
 async def _sample_one(client: httpx.AsyncClient, target: Target, *, count: int, interval: float,
-                      start: float, offset: float, reading: _Reading) -> list[dict[str, Any]]:
+                      start: float, offset: float, reading: Reading) -> list[dict[str, Any]]:
     rows = []
     for index in range(count):
         due = start + offset + index * interval
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        rows.append(await _probe(client, target, reading=reading))
+        rows.append(await probe(client, target, reading=reading))
     return rows
 
 
-async def _probe(client: httpx.AsyncClient, target: Target, *,
-                 reading: _Reading) -> dict[str, Any]:
+async def probe(client: httpx.AsyncClient, target: Target, *,
+                reading: Reading) -> dict[str, Any]:
+    """One request to ``target``: a sample row (never raises for an HTTP failure)."""
     stamp = datetime.now(UTC)
     began = time.perf_counter()
     status: int | None = None
@@ -191,7 +204,8 @@ def _answer_error(status: int, version: str | None, target: Target,
     return ""
 
 
-def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+def frame_of(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Sample rows as a validated sample frame, in time order."""
     from bgkit.samples import empty_samples, validate_samples
 
     if not rows:

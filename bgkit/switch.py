@@ -1,14 +1,27 @@
 """The switch, written once. Providers only implement the load balancer primitives.
 
-1. acquire the lock (owner, message, TTL)
+1. take the lease (owner, message, expiry renewed in the background while held)
 2. read live/idle from the load balancer
 3. fresh pre-switch sample of idle and live; pandas summary; evaluate the gates
 4. refuse on ``fail``; stop for a human on ``inconclusive``; on ``pass`` ask approval
-5. switch the load balancer; wait until the change is applied
-6. watch the public address: every answer from the new release, errors and latency
-   within the gates
-7. on any failure after step 5: switch back automatically, and say why
-8. release the lock; the previous pool keeps running, so rollback is one flip
+5. check the lease is still ours by writing the intended from/to into it; switch the
+   load balancer; wait until the change is applied — and when the provider says it is
+   still being applied (an OVH refresh task past ``timeout_s``), follow it for
+   ``[switch].apply_grace_s`` more
+6. watch the public address, judged continuously: the first breach ends it
+7. on any failure after step 5: switch back automatically (the lease checked again
+   first), and say why; when the state cannot be read, say "unknown" and leave the
+   lease in place with its intent, so that nothing but a switch or rollback (which
+   converge it) can take it over
+8. release the lease; the previous pool keeps running, so rollback is one flip
+
+**Converging.** A run that takes over a stale lease reads the intent its holder left
+and the load balancer, then finishes or undoes what was started before anything else:
+the target is live → it runs the watch the killed run never finished (or finishes its
+switch-back) and switches back on a breach; only the killed run's change is staged,
+unapplied → it discards it; a change is still being applied → it follows it first.
+"Already live" is a verdict on fresh evidence too: the live pool is watched, and
+switched back (if the other pool is healthy) or reported "needs attention" when it fails.
 
 ``rollback`` is the same algorithm aimed at the previous pool: it checks that pool's
 health (errors, latency and the load balancer's view; any single version it answers),
@@ -23,49 +36,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
+
 from bgkit import lock as locking
+from bgkit.analysis import evaluate
 from bgkit.config import Config
-from bgkit.errors import LoadBalancerError
-from bgkit.lb.base import LoadBalancer, PoolName, other_pool
+from bgkit.errors import ApplyPending, LeaseLost, LoadBalancerError
+from bgkit.lb.base import LbState, LoadBalancer, PoolName, other_pool
+from bgkit.outcome import OUTCOME_EXIT_CODES, LivePool, Revert, SwitchOutcome
 from bgkit.verify import VerifyResult, verify
 from bgkit.watch import WatchResult, watch
 
-__all__ = ["OUTCOME_EXIT_CODES", "SwitchOutcome", "rollback", "switch"]
-
-OUTCOME_EXIT_CODES = {"switched": 0, "rolled back": 0, "already live": 0, "refused": 1,
-                      "not approved": 1, "switched back": 1, "switch failed": 1,
-                      "needs attention": 1, "inconclusive": 3}
-
-
-@dataclass(frozen=True, slots=True)
-class SwitchOutcome:
-    """How a switch (or rollback) ended, with its evidence and timings."""
-
-    action: str  # "switch" | "rollback"
-    outcome: str  # a key of OUTCOME_EXIT_CODES
-    reason: str
-    from_pool: PoolName
-    to_pool: PoolName
-    live_pool: PoolName  # where traffic is at the end, read back from the load balancer
-    evidence: VerifyResult | None = None
-    applied_s: float | None = None
-    watch: WatchResult | None = None
-    switch_back_applied_s: float | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def exit_code(self) -> int:
-        return OUTCOME_EXIT_CODES[self.outcome]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "action": self.action, "outcome": self.outcome, "reason": self.reason,
-            "from_pool": self.from_pool, "to_pool": self.to_pool, "live_pool": self.live_pool,
-            "applied_s": self.applied_s, "switch_back_applied_s": self.switch_back_applied_s,
-            "watch": self.watch.to_dict() if self.watch else None, "timings": self.timings,
-            "verdict": self.evidence.verdict.verdict if self.evidence else None,
-        }
-
+__all__ = ["OUTCOME_EXIT_CODES", "Revert", "SwitchOutcome", "rollback", "switch"]
 
 Step = Callable[[str], None]
 
@@ -75,56 +57,85 @@ def _quiet(_: str) -> None:
 
 
 def switch(config: Config, *, lb: LoadBalancer, expected_version: str, approve: bool,
-           message: str = "switch", on_step: Step = _quiet) -> SwitchOutcome:
+           message: str = "switch", on_step: Step = _quiet,
+           expected_live: PoolName | None = None) -> SwitchOutcome:
     """Move all traffic to the idle pool, which must serve ``expected_version``.
 
-    ``on_step`` hears each step as it starts (for progress displays).
+    ``on_step`` hears each step as it starts (for progress displays). With
+    ``expected_live`` (the live pool an operator was shown), a load balancer that no longer
+    agrees is refused, after any killed run's change was converged.
 
     Raises:
         LockHeld: another deploy or switch is running.
         LoadBalancerError: the live pool could not even be read (nothing was changed).
     """
     on_step("taking the deployment lock")
-    with locking.held(config.lock_path, message=message, ttl_s=config.lock.ttl_s):
+    with locking.held(config.lock_path, message=message, ttl_s=config.lock.ttl_s,
+                      accept_intent=True) as lease:
+        run = _Run(config, lb, lease, "switch", on_step)
+        ended = run.converge()
+        if ended is not None:
+            return ended
+        if run.watched is not None and run.finished_intent(expected_version):
+            return run.end("already live", run.finished_note, run.watched_from, run.watched_to,
+                           live=run.watched_to, watch=run.watched,
+                           facts=_Facts(version=expected_version))
         live = lb.live_pool()
         idle = other_pool(live)
+        if expected_live is not None and live != expected_live:
+            return run.end("refused", _moved(expected_live, live), live, idle, live=live)
         on_step(f"sampling {idle} (idle) and {live} (live) before switching")
         evidence = _evidence(config, lb, expected_version=expected_version)
         if _already_live(evidence, expected_version):
-            return SwitchOutcome("switch", "already live", f"the live pool {live} already "
-                                 f"serves {expected_version}; nothing to switch", live, live,
-                                 live, evidence)
-        return _decide_and_move(config, lb, "switch", live, idle, evidence, approve,
-                                expected_version, on_step)
+            return run.already_live(evidence, expected_version)
+        return run.decide_and_move(live, idle, evidence, approve, expected_version)
 
 
 def rollback(config: Config, *, lb: LoadBalancer, approve: bool,
              message: str = "rollback", on_step: Step = _quiet,
-             expected_version: str | None = None) -> SwitchOutcome:
+             expected_version: str | None = None,
+             expected_live: PoolName | None = None) -> SwitchOutcome:
     """Move all traffic back to the other pool, if it is healthy (and, with
-    ``expected_version``, still serves that version: what the operator was shown)."""
+    ``expected_version`` and ``expected_live``, still what the operator was shown)."""
     on_step("taking the deployment lock")
-    with locking.held(config.lock_path, message=message, ttl_s=config.lock.ttl_s):
+    with locking.held(config.lock_path, message=message, ttl_s=config.lock.ttl_s,
+                      accept_intent=True) as lease:
+        run = _Run(config, lb, lease, "rollback", on_step)
+        ended = run.converge()
+        if ended is not None:
+            return ended
+        if run.watched is not None and run.finished_intent(None):
+            return run.end("rolled back", run.finished_note, run.watched_from,
+                           run.watched_to, live=run.watched_to, watch=run.watched)
         live = lb.live_pool()
         previous = other_pool(live)
+        if expected_live is not None and live != expected_live:
+            return run.end("refused", _moved(expected_live, live), live, previous, live=live)
         on_step(f"checking that {previous} (the previous pool) is healthy")
-        # The previous pool serves the previous release: any one version, not a given one.
-        lenient = config.model_copy(update={"gates": config.gates.model_copy(
-            update={"require_version": False})})
-        evidence = _evidence(lenient, lb, expected_version=None)
+        evidence = _evidence(_lenient(config), lb, expected_version=None)
         version = _single_version(evidence)
         if evidence.verdict.verdict != "pass" or version is None:
             reasons = "; ".join(evidence.verdict.reasons()) or \
                 f"the {previous} pool does not answer one single version"
-            return SwitchOutcome("rollback", "refused", f"refusing to roll back to the "
-                                 f"{previous} pool: {reasons}", live, previous, live, evidence)
+            return run.end("refused", f"refusing to roll back to the {previous} pool: "
+                           f"{reasons}", live, previous, live=live,
+                           facts=_Facts(evidence=evidence))
         if expected_version is not None and version != expected_version:
-            return SwitchOutcome("rollback", "refused", f"refusing to roll back to the "
-                                 f"{previous} pool: it now answers {version}, not "
-                                 f"{expected_version} as when you decided", live, previous,
-                                 live, evidence)
-        return _decide_and_move(config, lb, "rollback", live, previous, evidence, approve,
-                                version, on_step)
+            return run.end("refused", f"refusing to roll back to the {previous} pool: it now "
+                           f"answers {version}, not {expected_version} as when you decided",
+                           live, previous, live=live, facts=_Facts(evidence=evidence))
+        return run.decide_and_move(live, previous, evidence, approve, version)
+
+
+def _moved(expected: PoolName, live: PoolName) -> str:
+    return (f"the live pool changed since the preview ({expected} then, {live} now): nothing "
+            "was done; run the preview again to decide on fresh evidence")
+
+
+def _lenient(config: Config) -> Config:
+    """The gates for a pool that serves the previous release: any one version."""
+    return config.model_copy(update={"gates": config.gates.model_copy(
+        update={"require_version": False})})
 
 
 def _evidence(config: Config, lb: LoadBalancer, *, expected_version: str | None) -> VerifyResult:
@@ -141,6 +152,16 @@ def _already_live(evidence: VerifyResult, expected_version: str) -> bool:
         not bool((idle["version"] == expected_version).all())
 
 
+def _any_version(evidence: VerifyResult) -> pd.DataFrame:
+    """The evidence's samples with answers from another version counted as answers: the
+    idle pool was sampled expecting the new release, but serves the previous one."""
+    samples = evidence.samples.copy()
+    other = samples["error"] == "wrong_version"
+    samples.loc[other, "ok"] = True
+    samples.loc[other, "error"] = ""
+    return samples
+
+
 def _single_version(evidence: VerifyResult) -> str | None:
     hosts = evidence.samples[(evidence.samples["target"] == "host")
                              & (evidence.samples["pool"] == evidence.idle_pool)]
@@ -148,73 +169,379 @@ def _single_version(evidence: VerifyResult) -> str | None:
     return next(iter(versions)) if len(versions) == 1 else None
 
 
-def _decide_and_move(config: Config, lb: LoadBalancer, action: str, live: PoolName,
-                     target: PoolName, evidence: VerifyResult, approve: bool,
-                     version: str, on_step: Step) -> SwitchOutcome:
-    verdict = evidence.verdict.verdict
-    reasons = "; ".join(evidence.verdict.reasons())
-    if verdict == "fail":
-        return SwitchOutcome(action, "refused", f"the gates failed: {reasons}", live, target,
-                             live, evidence)
-    if verdict == "inconclusive":
-        return SwitchOutcome(action, "inconclusive", f"not enough evidence, a human must "
-                             f"decide: {reasons}", live, target, live, evidence)
-    if not approve:
-        return SwitchOutcome(action, "not approved", "the gates passed but the switch was "
-                             "not approved (approve=True, or the button)", live, target, live,
-                             evidence)
-    return _move(config, lb, action, live, target, evidence, version, on_step)
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
-def _move(config: Config, lb: LoadBalancer, action: str, live: PoolName, target: PoolName,
-          evidence: VerifyResult, version: str, on_step: Step) -> SwitchOutcome:
-    on_step(f"switching the load balancer from {live} to {target}")
-    switched_at = datetime.now(UTC)
-    started = time.monotonic()
-    try:
-        applied = lb.switch(target, timeout_s=config.switch.timeout_s)
-    except LoadBalancerError as error:
-        return _switch_back(config, lb, action, live, target, evidence, None,
-                            f"the load balancer failed mid-switch: {error}", started)
-    applied_at = datetime.now(UTC)
-    on_step(f"applied in {applied.applied_s:.3f} s; watching the public address for "
-            f"{config.switch.watch_s:g} s")
-    try:
-        result, _ = watch(config, live_pool=target, expected_version=version,
-                          switched_at=switched_at, applied_at=applied_at)
-    except BaseException as error:  # interrupted or broken watch: never leave traffic unwatched
-        _switch_back(config, lb, action, live, target, evidence, None,
-                     f"the watch stopped ({type(error).__name__}: {error})", started,
-                     applied_s=applied.applied_s)
-        raise
-    timings = {"applied_s": applied.applied_s, "watch_s": time.monotonic() - started}
-    if not result.ok:
-        on_step(f"the watch failed; switching back to {live}")
-        return _switch_back(config, lb, action, live, target, evidence, result,
-                            "the post-switch watch failed: " + "; ".join(result.reasons),
-                            started, applied_s=applied.applied_s)
-    done = "switched" if action == "switch" else "rolled back"
-    return SwitchOutcome(action, done, f"traffic moved from {live} to {target} in "
-                         f"{applied.applied_s:.3f} s; the watch passed", live, target,
-                         target, evidence, applied.applied_s, result, timings=timings)
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What an outcome reports about the change being made: carried, not re-read."""
+
+    evidence: VerifyResult | None = None
+    version: str | None = None
+    applied_s: float | None = None
 
 
-def _switch_back(config: Config, lb: LoadBalancer, action: str, live: PoolName,
-                 target: PoolName, evidence: VerifyResult, result: WatchResult | None,
-                 why: str, started: float, *, applied_s: float | None = None) -> SwitchOutcome:
-    """Step 7: put traffic back on the pool that served before, and say so."""
-    back_s: float | None = None
-    outcome = "switch failed"
-    try:
-        if lb.live_pool() != live:
-            outcome = "switched back"
-            back_s = lb.switch(live, timeout_s=config.switch.timeout_s).applied_s
-        now_live = lb.live_pool()
-    except LoadBalancerError as error:
-        return SwitchOutcome(action, "needs attention", f"{why}; then the load balancer could "
-                             f"not be read or switched back: {error}", live, target, live,
-                             evidence, applied_s, result, back_s,
-                             {"total_s": time.monotonic() - started})
-    return SwitchOutcome(action, outcome, f"{why}; traffic is on {now_live}", live,
-                         target, now_live, evidence, applied_s, result, back_s,
-                         {"total_s": time.monotonic() - started})
+NO_FACTS = _Facts()
+
+
+@dataclass(slots=True)
+class _Run:
+    """One switch or rollback under one lease: the steps after the lease is taken."""
+
+    config: Config
+    lb: LoadBalancer
+    lease: locking.Lease
+    action: str
+    on_step: Step
+    started: float = field(default_factory=time.monotonic)
+    takeover: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    intent: dict[str, Any] | None = None
+    watched: WatchResult | None = None  # the watch of a killed run's change, if it passed
+    watched_from: PoolName = "blue"
+    watched_to: PoolName = "green"
+    watched_intent: dict[str, Any] | None = None
+    finished_note: str = ""
+
+    def __post_init__(self) -> None:
+        took = self.lease.took_over
+        if took:
+            previous = locking.LeaseInfo.from_json(
+                {k: v for k, v in took.items() if k != "reason"})
+            self.takeover = {**previous.summary(), "reason": took.get("reason")}
+            self.on_step(f"took over the deployment lock of {previous.owner} "
+                         f"({took.get('reason')})")
+
+    # --- the outcome --------------------------------------------------------------------
+
+    def end(self, outcome: str, reason: str, from_pool: PoolName, to_pool: PoolName, *,
+            facts: _Facts = NO_FACTS, live: LivePool | None = None,
+            state: LbState | None = None, watch: WatchResult | None = None,
+            back_s: float | None = None, revert: Revert | None = None) -> SwitchOutcome:
+        evidence, version, applied_s = facts.evidence, facts.version, facts.applied_s
+        if live is None:
+            live = state.live if state is not None and state.settled and state.live else \
+                "unknown"
+        timings = {"total_s": time.monotonic() - self.started}
+        if applied_s is not None:
+            timings["applied_s"] = applied_s
+        if watch is not None:
+            timings["watch_s"] = watch.duration_s
+        return SwitchOutcome(
+            self.action, outcome, reason, from_pool, to_pool, live, evidence, applied_s,
+            watch, back_s, timings, version=version, intent=self.intent,
+            takeover=self.takeover, converged="; ".join(self.notes), revert=revert,
+            lb_state=state.describe() if state is not None else "")
+
+    def needs_attention(self, why: str, from_pool: PoolName, to_pool: PoolName, *,
+                        facts: _Facts = NO_FACTS, state: LbState | None = None,
+                        watch: WatchResult | None = None) -> SwitchOutcome:
+        """End without a known, watched pool: keep the lease (with its intent) in place."""
+        self.on_step(f"needs attention: {why}")
+        if state is None or not state.settled:
+            self.lease.leave(f"a {self.action} could not bring traffic to a known pool: {why}")
+            why += ("; the deployment lock is kept with the change it was making, so that "
+                    "only `bgkit switch` or `bgkit rollback` (which finish or undo it) can "
+                    "take it over; `bgkit lock status` shows it")
+        return self.end("needs attention", why, from_pool, to_pool, facts=facts, state=state,
+                        watch=watch)
+
+    # --- reading the load balancer, never guessing ---------------------------------------
+
+    def state(self, *, wait_s: float = 0.0) -> LbState | str:
+        """The load balancer's state, following applications in progress for up to
+        ``wait_s``; a string saying why when it cannot be read."""
+        try:
+            state = self.lb.state()
+            if state.applying and wait_s > 0:
+                self.on_step(f"{state.applying}; following it for up to {wait_s:g} s")
+                state = self.lb.state(wait_s=wait_s)
+        except LoadBalancerError as error:
+            return f"the load balancer cannot be read: {error}"
+        if state.detail and state.settled:
+            self.notes.append(state.detail)
+        return state
+
+    def record(self, intent: dict[str, Any] | None) -> None:
+        """Write ``intent`` into the lease: the ownership check before every LB change."""
+        self.lease.record_intent(intent)
+        self.intent = intent
+
+    # --- converging after a killed run -----------------------------------------------------
+
+    def converge(self) -> SwitchOutcome | None:
+        """Finish or undo what the holder of a taken-over lease left; None to go on."""
+        took = self.lease.took_over or {}
+        left = took.get("intent")
+        if not left or left.get("action") not in ("switch", "rollback"):
+            return None
+        frm, to = left["from_pool"], left["to_pool"]
+        who = f"{took.get('owner')}'s {left['action']} from {frm} to {to}"
+        self.record(left)  # inherited: kept in the lease until it is resolved
+        self.on_step(f"the lease it took over was in the middle of {who} "
+                     f"({left.get('phase')}); reading the load balancer")
+        state = self.state(wait_s=self.config.switch.apply_grace_s)
+        if isinstance(state, str):
+            return self.needs_attention(f"{who} was interrupted and {state}", frm, to)
+        if state.live == frm:
+            self.notes.append(f"{who} had not moved traffic: {frm} is live")
+            self.record(None)
+            return None
+        if state.live == to:
+            return self._finish_left_change(left, who, state)
+        if not state.applying and state.staged == to and state.pending == 1:
+            return self._discard_left_change(left, who, state)
+        return self.needs_attention(
+            f"{who} was interrupted and the load balancer's state is {state.describe()}; "
+            "bgkit will not guess which pool serves traffic", frm, to, state=state)
+
+    def _finish_left_change(self, left: dict[str, Any], who: str,
+                            state: LbState) -> SwitchOutcome | None:
+        frm, to, version = left["from_pool"], left["to_pool"], left.get("version")
+        if left.get("phase") == "switching back":
+            self.notes.append(f"{who} was switching back ({left.get('reason')}); "
+                              "bgkit finished that switch-back")
+            return self.switch_back(frm, to, f"finishing the switch-back of {who}: "
+                                    f"{left.get('reason')}", None, _Facts(version=version))
+        if not version:
+            self.notes.append(f"{who} is live; its release is unknown, so it is not watched")
+            self.record(None)
+            return None
+        self.on_step(f"{to} went live but its watch never finished; watching it now")
+        self.record({**left, "phase": "watching", "since": _now().isoformat()})
+        applied_at = _now()
+        result, _ = watch(self.config, lb=self.lb, live_pool=to, expected_version=version,
+                          switched_at=applied_at, applied_at=applied_at)
+        if not result.ok:
+            self.notes.append(f"{who} went live unwatched; bgkit watched it and it failed")
+            return self._back_if_healthy(frm, to, "the watch of the change the killed run "
+                                         "never watched failed: " + "; ".join(result.reasons),
+                                         result, _Facts(version=version))
+        self.record(None)
+        self.watched, self.watched_from, self.watched_to = result, frm, to
+        self.watched_intent = left
+        self.finished_note = (f"{who} went live but was never watched; bgkit watched it: "
+                              "the watch passed")
+        self.notes.append(self.finished_note)
+        return None
+
+    def _discard_left_change(self, left: dict[str, Any], who: str,
+                             state: LbState) -> SwitchOutcome | None:
+        frm, to = left["from_pool"], left["to_pool"]
+        self.on_step(f"{who} staged {to} without applying it; undoing that staged change")
+        try:
+            self.record({**left, "phase": "undoing", "since": _now().isoformat()})
+            after = self.lb.discard_staged(frm)
+        except LeaseLost as lost:
+            return self.needs_attention(str(lost), frm, to, state=state)
+        except LoadBalancerError as error:
+            return self.needs_attention(f"{who} left {to} staged and undoing it failed: "
+                                        f"{error}", frm, to, state=state)
+        self.notes.append(f"{who} had staged {to} without applying it (its only pending "
+                          f"change); bgkit undid it: {after.describe()}")
+        self.record(None)
+        return None
+
+    def finished_intent(self, version: str | None) -> bool:
+        """Whether the converged change is what this run was asked to do."""
+        left = self.watched_intent or {}
+        if left.get("action") != self.action:
+            return False
+        return version is None or left.get("version") == version
+
+    # --- already live: a verdict on fresh evidence ------------------------------------------
+
+    def already_live(self, evidence: VerifyResult, version: str) -> SwitchOutcome:
+        live, other = evidence.live_pool, evidence.idle_pool
+        self.on_step(f"{live} already serves {version}; watching it before saying so")
+        now = _now()
+        result, _ = watch(self.config, lb=self.lb, live_pool=live, expected_version=version,
+                          switched_at=now, applied_at=now)
+        facts = _Facts(evidence=evidence, version=version)
+        if result.ok:
+            return self.end("already live", f"the live pool {live} already serves {version} "
+                            "and a fresh watch of it passed", live, live, live=live,
+                            facts=facts, watch=result)
+        why = f"the live pool {live} serves {version} but fails: " + "; ".join(result.reasons)
+        fallback = evaluate(_any_version(evidence), _lenient(self.config).gates,
+                            idle_pool=other, live_pool=live, expected_version=None,
+                            lb_servers=evidence.lb_servers)
+        if fallback.verdict != "pass":
+            return self.needs_attention(
+                f"{why}; the other pool {other} is not healthy enough to switch back to ("
+                + "; ".join(fallback.reasons()) + ")", live, other,
+                facts=facts, state=LbState(live=live), watch=result)
+        return self.switch_back(other, live, why, result, facts)
+
+    # --- deciding and moving -----------------------------------------------------------------
+
+    def decide_and_move(self, live: PoolName, target: PoolName, evidence: VerifyResult,
+                        approve: bool, version: str) -> SwitchOutcome:
+        verdict = evidence.verdict.verdict
+        reasons = "; ".join(evidence.verdict.reasons())
+        facts = _Facts(evidence=evidence, version=version)
+        if verdict == "fail":
+            return self.end("refused", f"the gates failed: {reasons}", live, target,
+                            live=live, facts=facts)
+        if verdict == "inconclusive":
+            return self.end("inconclusive", f"not enough evidence, a human must decide: "
+                            f"{reasons}", live, target, live=live, facts=facts)
+        if not approve:
+            return self.end("not approved", "the gates passed but the switch was not "
+                            "approved (approve=True, or the button)", live, target, live=live,
+                            facts=facts)
+        return self.move(live, target, evidence, version)
+
+    def move(self, live: PoolName, target: PoolName, evidence: VerifyResult,
+             version: str) -> SwitchOutcome:
+        facts = _Facts(evidence=evidence, version=version)
+        intent = {"action": self.action, "from_pool": live, "to_pool": target,
+                  "version": version, "phase": "switching", "since": _now().isoformat()}
+        try:
+            self.record(intent)
+        except LeaseLost as lost:
+            return self.end("refused", f"{lost}; nothing was changed", live, target, live=live,
+                            facts=facts)
+        self.on_step(f"switching the load balancer from {live} to {target}")
+        switched_at = _now()
+        started = time.monotonic()
+        try:
+            applied_s = self.lb.switch(target, timeout_s=self.config.switch.timeout_s).applied_s
+        except ApplyPending as pending:
+            settled = self.settle_pending(live, target, str(pending), facts)
+            if isinstance(settled, SwitchOutcome):
+                return settled
+            applied_s = time.monotonic() - started
+        except LoadBalancerError as error:
+            return self.after_failed_change(live, target, f"the load balancer failed "
+                                            f"mid-switch: {error}", facts)
+        except BaseException as error:  # interrupted mid-switch: never leave it unwatched
+            self.after_failed_change(live, target, f"the switch was interrupted "
+                                     f"({type(error).__name__})", facts)
+            raise
+        return self.watch_new(live, target, switched_at, applied_s, evidence, version)
+
+    def settle_pending(self, live: PoolName, target: PoolName, why: str,
+                       facts: _Facts) -> SwitchOutcome | None:
+        """The change is still being applied: follow it; None once ``target`` is live."""
+        grace = self.config.switch.apply_grace_s
+        self.on_step(f"the change is still being applied after "
+                     f"{self.config.switch.timeout_s:g} s; following it for up to {grace:g} s")
+        state = self.state(wait_s=grace)
+        if isinstance(state, LbState) and state.live == target:
+            self.notes.append(f"the change took longer than [switch].timeout_s; bgkit "
+                              f"followed it until {target} was live")
+            return None
+        return self.after_failed_change(live, target, why, facts, known=state)
+
+    def watch_new(self, live: PoolName, target: PoolName, switched_at: datetime,
+                  applied_s: float, evidence: VerifyResult | None,
+                  version: str) -> SwitchOutcome:
+        facts = _Facts(evidence=evidence, version=version, applied_s=applied_s)
+        applied_at = _now()
+        assert self.intent is not None
+        try:
+            self.record({**self.intent, "phase": "watching", "since": applied_at.isoformat()})
+        except LeaseLost as lost:
+            return self.needs_attention(f"{target} is live but {lost}; it is not watched",
+                                        live, target, facts=facts, state=LbState(live=target))
+        self.on_step(f"applied in {applied_s:.3f} s; watching the public address for up to "
+                     f"{self.config.switch.watch_s:g} s")
+        try:
+            result, _ = watch(self.config, lb=self.lb, live_pool=target,
+                              expected_version=version, switched_at=switched_at,
+                              applied_at=applied_at)
+        except BaseException as error:  # interrupted or broken watch: never leave it unwatched
+            self.switch_back(live, target, f"the watch stopped ({type(error).__name__}: "
+                             f"{error})", None, facts)
+            raise
+        if not result.ok:
+            self.on_step(f"the watch failed ({result.breach or result.reasons[0]}); "
+                         f"switching back to {live}")
+            return self.switch_back(live, target, "the post-switch watch failed: "
+                                    + "; ".join(result.reasons), result, facts)
+        self.record(None)
+        done = "switched" if self.action == "switch" else "rolled back"
+        return self.end(done, f"traffic moved from {live} to {target} in {applied_s:.3f} s; "
+                        "the watch passed", live, target, live=target, watch=result,
+                        facts=facts)
+
+    # --- when it goes wrong ------------------------------------------------------------------
+
+    def after_failed_change(self, live: PoolName, target: PoolName, why: str,
+                            facts: _Facts, *,
+                            known: LbState | str | None = None) -> SwitchOutcome:
+        """Step 7 after a failed change: read what happened, then undo it if it is safe."""
+        state = known if known is not None else \
+            self.state(wait_s=self.config.switch.apply_grace_s)
+        if isinstance(state, str):
+            return self.needs_attention(f"{why}; then {state}", live, target, facts=facts)
+        if state.live == live:
+            self.record(None)
+            return self.end("switch failed", f"{why}; traffic is on {live}", live, target,
+                            state=state, facts=facts)
+        if state.live == target:
+            return self.switch_back(live, target, why, None, facts)
+        if not state.applying and state.staged == target and state.pending == 1:
+            try:
+                after = self.lb.discard_staged(live)
+            except LoadBalancerError as error:
+                return self.needs_attention(f"{why}; undoing the staged change failed: {error}",
+                                            live, target, state=state, facts=facts)
+            self.record(None)
+            return self.end("switch failed", f"{why}; bgkit undid the staged change; traffic is "
+                            f"on {live}", live, target, state=after, facts=facts)
+        return self.needs_attention(f"{why}; the load balancer's state is "
+                                    f"{state.describe()}", live, target, state=state,
+                                    facts=facts)
+
+    def _back_if_healthy(self, back_to: PoolName, failing: PoolName, why: str,
+                         result: WatchResult, facts: _Facts) -> SwitchOutcome:
+        try:
+            sick = [f"{s.name} {s.status}" for s in self.lb.backend_health()
+                    if s.pool == back_to and not s.healthy]
+        except LoadBalancerError as error:
+            sick = [f"its health cannot be read ({error})"]
+        if sick:
+            return self.needs_attention(f"{why}; {back_to} is not healthy in the load "
+                                        f"balancer either ({'; '.join(sick)})", back_to,
+                                        failing, state=LbState(live=failing), watch=result,
+                                        facts=facts)
+        return self.switch_back(back_to, failing, why, result, facts)
+
+    def switch_back(self, back_to: PoolName, failing: PoolName, why: str,
+                    result: WatchResult | None, facts: _Facts) -> SwitchOutcome:
+        """Put traffic back on ``back_to`` (the pool that served before), and say so."""
+        started_at = _now()
+        try:
+            self.record({"action": self.action, "from_pool": back_to, "to_pool": failing,
+                         "version": facts.version, "phase": "switching back",
+                         "reason": why, "since": started_at.isoformat()})
+        except LeaseLost as lost:
+            return self.needs_attention(f"{why}; not switching back: {lost}", back_to, failing,
+                                        state=LbState(live=failing), watch=result,
+                                        facts=facts)
+        self.on_step(f"switching back to {back_to}")
+        back_s: float | None = None
+        try:
+            back_s = self.lb.switch(back_to, timeout_s=self.config.switch.timeout_s).applied_s
+        except LoadBalancerError as error:
+            state = self.state(wait_s=self.config.switch.apply_grace_s
+                               if isinstance(error, ApplyPending) else 0.0)
+            if not isinstance(state, LbState) or state.live != back_to:
+                said = state if isinstance(state, str) else state.describe()
+                return self.needs_attention(f"{why}; then switching back to {back_to} failed "
+                                            f"({error}); the load balancer's state is {said}",
+                                            back_to, failing, watch=result,
+                                            state=state if isinstance(state, LbState) else None,
+                                            facts=facts)
+        applied_at = _now()
+        state = self.state()
+        self.record(None)
+        revert = Revert(why, result.first_failure_at if result else None,
+                        result.breached_at if result else None, started_at, applied_at)
+        return self.end("switched back", f"{why}; traffic is back on {back_to}", back_to,
+                        failing, state=state if isinstance(state, LbState) else None,
+                        live=None if isinstance(state, LbState) else "unknown",
+                        watch=result, back_s=back_s, revert=revert, facts=facts)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "StatRow",
+    "map_file_value",
     "parse_backend_list",
     "parse_map",
     "parse_stat_csv",
@@ -139,6 +140,18 @@ def parse_stat_csv(text: str) -> list[StatRow]:
             check_description=columns.get("check_desc", ""),
             last_check=columns.get("last_chk", ""), fields=columns))
     return rows
+
+
+def map_file_value(text: str, key: str) -> str | None:
+    """The value of ``key`` in a map file's text, as HAProxy loads it (the first line for
+    the key wins; ``#`` comments and blank lines are skipped), or None."""
+    for line in text.splitlines():
+        words = line.split(None, 1)
+        if not words or words[0].startswith("#"):
+            continue
+        if words[0] == key:
+            return words[1].strip() if len(words) > 1 else ""
+    return None
 
 
 def render_map_file(existing: str, key: str, value: str) -> str:

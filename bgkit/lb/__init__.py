@@ -9,13 +9,21 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bgkit.errors import UsageError
-from bgkit.lb.base import BackendServer, LoadBalancer, PoolName, SwitchResult, other_pool
+from bgkit.lb.base import (
+    BackendServer,
+    LbState,
+    LoadBalancer,
+    PoolName,
+    SwitchResult,
+    other_pool,
+)
 
 if TYPE_CHECKING:
     from bgkit.config import Config
 
 __all__ = [
     "BackendServer",
+    "LbState",
     "LoadBalancer",
     "PoolName",
     "SwitchResult",

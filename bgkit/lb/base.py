@@ -1,9 +1,12 @@
 """What every load balancer provider offers: the primitives, never the algorithm.
 
 A provider reads which pool is live, switches to a pool (returning once the change is
-applied), and reports each backend server's health as the load balancer sees it. The
-switch algorithm (lock, gates, watch, automatic switch-back) lives in one place,
-``bgkit.switch``, and only calls these.
+applied), and reports each backend server's health as the load balancer sees it. For a
+switch that was interrupted it also reports the whole state — a change staged but not
+applied, an application still in progress, or a live pool that cannot be known — and
+can discard a staged change. It never guesses: ``live`` is None when it is not known.
+The switch algorithm (lease, gates, watch, automatic switch-back, converging after a
+crash) lives in one place, ``bgkit.switch``, and only calls these.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-__all__ = ["BackendServer", "LoadBalancer", "PoolName", "SwitchResult", "other_pool"]
+__all__ = ["BackendServer", "LbState", "LoadBalancer", "PoolName", "SwitchResult",
+           "other_pool"]
 
 PoolName = Literal["blue", "green"]
 
@@ -42,6 +46,39 @@ class SwitchResult:
     applied_s: float  # from the switch call to the load balancer reporting it applied
 
 
+@dataclass(frozen=True, slots=True)
+class LbState:
+    """What the load balancer says now, without guessing.
+
+    ``live`` is None when it cannot be known: a change is staged but not applied
+    (``staged`` names the pool it would make live, ``pending`` counts the staged changes)
+    or an application is in progress (``applying`` says which). ``detail`` says what was
+    read, and any repair the provider made (HAProxy: a runtime entry set back to its map
+    file after an interrupted switch).
+    """
+
+    live: PoolName | None
+    staged: PoolName | None = None
+    pending: int = 0
+    applying: str = ""
+    detail: str = ""
+
+    @property
+    def settled(self) -> bool:
+        return self.live is not None and not self.applying and not self.pending
+
+    def describe(self) -> str:
+        if self.settled:
+            text = f"{self.live} is live"
+        elif self.applying:
+            text = f"unknown: {self.applying}" + (
+                f" (staged: {self.staged})" if self.staged else "")
+        else:
+            text = f"unknown: {self.pending} change(s) staged but not applied" + (
+                f", the frontend staged to {self.staged}" if self.staged else "")
+        return text + (f"; {self.detail}" if self.detail else "")
+
+
 class LoadBalancer(Protocol):
     """The primitives a provider implements."""
 
@@ -57,4 +94,17 @@ class LoadBalancer(Protocol):
 
     def backend_health(self) -> list[BackendServer]:
         """Every server of both pools with its health-check state."""
+        ...
+
+    def state(self, *, wait_s: float = 0.0) -> LbState:
+        """The whole state; first wait up to ``wait_s`` for applications in progress to end.
+
+        Raises LoadBalancerError only when the load balancer cannot be read at all.
+        """
+        ...
+
+    def discard_staged(self, keep: PoolName) -> LbState:
+        """Undo a staged, unapplied switch so that ``keep`` (the pool the caller knows is
+        applied) is staged again, then return the state. Refuses (LoadBalancerError) when
+        an application is in progress or other changes are staged too."""
         ...

@@ -24,11 +24,18 @@ bgkit rewrites), and ``backends`` maps the pools to the backend names.
 
 - ``live_pool()`` reads the ``live`` entry with ``show map`` and maps the backend name
   back to blue or green.
-- ``switch()`` writes the new map file next to the old one, sets the entry with
-  ``set map`` (the runtime change HAProxy applies at once), then renames the new file
-  into place so that a reload keeps the switch, and reads back until HAProxy reports
-  it. If HAProxy refuses, the file is left untouched; if the rename fails, the runtime
-  entry is set back. bgkit must therefore run where it can write ``map_file``.
+- ``switch()``, holding an ``flock`` of ``.<map>.bgkit-guard`` beside the map file:
+  writes the new map text to the journal ``.<map>.bgkit-switch``, sets the entry with
+  ``set map`` (the runtime change HAProxy applies at once), reads back until HAProxy
+  reports it, then renames the journal onto the map file so that a reload keeps the
+  switch. The map file therefore only ever holds a pool HAProxy confirmed live. If
+  HAProxy refuses, the file is left untouched; if the rename fails, the runtime entry
+  is set back. bgkit must run where it can write ``map_file`` and its folder.
+- Every read compares the runtime entry with the map file. If they differ and the
+  journal exists, a switch was interrupted before it was confirmed: the runtime entry
+  is set back to the file's (the last confirmed pool), the journal removed, and
+  ``state()`` says so. If they differ without a journal, someone changed one by hand:
+  the read is refused with the reason. Nothing else is ever left beside the map.
 - ``backend_health()`` reads ``show stat``: one entry per server of both backends,
   healthy when HAProxy says UP (``UP``, ``UP 1/2``...) after at least one check: a
   freshly (re)started HAProxy reports unchecked servers UP with check status ``INI``.
@@ -41,22 +48,25 @@ The runtime API needs ``level admin``. ``runtime_api`` is a unix socket path
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import socket
-import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from bgkit.commands import haproxy as cmd
 from bgkit.config import HaproxySettings
 from bgkit.errors import LoadBalancerError
-from bgkit.lb.base import BackendServer, PoolName, SwitchResult
+from bgkit.lb.base import BackendServer, LbState, PoolName, SwitchResult
 
 __all__ = ["HaproxyProvider", "RuntimeApi", "RuntimeEndpoint", "runtime_endpoint"]
 
 POLL_INTERVAL_S = 0.02
+GUARD_TIMEOUT_S = 10.0
 _TCP = re.compile(r"(?:(ipv4|ipv6)@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})")
 
 
@@ -149,6 +159,8 @@ class HaproxyProvider:
             raise LoadBalancerError(f"[lb.haproxy].map_file: {error}") from error
         self.settings = settings
         self.map_file = map_path
+        self.journal = map_path.with_name(f".{map_path.name}.bgkit-switch")
+        self.guard = map_path.with_name(f".{map_path.name}.bgkit-guard")
         self.backends: dict[PoolName, str] = {"blue": settings.backends.blue,
                                               "green": settings.backends.green}
         self.api = RuntimeApi(runtime_endpoint(settings.runtime_api, base_dir=base_dir),
@@ -157,25 +169,23 @@ class HaproxyProvider:
     # --- the LoadBalancer primitives ------------------------------------------------
 
     def live_pool(self) -> PoolName:
-        """The pool whose backend the map's ``live`` entry names, as HAProxy has it now.
+        """The pool whose backend the map's ``live`` entry names, as HAProxy has it now,
+        once it agrees with the map file (repaired after an interrupted switch).
 
         Raises:
-            LoadBalancerError: unreachable, unknown map, no ``live`` entry, or a backend
-                that is neither pool's.
+            LoadBalancerError: unreachable, unknown map, no ``live`` entry, a backend that
+                is neither pool's, or runtime and file disagreeing for no known reason.
         """
-        answer = self.api.run(cmd.show_map(str(self.map_file)))
-        try:
-            entries = cmd.parse_map(answer)
-        except ValueError as error:
-            raise LoadBalancerError(
-                f"HAProxy cannot list the map {self.map_file} ({error}); [lb.haproxy].map_file "
-                "must be spelled exactly as in the map() converter of haproxy.cfg") from error
-        backend = entries.get("live")
-        if backend is None:
-            raise LoadBalancerError(
-                f"the map {self.map_file} has no `live` entry; it must hold one line "
-                f"`live <backend>`, e.g. `live {self.backends['blue']}`")
-        return self._pool_of(backend)
+        return self._agreed()[0]
+
+    def state(self, *, wait_s: float = 0.0) -> LbState:
+        """HAProxy applies at once and stages nothing: the live pool, and any repair."""
+        pool, repaired = self._agreed()
+        return LbState(live=pool, detail=repaired)
+
+    def discard_staged(self, keep: PoolName) -> LbState:
+        """Nothing is ever staged on HAProxy: the state as it is."""
+        return self.state()
 
     def switch(self, pool: PoolName, *, timeout_s: float) -> SwitchResult:
         """Route all traffic to ``pool``; return once HAProxy reports it live.
@@ -185,23 +195,28 @@ class HaproxyProvider:
                 (nothing is changed then), or the switch not visible within ``timeout_s``.
         """
         started = time.monotonic()
-        previous = self.live_pool()
-        backend = self.backends[pool]
-        self._require_backend(backend)
-        staged = self._stage_map_file(backend)
-        try:
-            self._set_live(backend)
-        except LoadBalancerError:
-            if not self._applied_anyway(pool):  # e.g. a timeout after HAProxy acted
-                staged.unlink(missing_ok=True)
+        with self._guarded():
+            previous, _ = self._agreed_locked()
+            backend = self.backends[pool]
+            self._require_backend(backend)
+            if previous == pool:
+                return SwitchResult(previous=previous, live=pool,
+                                    applied_s=time.monotonic() - started)
+            self._write_journal(backend)
+            try:
+                self._set_live(backend)
+            except LoadBalancerError:
+                if not self._applied_anyway(pool):  # e.g. a timeout after HAProxy acted
+                    self.journal.unlink(missing_ok=True)
+                    raise
+            try:
+                self._wait_until_live(pool, started + timeout_s, timeout_s)
+            except LoadBalancerError:
+                with contextlib.suppress(LoadBalancerError):
+                    self._agreed_locked()  # the runtime back to the file; no journal left
                 raise
-        except BaseException:
-            staged.unlink(missing_ok=True)
-            raise
-        self._install_map_file(staged, previous)
-        self._wait_until_live(pool, started + timeout_s, timeout_s)
-        return SwitchResult(previous=previous, live=pool,
-                            applied_s=time.monotonic() - started)
+            self._install_journal(previous)
+        return SwitchResult(previous=previous, live=pool, applied_s=time.monotonic() - started)
 
     def backend_health(self) -> list[BackendServer]:
         """Every server of the blue and green backends, in HAProxy's order.
@@ -218,6 +233,105 @@ class HaproxyProvider:
                            if row.proxy == backend and row.is_server)
         return servers
 
+    # --- runtime and map file agree --------------------------------------------------
+
+    def _agreed(self) -> tuple[PoolName, str]:
+        """The live pool once runtime and file agree, and what was repaired ("" if nothing).
+
+        The fast path reads both without the guard; any doubt is settled under it (a
+        switch in progress holds it for milliseconds).
+        """
+        runtime, written = self._runtime_backend(), self._file_backend()
+        if runtime == written and not self.journal.exists():
+            return self._pool_of(runtime), ""
+        with self._guarded():
+            return self._agreed_locked()
+
+    def _agreed_locked(self) -> tuple[PoolName, str]:
+        """Under the guard: compare, then repair towards the map file or refuse.
+
+        The file only ever receives a value after HAProxy confirmed it live, so it is the
+        last confirmed state; the journal exists only while a switch is between its
+        runtime change and that confirmation. Runtime != file with a journal is therefore
+        a switch that was interrupted unconfirmed: the runtime is set back to the file.
+        Without a journal, someone changed one of them by hand: refuse, saying so.
+        """
+        runtime, written = self._runtime_backend(), self._file_backend()
+        interrupted = self.journal.exists()
+        if runtime == written:
+            self.journal.unlink(missing_ok=True)
+            return self._pool_of(runtime), ""
+        if not interrupted:
+            raise LoadBalancerError(
+                f"HAProxy sends traffic to backend {runtime!r} but its map file "
+                f"{self.map_file} says {written!r}, and no bgkit switch was under way: "
+                "someone changed one of them by hand, and a reload would move traffic to "
+                f"{written!r}; make them agree (`set map {self.map_file} live <backend>` on "
+                "the runtime API, or edit the file), then retry")
+        confirmed = self._pool_of(written)
+        self._set_live(written)
+        self.journal.unlink(missing_ok=True)
+        return confirmed, (
+            f"HAProxy's runtime said {self._name_of(runtime)} but its map file "
+            f"{confirmed}: a switch was interrupted before it was confirmed, so bgkit set "
+            f"the runtime back to {confirmed}, the last confirmed pool")
+
+    def _runtime_backend(self) -> str:
+        answer = self.api.run(cmd.show_map(str(self.map_file)))
+        try:
+            entries = cmd.parse_map(answer)
+        except ValueError as error:
+            raise LoadBalancerError(
+                f"HAProxy cannot list the map {self.map_file} ({error}); [lb.haproxy].map_file "
+                "must be spelled exactly as in the map() converter of haproxy.cfg") from error
+        backend = entries.get("live")
+        if backend is None:
+            raise LoadBalancerError(
+                f"the map {self.map_file} has no `live` entry; it must hold one line "
+                f"`live <backend>`, e.g. `live {self.backends['blue']}`")
+        return backend
+
+    def _file_backend(self) -> str:
+        try:
+            text = self.map_file.read_text(encoding="utf-8")
+        except OSError as error:
+            raise LoadBalancerError(
+                f"cannot read the map file {self.map_file} ({error}); bgkit must run where it "
+                "can read and write [lb.haproxy].map_file, so that what HAProxy serves and "
+                "what a reload would serve can be compared") from error
+        backend = cmd.map_file_value(text, "live")
+        if backend is None:
+            raise LoadBalancerError(
+                f"the map file {self.map_file} has no `live` line; it must hold one line "
+                f"`live <backend>`, e.g. `live {self.backends['blue']}`")
+        return backend
+
+    @contextmanager
+    def _guarded(self) -> Iterator[None]:
+        """An ``flock`` of the guard file beside the map: one switch or repair at a time."""
+        try:
+            descriptor = os.open(self.guard, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as error:
+            raise LoadBalancerError(
+                f"cannot open {self.guard} ({error}); bgkit must be able to write in the "
+                f"folder of [lb.haproxy].map_file ({self.map_file.parent}); nothing was "
+                "changed") from error
+        try:
+            deadline = time.monotonic() + GUARD_TIMEOUT_S
+            while True:
+                try:
+                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise LoadBalancerError(
+                            f"another bgkit process has been switching HAProxy for more than "
+                            f"{GUARD_TIMEOUT_S:g} s ({self.guard} is locked); retry") from None
+                    time.sleep(POLL_INTERVAL_S)
+            yield
+        finally:
+            os.close(descriptor)
+
     # --- steps ------------------------------------------------------------------------
 
     def _pool_of(self, backend: str) -> PoolName:
@@ -228,6 +342,10 @@ class HaproxyProvider:
             f"the map {self.map_file} says live is backend {backend!r}, which is neither "
             f"blue ({self.backends['blue']!r}) nor green ({self.backends['green']!r}) in "
             "[lb.haproxy].backends; fix the map or the config before switching")
+
+    def _name_of(self, backend: str) -> str:
+        return next((pool for pool, name in self.backends.items() if name == backend),
+                    f"backend {backend!r}")
 
     def _stat_rows(self) -> list[cmd.StatRow]:
         answer = self.api.run(cmd.show_stat())
@@ -262,39 +380,34 @@ class HaproxyProvider:
             hint = "the `stats socket` line of haproxy.cfg needs `level admin`"
         raise LoadBalancerError(f"HAProxy refused `{command}`: {answer} ({hint})")
 
-    def _stage_map_file(self, backend: str) -> Path:
-        """The new map text in a temporary file beside ``map_file`` (same mode and owner)."""
+    def _write_journal(self, backend: str) -> None:
+        """The new map text, written whole (same mode and owner) at the journal's fixed name
+        beside ``map_file`` before the runtime changes: its presence marks a switch that is
+        not confirmed yet, and it becomes the map file once HAProxy confirms."""
         try:
             current = self.map_file.read_text(encoding="utf-8")
             mode = self.map_file.stat()
             text = cmd.render_map_file(current, "live", backend)
-            handle, name = tempfile.mkstemp(dir=self.map_file.parent,
-                                            prefix=f".{self.map_file.name}.", suffix=".tmp")
-        except OSError as error:
-            raise LoadBalancerError(
-                f"cannot prepare the map file {self.map_file} ({error}); bgkit must run where "
-                "it can read and write [lb.haproxy].map_file so that a reload keeps the "
-                "switch; nothing was switched") from error
-        staged = Path(name)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
+            with self.journal.open("w", encoding="utf-8") as out:
                 out.write(text)
                 out.flush()
                 os.fsync(out.fileno())
-            staged.chmod(mode.st_mode & 0o7777)
+            self.journal.chmod(mode.st_mode & 0o7777)
             with contextlib.suppress(PermissionError):
-                os.chown(staged, mode.st_uid, mode.st_gid)
+                os.chown(self.journal, mode.st_uid, mode.st_gid)
         except OSError as error:
-            staged.unlink(missing_ok=True)
-            raise LoadBalancerError(f"cannot write beside the map file {self.map_file}: "
-                                    f"{error}; nothing was switched") from error
-        return staged
+            self.journal.unlink(missing_ok=True)
+            raise LoadBalancerError(
+                f"cannot write beside the map file {self.map_file} ({error}); bgkit must run "
+                "where it can read and write [lb.haproxy].map_file so that a reload keeps the "
+                "switch; nothing was switched") from error
 
-    def _install_map_file(self, staged: Path, previous: PoolName) -> None:
+    def _install_journal(self, previous: PoolName) -> None:
         try:
-            staged.replace(self.map_file)
+            self.journal.replace(self.map_file)
+            _sync_folder(self.map_file.parent)
         except OSError as error:
-            staged.unlink(missing_ok=True)
+            self.journal.unlink(missing_ok=True)
             undo = f"the runtime entry was set back to {previous}"
             try:
                 self._set_live(self.backends[previous])
@@ -305,13 +418,13 @@ class HaproxyProvider:
 
     def _applied_anyway(self, pool: PoolName) -> bool:
         try:
-            return self.live_pool() == pool
+            return self._pool_of(self._runtime_backend()) == pool
         except LoadBalancerError:
             return False
 
     def _wait_until_live(self, pool: PoolName, deadline: float, timeout_s: float) -> None:
         while True:
-            live = self.live_pool()
+            live = self._pool_of(self._runtime_backend())
             if live == pool:
                 return
             if time.monotonic() >= deadline:
@@ -319,6 +432,16 @@ class HaproxyProvider:
                     f"HAProxy accepted the switch to {pool} but still reports {live} after "
                     f"{timeout_s:g} s")
             time.sleep(POLL_INTERVAL_S)
+
+
+def _sync_folder(folder: Path) -> None:
+    """fsync a folder so that a rename in it survives a power cut (best effort)."""
+    with contextlib.suppress(OSError):
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def _server(pool: PoolName, row: cmd.StatRow) -> BackendServer:

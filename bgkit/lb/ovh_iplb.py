@@ -20,8 +20,14 @@ but not applied. Hence:
   ``defaultFarmId`` back **only when no refresh task can still apply the staged one**
   (the task failed, or the refresh was refused and none runs); while a task may still
   apply it, undoing would race that task, so bgkit leaves it and the error names the
-  task, the staged farm and what to do. Every error after the ``PUT`` says what state
-  the IPLB is left in.
+  task, the staged farm and what to do, and is an :class:`~bgkit.errors.ApplyPending`
+  (the switch follows the task for a grace period). Every error after the ``PUT`` says
+  what state the IPLB is left in.
+- ``state(wait_s)`` follows the refresh tasks in flight for up to ``wait_s``, then says
+  what it can: the live pool only when nothing is pending or applying, else the farm
+  the frontend is staged to, how many changes are pending, and which tasks run.
+  ``discard_staged(keep)`` sets the frontend's ``defaultFarmId`` back to ``keep``'s farm
+  (no refresh) when no task runs, and checks that nothing is pending afterwards.
 - ``backend_health()`` lists both farms' servers (ids, then one GET each) and maps
   each server's ``serverState`` with :func:`bgkit.commands.ovh_iplb.server_health`.
 """
@@ -35,8 +41,8 @@ from typing import TypeVar
 
 from bgkit.commands import ovh_iplb as cmd
 from bgkit.config import OvhIplbSettings
-from bgkit.errors import LoadBalancerError
-from bgkit.lb.base import BackendServer, PoolName, SwitchResult
+from bgkit.errors import ApplyPending, LoadBalancerError
+from bgkit.lb.base import BackendServer, LbState, PoolName, SwitchResult
 from bgkit.lb.ovh_api import OvhApi, make_client, register_endpoint
 
 __all__ = ["OvhIplbProvider"]
@@ -126,6 +132,59 @@ class OvhIplbProvider:
         task = switch.stage_and_refresh()
         switch.await_done(task, deadline, timeout_s)
         return SwitchResult(previous=previous, live=pool, applied_s=time.monotonic() - started)
+
+    def state(self, *, wait_s: float = 0.0) -> LbState:
+        """Follow the refresh tasks in flight for up to ``wait_s``; then what is known.
+
+        Raises:
+            LoadBalancerError: OVHcloud unreachable or refusing, or a farm that is neither
+                pool's.
+        """
+        deadline = time.monotonic() + wait_s
+        attempt = 0
+        while (running := self._in_flight()) and time.monotonic() < deadline:
+            self.pause(deadline, attempt)
+            attempt += 1
+        frontend = self._frontend()
+        staged = self._pool_of(frontend.default_farm_id)
+        pending = self._pending(frontend.zone)
+        count = sum(change.number for change in pending)
+        where = f"frontend {frontend.frontend_id} of IPLB {self.service}"
+        if running:
+            return LbState(live=None, staged=staged, pending=count,
+                           applying=f"refresh of IPLB {self.service} in progress "
+                           f"({_describe_tasks(running)}){_blocked_hint(running)}",
+                           detail=f"{where} is staged to farm {frontend.default_farm_id}")
+        if count:
+            return LbState(live=None, staged=staged, pending=count,
+                           detail=f"changes staged but not applied ({_describe(pending)}); "
+                           f"{where} is staged to farm {frontend.default_farm_id}")
+        return LbState(live=staged)
+
+    def discard_staged(self, keep: PoolName) -> LbState:
+        """Set the frontend back to ``keep``'s farm without refreshing; the state after.
+
+        Raises:
+            LoadBalancerError: a refresh task runs (it may apply the staged change), the
+                PUT failed, or changes are still pending afterwards (others staged some).
+        """
+        running = self._in_flight()
+        if running:
+            raise LoadBalancerError(
+                f"bgkit will not undo the change staged on IPLB {self.service}: a refresh is "
+                f"in progress ({_describe_tasks(running)}) and may apply it; wait for it")
+        frontend = self._frontend()
+        if frontend.default_farm_id != self.farms[keep]:
+            self.api.call(cmd.set_default_farm(self.service, frontend.frontend_id,
+                                               self.farms[keep]), config_key="frontend_id")
+        after = self.state()
+        if not after.settled:
+            raise LoadBalancerError(
+                f"bgkit set frontend {frontend.frontend_id} of IPLB {self.service} back to farm "
+                f"{self.farms[keep]} ({keep}), but OVHcloud still lists {after.pending} "
+                "change(s) not applied: someone else staged changes too; review them, apply "
+                f"(POST /ipLoadbalancing/{self.service}/refresh) or undo them, and retry")
+        return after
 
     def backend_health(self) -> list[BackendServer]:
         """Every server of the blue and green farms, in OVHcloud's order.
@@ -243,13 +302,13 @@ class _Switch:
                     f"{task.task_id} ended in '{task.status}'; {self._undo()}; give OVHcloud "
                     "support the task id if it happens again")
             if time.monotonic() >= deadline:
-                raise LoadBalancerError(self._still_running(task, timeout_s))
+                raise ApplyPending(self._still_running(task, timeout_s))
             self.lb.pause(deadline, attempt)
             attempt += 1
             try:
                 task = self.lb.task(task.task_id)
             except LoadBalancerError as error:
-                raise LoadBalancerError(
+                raise ApplyPending(
                     f"switching IPLB {self.service} to {self.pool}: cannot follow refresh "
                     f"task {task.task_id} ({error}); {self._left_staged([task])}") from error
         frontend = self.lb._frontend()
@@ -285,12 +344,12 @@ class _Switch:
         try:
             running = self.lb._in_flight()
         except LoadBalancerError as list_error:
-            return LoadBalancerError(
+            return ApplyPending(
                 f"{head}; bgkit cannot tell whether a refresh task started ({list_error}); "
                 f"{self._left_staged([])}")
         if running:
-            return LoadBalancerError(f"{head}, yet refresh task(s) now run "
-                                     f"({_describe_tasks(running)}); {self._left_staged(running)}")
+            return ApplyPending(f"{head}, yet refresh task(s) now run "
+                                f"({_describe_tasks(running)}); {self._left_staged(running)}")
         return LoadBalancerError(f"{head}; no refresh task runs, so nothing applied it; "
                                  f"{self._undo()}")
 

@@ -43,24 +43,19 @@ Report = Callable[[str], None]
 def act(config: Config, *, lb: LoadBalancer, preview: Preview,
         report: Report = print) -> SwitchOutcome:
     """Run the switch or rollback the operator was shown, if the load balancer still
-    agrees with the preview; otherwise a ``refused`` outcome saying what changed."""
+    agrees with the preview (checked inside, after a killed run's change was converged);
+    otherwise a ``refused`` outcome saying what changed."""
     from bgkit.switch import SwitchOutcome, rollback, switch
 
-    live = lb.live_pool()
-    if live != preview.live:
-        return SwitchOutcome(preview.action, "refused", (
-            f"the live pool changed since the preview ({preview.live} then, {live} now): "
-            f"nothing was done; run the preview again to decide on fresh evidence"),
-            preview.live, preview.target, live)
     if not preview.version:
         return SwitchOutcome(preview.action, "refused", (
             f"the preview found no single release on {preview.target}: nothing to "
-            f"{preview.action} to"), preview.live, preview.target, live)
+            f"{preview.action} to"), preview.live, preview.target, preview.live)
     if preview.action == "switch":
         return switch(config, lb=lb, expected_version=preview.version, approve=True,
-                      on_step=report)
+                      on_step=report, expected_live=preview.live)
     return rollback(config, lb=lb, approve=True, on_step=report,
-                    expected_version=preview.version)
+                    expected_version=preview.version, expected_live=preview.live)
 
 
 def act_now(config: Config, *, lb: LoadBalancer, preview: Preview) -> SwitchOutcome:

@@ -171,7 +171,8 @@ def deploy_step(config: Config, *, release: str = "", lb: LoadBalancer | None = 
 def deploy_record(result: Any) -> dict[str, Any]:
     """What the archive keeps of a deploy."""
     return {"ok": True, "release": result.release, "sha256": result.sha256,
-            "pool": result.pool, "live_pool": result.live_pool, "moved": result.moved}
+            "pool": result.pool, "live_pool": result.live_pool, "moved": result.moved,
+            "lock_takeover": result.lock_takeover}
 
 
 def verify_step(config: Config, *, lb: LoadBalancer, release: str = "",

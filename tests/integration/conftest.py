@@ -12,7 +12,7 @@ from bgkit.artifact import BuildResult, build_release
 from bgkit.config import Config, load_config
 from bgkit.sandbox import sandbox_down, sandbox_up
 from tests.conftest import EXAMPLE_DIR
-from tests.integration.sandbox_support import sandbox_ports
+from tests.integration.sandbox_support import make_ready, sandbox_ports
 
 VERSIONS = ("1.0.0", "2.0.0", "3.0.0", "4.0.0")
 
@@ -52,3 +52,15 @@ def ovh_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Con
         yield load_config(info.config_file)
     finally:
         sandbox_down(state)
+
+
+@pytest.fixture
+def ready(sandbox: Config, releases: dict[str, BuildResult]) -> Config:
+    """HAProxy sandbox: blue live on 1.0.0, green idle on 2.0.0, both healthy."""
+    return make_ready(sandbox, releases)
+
+
+@pytest.fixture
+def ready_ovh(ovh_sandbox: Config, releases: dict[str, BuildResult]) -> Config:
+    """The same through the OVH API emulator."""
+    return make_ready(ovh_sandbox, releases)

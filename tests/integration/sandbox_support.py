@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import http.client
+import os
+import signal
 import socket
 import subprocess
+import threading
 import time
 import tomllib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import paramiko
 import tomli_w
 
@@ -165,3 +170,141 @@ def public_version(info: SandboxInfo) -> str | None:
         return response.getheader("X-App-Version")
     finally:
         conn.close()
+
+
+class Load:
+    """Continuous requests through the public address: keep-alive and new connections.
+
+    ``answers`` holds (time, status, version) of every answer, ``failed_at`` the time
+    each failed request was sent (an error, or a status other than 200).
+    """
+
+    def __init__(self, config: Config, threads: int = 2, *, path: str = "/") -> None:
+        self.url = config.lb.public_url.rstrip("/") + path
+        self.answers: list[tuple[float, int, str | None]] = []
+        self.failures: list[str] = []
+        self.failed_at: list[float] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._keep_alive) for _ in range(threads)] + \
+            [threading.Thread(target=self._new_connections)]
+
+    def _record(self, send: httpx.Client) -> None:
+        sent = time.monotonic()
+        try:
+            response = send.get(self.url)
+            self.answers.append((time.monotonic(), response.status_code,
+                                 response.headers.get("X-App-Version")))
+            if response.status_code != 200:
+                self.failures.append(f"status {response.status_code}")
+                self.failed_at.append(sent)
+        except httpx.HTTPError as error:
+            self.failures.append(repr(error))
+            self.failed_at.append(sent)
+
+    def _keep_alive(self) -> None:
+        with httpx.Client(timeout=5) as client:
+            while not self._stop.is_set():
+                self._record(client)
+
+    def _new_connections(self) -> None:
+        while not self._stop.is_set():
+            with httpx.Client(timeout=5, headers={"Connection": "close"}) as client:
+                self._record(client)
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def versions_after(self, moment: float) -> Counter[str | None]:
+        return Counter(version for at, _, version in self.answers if at > moment)
+
+    def failed_after(self, moment: float) -> int:
+        return sum(1 for at in self.failed_at if at > moment)
+
+
+def break_pool(config: Config, pool: str, **faults: object) -> None:
+    """Set the sample service's fault knobs on every host of ``pool`` and reload them."""
+    for host in config.pools.get(pool).hosts:  # type: ignore[arg-type]
+        root = Path(host.deploy_root)
+        set_fault(root, **faults)
+        os.kill(int((root / "shared/run/service.pid").read_text()), signal.SIGHUP)
+
+
+def make_ready(sandbox: Config, releases: dict[str, Any]) -> Config:
+    """Blue live on 1.0.0, green idle on 2.0.0, both healthy in the load balancer.
+
+    Latency gates are loose: on the shared 2-core test machine a busy moment can lift
+    a pool's p99 to 500 ms or its p95 a few ms above the other's, and these tests are
+    about errors, versions and the load balancer, not about latency.
+    """
+    from bgkit.deploy import deploy
+    from bgkit.lb import get_provider
+
+    config = rewrite_config(sandbox.path, {"switch": {"samples_per_host": 60, "watch_s": 2},
+                                           "gates": {"max_p99_ms": 1500,
+                                                     "min_p95_delta_ms": 100}},
+                            name="switching.toml")
+    deploy(config, release=releases["1.0.0"].artifact)  # blue is live, so this is green
+    wait_lb_healthy(config, "green")
+    get_provider(config).switch("green", timeout_s=10)
+    deploy(config, release=releases["1.0.0"].artifact)  # now blue
+    wait_lb_healthy(config, "blue")
+    get_provider(config).switch("blue", timeout_s=10)
+    deploy(config, release=releases["2.0.0"].artifact)  # and the new release on green
+    wait_lb_healthy(config, "green")
+    return config
+
+
+def emulator_faults(config: Config, faults: dict[str, object]) -> None:
+    """Set the OVH API emulator's faults through its control endpoint (not the OVH API)."""
+    import json
+    import urllib.request
+
+    assert config.lb.ovh_iplb is not None
+    root = config.lb.ovh_iplb.endpoint.removesuffix("/1.0")
+    request = urllib.request.Request(f"{root}/_emulator/faults", method="POST",
+                                     data=json.dumps(faults).encode())
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=5) as answer:
+        answer.read()
+
+
+class AfterSwitch:
+    """A real provider; right after it switches to ``pool``, ``then`` runs (at once, or
+    ``delay_s`` later in a thread): a release that breaks under real traffic, so that
+    only the post-switch watch can catch it."""
+
+    def __init__(self, inner: Any, pool: str, then: Callable[[], None], *,
+                 delay_s: float = 0.0) -> None:
+        self.inner, self.pool, self.then, self.delay_s = inner, pool, then, delay_s
+        self.name = inner.name
+        self.fired_at: float | None = None
+
+    def live_pool(self) -> Any:
+        return self.inner.live_pool()
+
+    def backend_health(self) -> Any:
+        return self.inner.backend_health()
+
+    def state(self, *, wait_s: float = 0.0) -> Any:
+        return self.inner.state(wait_s=wait_s)
+
+    def discard_staged(self, keep: Any) -> Any:
+        return self.inner.discard_staged(keep)
+
+    def switch(self, pool: Any, *, timeout_s: float) -> Any:
+        result = self.inner.switch(pool, timeout_s=timeout_s)
+        if pool == self.pool and self.fired_at is None:
+            self.fired_at = -1.0
+            threading.Timer(self.delay_s, self._fire).start()
+        return result
+
+    def _fire(self) -> None:
+        self.fired_at = time.monotonic()
+        self.then()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from bgkit.lb import get_provider
 from bgkit.lb.haproxy import HaproxyProvider
 from bgkit.sandbox import SandboxInfo, reload_haproxy, sandbox_down, sandbox_up
 from tests.integration.sandbox_support import (
+    Load,
     StartService,
     build_hello_c,
     free_ports,
@@ -146,3 +150,41 @@ def test_a_long_state_dir_gets_a_tcp_runtime_api_that_switches_and_reloads(
         assert provider.live_pool() == "green"
     finally:
         sandbox_down(state_dir)
+
+
+def _switch_and_die_before_the_map_file(config_file: str) -> None:
+    """In a child: switch to green, and be killed at the rename of the map file."""
+    provider = get_provider(load_config(Path(config_file)))
+
+    def killed(*_: object) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    Path.replace = killed  # type: ignore[method-assign,assignment]
+    provider.switch("green", timeout_s=5)
+
+
+def test_a_crash_between_set_map_and_the_map_file_is_repaired_on_the_next_read(
+        sandbox: SandboxInfo, provider: HaproxyProvider, start_service: StartService) -> None:
+    """Issue 10, case 3: runtime on green, map file on blue, after a kill -9."""
+    start_service(sandbox.hosts[0], "1.0.0-blue")
+    start_service(sandbox.hosts[2], "2.0.0-green")
+    wait_for(lambda: {"blue-1", "green-1"} <= healthy(provider), what="blue-1 and green-1 UP")
+    config = load_config(sandbox.config_file)
+    with Load(config) as load:
+        child = multiprocessing.get_context("fork").Process(
+            target=_switch_and_die_before_the_map_file, args=(str(sandbox.config_file),))
+        child.start()
+        child.join(timeout=30)
+        assert child.exitcode == -signal.SIGKILL
+        runtime = provider.api.run(f"show map {provider.map_file}")
+        assert runtime.split()[1:3] == ["live", "green"]  # the crash left them apart
+        assert provider.map_file.read_text() == "live blue\n"
+        assert provider.live_pool() == "blue"  # the read repaired towards the map file
+        assert "live blue" in provider.api.run(f"show map {provider.map_file}")
+        assert sorted(p.name for p in provider.map_file.parent.iterdir()
+                      if p.name.startswith(f".{provider.map_file.name}")) == [
+            f".{provider.map_file.name}.bgkit-guard"]  # no temporary file survived
+        reload_haproxy(sandbox.state_dir)
+        assert provider.live_pool() == "blue"
+        assert public_version(sandbox) == "1.0.0-blue"
+    assert load.failures == []

@@ -7,97 +7,30 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import pytest
 
 from bgkit import lock as locking
 from bgkit.artifact import BuildResult
 from bgkit.config import Config
-from bgkit.deploy import deploy
 from bgkit.errors import LockHeld
 from bgkit.lb import get_provider
-from bgkit.lb.base import LoadBalancer, PoolName, SwitchResult
 from bgkit.runbook import archive
 from bgkit.switch import rollback, switch
 from tests.conftest import REPO
-from tests.integration.sandbox_support import rewrite_config, set_fault, wait_lb_healthy
+from tests.integration.sandbox_support import (
+    AfterSwitch,
+    Load,
+    break_pool,
+    emulator_faults,
+    rewrite_config,
+    set_fault,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def make_ready(sandbox: Config, releases: dict[str, BuildResult]) -> Config:
-    """Blue live on 1.0.0, green idle on 2.0.0, both healthy in the load balancer."""
-    config = rewrite_config(sandbox.path, {"switch": {"samples_per_host": 60, "watch_s": 2}},
-                            name="switching.toml")
-    deploy(config, release=releases["1.0.0"].artifact)  # blue is live, so this is green
-    wait_lb_healthy(config, "green")
-    get_provider(config).switch("green", timeout_s=10)
-    deploy(config, release=releases["1.0.0"].artifact)  # now blue
-    wait_lb_healthy(config, "blue")
-    get_provider(config).switch("blue", timeout_s=10)
-    deploy(config, release=releases["2.0.0"].artifact)  # and the new release on green
-    wait_lb_healthy(config, "green")
-    return config
-
-
-@pytest.fixture
-def ready(sandbox: Config, releases: dict[str, BuildResult]) -> Config:
-    return make_ready(sandbox, releases)
-
-
-@pytest.fixture
-def ready_ovh(ovh_sandbox: Config, releases: dict[str, BuildResult]) -> Config:
-    return make_ready(ovh_sandbox, releases)
-
-
-class Load:
-    """Continuous requests through the public address: keep-alive and new connections."""
-
-    def __init__(self, config: Config, threads: int = 2) -> None:
-        self.url = f"{config.lb.public_url}/"
-        self.answers: list[tuple[float, int, str | None]] = []
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._keep_alive) for _ in range(threads)] + \
-            [threading.Thread(target=self._new_connections)]
-
-    def _record(self, send: httpx.Client) -> None:
-        try:
-            response = send.get(self.url)
-            self.answers.append((time.monotonic(), response.status_code,
-                                 response.headers.get("X-App-Version")))
-            if response.status_code != 200:
-                self.failures.append(f"status {response.status_code}")
-        except httpx.HTTPError as error:
-            self.failures.append(repr(error))
-
-    def _keep_alive(self) -> None:
-        with httpx.Client(timeout=5) as client:
-            while not self._stop.is_set():
-                self._record(client)
-
-    def _new_connections(self) -> None:
-        while not self._stop.is_set():
-            with httpx.Client(timeout=5, headers={"Connection": "close"}) as client:
-                self._record(client)
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
-
-    def versions_after(self, moment: float) -> Counter[str | None]:
-        return Counter(version for at, _, version in self.answers if at > moment)
 
 
 @pytest.mark.parametrize("provider", ["haproxy", "ovh-iplb"])
@@ -143,32 +76,12 @@ def test_without_approval_the_outcome_is_not_approved(ready: Config) -> None:
     assert get_provider(ready).live_pool() == "blue"
 
 
-class BreaksAfterSwitch:
-    """The real provider; right after it switches, the new pool starts failing (a release
-    that breaks under real traffic), so only the post-switch watch can catch it."""
-
-    def __init__(self, inner: LoadBalancer, roots: list[Path]) -> None:
-        self.inner, self.roots, self.name = inner, roots, inner.name
-
-    def live_pool(self) -> PoolName:
-        return self.inner.live_pool()
-
-    def backend_health(self) -> list:  # type: ignore[type-arg]
-        return self.inner.backend_health()
-
-    def switch(self, pool: PoolName, *, timeout_s: float) -> SwitchResult:
-        result = self.inner.switch(pool, timeout_s=timeout_s)
-        if pool == "green":
-            for root in self.roots:
-                set_fault(root, latency_ms=80)
-                os.kill(int((root / "shared/run/service.pid").read_text()), signal.SIGHUP)
-        return result
-
-
 def test_a_failing_watch_switches_back_automatically_and_says_why(ready: Config) -> None:
-    config = rewrite_config(ready.path, {"gates": {"max_p99_ms": 50}}, name="watch.toml")
-    roots = [Path(h.deploy_root) for h in config.pools.green.hosts]
-    lb = BreaksAfterSwitch(get_provider(config), roots)
+    # 800 ms answers: slow enough for a p99 gate that a loaded test machine never
+    # reaches before the switch, fast enough for HAProxy's 1 s checks to keep them UP.
+    config = rewrite_config(ready.path, {"gates": {"max_p99_ms": 600}}, name="watch.toml")
+    lb = AfterSwitch(get_provider(config), "green",
+                     lambda: break_pool(config, "green", latency_ms=800))
     with Load(config) as load:
         outcome = switch(config, lb=lb, expected_version="2.0.0", approve=True)
     assert outcome.outcome == "switched back", outcome.reason
@@ -209,20 +122,6 @@ def test_a_switch_killed_mid_way_converges_when_run_again(
     assert lb.live_pool() == "green"
 
 
-def emulator_faults(config: Config, faults: dict[str, object]) -> None:
-    """Set the OVH API emulator's faults through its control endpoint (not the OVH API)."""
-    import json
-    import urllib.request
-
-    assert config.lb.ovh_iplb is not None
-    root = config.lb.ovh_iplb.endpoint.removesuffix("/1.0")
-    request = urllib.request.Request(f"{root}/_emulator/faults", method="POST",
-                                     data=json.dumps(faults).encode())
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(request, timeout=5) as answer:
-        answer.read()
-
-
 @pytest.mark.parametrize(("faults", "words"), [
     ({"error_next": 1, "error_match": "POST */refresh"}, "HTTP 500"),
     ({"task_outcome": "error"}, "ended in 'error'"),
@@ -240,14 +139,22 @@ def test_ovh_faults_mid_switch_leave_traffic_on_the_live_pool(
     assert set(load.versions_after(0)) == {"1.0.0"}
 
 
-def test_an_ovh_task_stuck_past_the_deadline_keeps_traffic_safe(ready_ovh: Config) -> None:
-    config = rewrite_config(ready_ovh.path, {"switch": {"timeout_s": 2}}, name="stuck.toml")
+def test_an_ovh_task_stuck_past_the_grace_is_unknown_and_keeps_the_lock(
+        ready_ovh: Config, releases: dict[str, BuildResult]) -> None:
+    from bgkit.deploy import deploy
+
+    config = rewrite_config(ready_ovh.path, {"switch": {"timeout_s": 1, "apply_grace_s": 2}},
+                            name="stuck.toml")
     emulator_faults(config, {"task_outcome": "doing"})
     with Load(config) as load:
         outcome = switch(config, lb=get_provider(config), expected_version="2.0.0",
                          approve=True)
-    assert outcome.outcome in ("switch failed", "needs attention"), outcome.reason
-    assert "task" in outcome.reason
+    assert outcome.outcome == "needs attention", outcome.reason
+    assert outcome.live_pool == "unknown" and "task" in outcome.lb_state
+    kept = locking.read_lock(config.lock_path)  # kept until the state is known
+    assert kept is not None and kept.intent is not None and kept.intent["to_pool"] == "green"
+    with pytest.raises(LockHeld, match="middle of a switch from blue to green"):
+        deploy(config, release=releases["3.0.0"].artifact)
     assert load.failures == []
     assert set(load.versions_after(0)) == {"1.0.0"}
 
@@ -265,7 +172,8 @@ def test_the_switch_notebook_under_papermill_needs_approve_and_records_the_watch
     release = ["-p", "release", str(releases["2.0.0"].artifact)]
     unapproved = run_step_cli(ready, "04_switch", *release)
     assert unapproved.returncode == 1
-    assert "not approved: the gates passed; approve=True" in unapproved.stderr
+    assert "not approved: the gates passed; approve (-p approve true) was not given" in \
+        unapproved.stderr
     assert get_provider(ready).live_pool() == "blue"
 
     approved = run_step_cli(ready, "04_switch", *release, "-p", "approve", "True")

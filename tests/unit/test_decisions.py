@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
-import pytest
-
-from bgkit.config import Config, load_config
-from bgkit.lb.base import BackendServer, PoolName, SwitchResult
 from bgkit.runbook.widgets import DecisionButton, HostProgress
-from tests.conftest import WriteConfig
 
 
 def test_a_decision_button_acts_on_the_first_click_only() -> None:
@@ -88,42 +84,21 @@ def test_host_progress_stores_steps_from_any_thread_and_draws_them_escaped() -> 
     assert len(progress.lines()) == 3
 
 
-class MovedLb:
-    """A load balancer whose live pool changed after the preview."""
-
-    name = "moved"
-
-    def __init__(self, live: PoolName) -> None:
-        self.live = live
-        self.switches: list[PoolName] = []
-
-    def live_pool(self) -> PoolName:
-        return self.live
-
-    def switch(self, pool: PoolName, *, timeout_s: float) -> SwitchResult:
-        self.switches.append(pool)
-        raise AssertionError("a refused decision must not switch")
-
-    def backend_health(self) -> list[BackendServer]:
-        return []
-
-
-@pytest.fixture
-def config(write_config: WriteConfig) -> Config:
-    return load_config(write_config())
-
-
 def test_a_decision_is_refused_when_the_live_pool_changed_since_the_preview(
-        config: Config) -> None:
+        tmp_path: Path) -> None:
     from bgkit.runbook.decisions import act
     from bgkit.runbook.steps import Preview
+    from bgkit.testing import FakeFleet
 
-    preview = Preview("rollback", result=None, live="green", target="blue",  # type: ignore[arg-type]
-                      version="1.0.0", release="")
-    lb = MovedLb("blue")  # someone rolled back by hand meanwhile
-    outcome = act(config, lb=lb, preview=preview)
-    assert outcome.outcome == "refused" and lb.switches == []
-    assert "the live pool changed since the preview (green then, blue now)" in outcome.reason
+    with FakeFleet(blue="1.0.0", green="2.0.0") as fleet:
+        config = fleet.config(tmp_path)
+        for action in ("switch", "rollback"):
+            preview = Preview(action, result=None, live="green",  # type: ignore[arg-type]
+                              target="blue", version="1.0.0", release="")
+            outcome = act(config, lb=fleet.lb, preview=preview)  # blue is live, not green
+            assert outcome.outcome == "refused" and fleet.lb.live_pool() == "blue"
+            assert "the live pool changed since the preview (green then, blue now)" in \
+                outcome.reason
 
 
 def verify_result(idle_version: str, expected: str) -> Any:

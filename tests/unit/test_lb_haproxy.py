@@ -21,6 +21,7 @@ from bgkit.lb.haproxy import HaproxyProvider, runtime_endpoint
 from tests.conftest import WriteConfig
 
 FIXTURES = Path(__file__).parent / "fixtures"
+GUARD = ".live.map.bgkit-guard"  # the flock'ed guard: the only file bgkit adds
 
 
 class FakeRuntimeApi:
@@ -93,7 +94,7 @@ def test_switch_sets_the_map_entry_and_rewrites_the_file_keeping_other_lines(
     assert result.applied_s > 0
     assert f"set map {short_dir}/live.map live green" in fake.commands
     assert (short_dir / "live.map").read_text() == "# bgkit\nlive green\n"
-    assert sorted(p.name for p in short_dir.iterdir()) == ["api.sock", "live.map"]
+    assert sorted(p.name for p in short_dir.iterdir()) == [GUARD, "api.sock", "live.map"]
 
 
 def test_a_refused_set_map_leaves_the_map_file_as_it_was(short_dir: Path) -> None:
@@ -107,7 +108,7 @@ def test_a_refused_set_map_leaves_the_map_file_as_it_was(short_dir: Path) -> Non
         provider.switch("green", timeout_s=2)
     fake.close()
     assert (short_dir / "live.map").read_text() == "# bgkit\nlive blue\n"
-    assert sorted(p.name for p in short_dir.iterdir()) == ["api.sock", "live.map"]
+    assert sorted(p.name for p in short_dir.iterdir()) == [GUARD, "api.sock", "live.map"]
 
 
 def test_a_failed_rename_sets_the_runtime_entry_back(
@@ -128,6 +129,39 @@ def test_a_failed_rename_sets_the_runtime_entry_back(
     assert (short_dir / "live.map").read_text() == "# bgkit\nlive blue\n"
 
 
+def test_a_switch_interrupted_before_its_confirmation_is_repaired_on_the_next_read(
+        short_dir: Path) -> None:
+    live = ["green"]  # the runtime was set, then the switching process died
+    provider, fake = make_provider(short_dir, healthy_haproxy(live))
+    (short_dir / ".live.map.bgkit-switch").write_text("# bgkit\nlive green\n")
+    state = provider.state()
+    fake.close()
+    assert state.live == "blue" and live == ["blue"]
+    assert "interrupted before it was confirmed" in state.detail
+    assert (short_dir / "live.map").read_text() == "# bgkit\nlive blue\n"
+    assert sorted(p.name for p in short_dir.iterdir()) == [GUARD, "api.sock", "live.map"]
+
+
+def test_a_runtime_changed_by_hand_is_refused_with_the_reason(short_dir: Path) -> None:
+    live = ["green"]
+    provider, fake = make_provider(short_dir, healthy_haproxy(live))
+    with pytest.raises(LoadBalancerError, match="changed one of them by hand"):
+        provider.live_pool()
+    with pytest.raises(LoadBalancerError, match="by hand"):
+        provider.switch("blue", timeout_s=2)
+    fake.close()
+    assert live == ["green"] and not any(c.startswith("set map") for c in fake.commands)
+
+
+def test_a_journal_left_where_runtime_and_file_agree_is_only_removed(short_dir: Path) -> None:
+    provider, fake = make_provider(short_dir, healthy_haproxy(["blue"]))
+    (short_dir / ".live.map.bgkit-switch").write_text("# bgkit\nlive green\n")
+    assert provider.live_pool() == "blue"
+    fake.close()
+    assert not any(c.startswith("set map") for c in fake.commands)
+    assert sorted(p.name for p in short_dir.iterdir()) == [GUARD, "api.sock", "live.map"]
+
+
 def test_switch_refuses_a_backend_haproxy_does_not_have(short_dir: Path) -> None:
     def only_blue(command: str) -> str:
         return "# name\nblue\n\n" if command == "show backend" else \
@@ -142,6 +176,7 @@ def test_switch_refuses_a_backend_haproxy_does_not_have(short_dir: Path) -> None
 
 def test_live_pool_refuses_a_backend_that_is_neither_pool(short_dir: Path) -> None:
     provider, fake = make_provider(short_dir, healthy_haproxy(["legacy"]))
+    (short_dir / "live.map").write_text("live legacy\n")
     with pytest.raises(LoadBalancerError, match="'legacy', which is neither blue"):
         provider.live_pool()
     fake.close()

@@ -138,15 +138,20 @@ class Emulator:
         with self.lock:
             self.keyring.authenticate(method=method, url=url, path=path, body=body,
                                       headers=headers, now=self.now())
-            fail = path.startswith("/ipLoadbalancing") and self.faults.should_fail(method, path)
-            delay = self.faults.delay_s if path.startswith("/ipLoadbalancing") else 0.0
+            iplb = path.startswith("/ipLoadbalancing")
+            fail = iplb and self.faults.should_fail(method, path)
+            delay = self.faults.delay_s if iplb else 0.0
+            slow = self.faults.answer_delay(method, path) if iplb else 0.0
         if delay:
             time.sleep(delay)
         if fail:
             raise api_error(500, "Internal server error")
         with self.lock:
             self.advance()
-            return self._route(method, path, query, body)
+            answer = self._route(method, path, query, body)
+        if slow:
+            time.sleep(slow)
+        return answer
 
     def _route(self, method: str, path: str, query: Mapping[str, str], body: str) -> Any:
         found = self.schema.operation(method, path)

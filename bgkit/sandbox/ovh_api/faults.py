@@ -10,6 +10,9 @@ puts the start values back):
 - ``error_match``: which calls the two above hit, ``"METHOD /path"`` with ``*``
   wildcards, e.g. ``"POST */refresh"`` (default ``"*"``: every IPLB call);
 - ``delay_s``: seconds added before every IPLB answer (slow API);
+- ``slow_answer_s``: the calls matching ``slow_match`` (default ``"*"``) act at once and
+  answer this many seconds later — a change made whose answer is still in flight (a
+  client killed meanwhile never learns it was made);
 - ``refresh_delay_s``: how long a refresh task takes from ``todo`` to its end;
 - ``task_outcome``: how new refresh tasks end: ``done`` (applied), ``error``,
   ``cancelled``, or stuck in ``doing`` or ``blocked``.
@@ -40,6 +43,8 @@ class Faults:
     error_ratio: float = 0.0
     error_match: str = "*"
     delay_s: float = 0.0
+    slow_answer_s: float = 0.0
+    slow_match: str = "*"
     refresh_delay_s: float = 0.5
     task_outcome: TaskOutcome = "done"
     seed: int = 0
@@ -79,6 +84,13 @@ class Faults:
         return self.error_ratio > 0 and self._random.random() < self.error_ratio
 
 
+    def answer_delay(self, method: str, path: str) -> float:
+        """Seconds to hold the answer of this call after it acted (``slow_answer_s``)."""
+        if self.slow_answer_s and _glob(self.slow_match, f"{method} {path}"):
+            return self.slow_answer_s
+        return 0.0
+
+
 def _glob(pattern: str, text: str) -> bool:
     regex = ".*".join(re.escape(part) for part in pattern.split("*"))
     return re.fullmatch(regex, text) is not None
@@ -92,13 +104,13 @@ def _checked(key: str, value: object) -> object:
     elif key == "error_ratio":
         if not number or not 0 <= cast(float, value) <= 1:
             raise ValueError(f"error_ratio must be a number from 0 to 1, got {value!r}")
-    elif key in ("delay_s", "refresh_delay_s"):
+    elif key in ("delay_s", "refresh_delay_s", "slow_answer_s"):
         if not number or not 0 <= cast(float, value) <= 3600:
             raise ValueError(f"{key} must be seconds from 0 to 3600, got {value!r}")
         value = float(cast(float, value))
-    elif key == "error_match":
+    elif key in ("error_match", "slow_match"):
         if not isinstance(value, str) or not value:
-            raise ValueError(f"error_match must be a non-empty pattern, got {value!r}")
+            raise ValueError(f"{key} must be a non-empty pattern, got {value!r}")
     elif key == "task_outcome" and value not in TASK_OUTCOMES:
         raise ValueError(f"task_outcome must be one of {', '.join(TASK_OUTCOMES)}, "
                          f"got {value!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -220,6 +221,20 @@ def test_slow_answers_take_at_least_the_injected_delay(iplb: Harness) -> None:
     started = time.monotonic()
     client.get(FRONTEND)
     assert time.monotonic() - started >= 0.2
+
+
+def test_a_slow_answer_has_acted_before_it_answers(iplb: Harness) -> None:
+    client, other = iplb.client(), iplb.client()
+    client.get(FRONTEND)
+    other.get(FRONTEND)
+    iplb.faults(slow_answer_s=0.6, slow_match="PUT */http/frontend/*")
+    putting = threading.Thread(target=client.put, args=(FRONTEND,),
+                               kwargs={"defaultFarmId": 77213})
+    putting.start()
+    time.sleep(0.3)
+    assert putting.is_alive()  # no answer yet...
+    assert other.get(FRONTEND)["defaultFarmId"] == 77213  # ...but the change is staged
+    putting.join()
 
 
 def test_the_control_endpoint_refuses_unknown_faults_and_lives_outside_the_api(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bgkit.errors import LoadBalancerError
+from bgkit.errors import ApplyPending, LoadBalancerError
 from bgkit.lb.ovh_iplb import OvhIplbProvider
 from bgkit.sandbox.processes import free_port
 from tests.unit.ovh.conftest import ADMIN_CK, FARMS, FRONTEND_ID, SN, Harness
@@ -154,6 +154,44 @@ def test_a_task_stuck_past_the_deadline_is_left_alone_and_explained(iplb: Harnes
     assert "staged to farm 77213 (green) and a refresh may still apply it" in message
     assert "'error' or 'cancelled' means blue still is" in message
     assert iplb.frontend()["defaultFarmId"] == 77213  # not raced
+
+
+def test_a_task_past_the_deadline_is_apply_pending_and_state_follows_it(
+        iplb: Harness) -> None:
+    iplb.faults(refresh_delay_s=1.0)
+    provider = iplb.provider()
+    with pytest.raises(ApplyPending):
+        provider.switch("green", timeout_s=0.2)
+    now = provider.state()
+    assert now.live is None and now.staged == "green" and "in progress" in now.applying
+    settled = provider.state(wait_s=5)
+    assert settled.settled and settled.live == "green"
+
+
+def test_state_never_guesses_while_a_change_is_staged(iplb: Harness) -> None:
+    iplb.client().put(FRONTEND, defaultFarmId=77213)
+    state = iplb.provider().state()
+    assert (state.live, state.staged, state.pending, state.applying) == (None, "green", 1, "")
+    assert "unknown: 1 change(s) staged but not applied" in state.describe()
+
+
+def test_discard_staged_sets_the_frontend_back_without_a_refresh(iplb: Harness) -> None:
+    iplb.client().put(FRONTEND, defaultFarmId=77213)
+    after = iplb.provider().discard_staged("blue")
+    assert after.settled and after.live == "blue"
+    assert iplb.pending() == [] and calls(iplb, "POST") == []
+
+
+def test_discard_staged_refuses_while_a_refresh_runs_or_other_changes_stay(
+        iplb: Harness) -> None:
+    provider = iplb.provider()
+    iplb.client().put(FRONTEND, defaultFarmId=77213, displayName="someone else's edit")
+    with pytest.raises(LoadBalancerError, match="someone else staged changes too"):
+        provider.discard_staged("blue")
+    iplb.faults(task_outcome="doing")
+    iplb.client().post(f"/ipLoadbalancing/{SN}/refresh")
+    with pytest.raises(LoadBalancerError, match="a refresh is in progress"):
+        provider.discard_staged("blue")
 
 
 def test_a_blocked_task_says_only_ovhcloud_can_unblock_it(iplb: Harness) -> None:
