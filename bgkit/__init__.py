@@ -2,28 +2,46 @@
 
 The public surface is small and pinned by a test; everything else is reached
 through its module (``bgkit.config``, ``bgkit.artifact``, ``bgkit.runbook``...).
+
+Importing ``bgkit`` is cheap: each public name is imported from its module when it is
+first used (PEP 562), so ``bgkit --help`` does not pay for pandas, nbformat or papermill.
 """
 
+from __future__ import annotations
+
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("bgkit")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-from bgkit.artifact import BuildResult, build_release
-from bgkit.config import Config, load_config
-from bgkit.errors import (
-    BgkitError,
-    BuildError,
-    ConfigError,
-    RecordError,
-    SecretParameterError,
-    StepFailed,
-    UsageError,
-)
-from bgkit.runbook.record import record
-from bgkit.runbook.runner import RunResult, run_step
+if TYPE_CHECKING:
+    from bgkit.artifact import BuildResult, build_release
+    from bgkit.config import Config, load_config
+    from bgkit.errors import (
+        BgkitError,
+        BuildError,
+        ConfigError,
+        RecordError,
+        SecretParameterError,
+        StepFailed,
+        UsageError,
+    )
+    from bgkit.runbook.record import record
+    from bgkit.runbook.runner import RunResult, run_step
+
+_WHERE = {
+    "BuildResult": "bgkit.artifact", "build_release": "bgkit.artifact",
+    "Config": "bgkit.config", "load_config": "bgkit.config",
+    "BgkitError": "bgkit.errors", "BuildError": "bgkit.errors", "ConfigError": "bgkit.errors",
+    "RecordError": "bgkit.errors", "SecretParameterError": "bgkit.errors",
+    "StepFailed": "bgkit.errors", "UsageError": "bgkit.errors",
+    "record": "bgkit.runbook.record",
+    "RunResult": "bgkit.runbook.runner", "run_step": "bgkit.runbook.runner",
+}
 
 __all__ = [
     "BgkitError",
@@ -42,3 +60,16 @@ __all__ = [
     "record",
     "run_step",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bgkit' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
