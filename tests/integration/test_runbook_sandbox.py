@@ -25,7 +25,7 @@ from bgkit.runbook.runner import run_step
 from tests.conftest import REPO
 from tests.integration.conftest import releases, sandbox  # noqa: F401 (fixtures)
 from tests.integration.sandbox_support import running, wait_for
-from tests.integration.test_switch import make_ready
+from tests.integration.sandbox_support import make_ready
 from tests.unit.test_html import live_markup
 
 pytestmark = pytest.mark.slow
