@@ -43,11 +43,11 @@ from bgkit.analysis import evaluate
 from bgkit.config import Config
 from bgkit.errors import ApplyPending, LeaseLost, LoadBalancerError
 from bgkit.lb.base import LbState, LoadBalancer, PoolName, other_pool
-from bgkit.outcome import OUTCOME_EXIT_CODES, LivePool, Revert, SwitchOutcome
+from bgkit.outcome import LivePool, Revert, SwitchOutcome
 from bgkit.verify import VerifyResult, verify
 from bgkit.watch import WatchResult, watch
 
-__all__ = ["OUTCOME_EXIT_CODES", "Revert", "SwitchOutcome", "rollback", "switch"]
+__all__ = ["Revert", "SwitchOutcome", "rollback", "switch"]
 
 Step = Callable[[str], None]
 
@@ -58,7 +58,7 @@ def _quiet(_: str) -> None:
 
 def switch(config: Config, *, lb: LoadBalancer, expected_version: str, approve: bool,
            message: str = "switch", on_step: Step = _quiet,
-           expected_live: PoolName | None = None) -> SwitchOutcome:
+           expected_live: PoolName | None = None, release: str | None = None) -> SwitchOutcome:
     """Move all traffic to the idle pool, which must serve ``expected_version``.
 
     ``on_step`` hears each step as it starts (for progress displays). With
@@ -72,7 +72,7 @@ def switch(config: Config, *, lb: LoadBalancer, expected_version: str, approve: 
     on_step("taking the deployment lock")
     with locking.held(config.lock_path, message=message, ttl_s=config.lock.ttl_s,
                       accept_intent=True) as lease:
-        run = _Run(config, lb, lease, "switch", on_step)
+        run = _Run(config, lb, lease, "switch", on_step, release=release)
         ended = run.converge()
         if ended is not None:
             return ended
@@ -85,7 +85,8 @@ def switch(config: Config, *, lb: LoadBalancer, expected_version: str, approve: 
         if expected_live is not None and live != expected_live:
             return run.end("refused", _moved(expected_live, live), live, idle, live=live)
         on_step(f"sampling {idle} (idle) and {live} (live) before switching")
-        evidence = _evidence(config, lb, expected_version=expected_version)
+        evidence = _evidence(config, lb, expected_version=expected_version, live=live,
+                             release=release)
         if _already_live(evidence, expected_version):
             return run.already_live(evidence, expected_version)
         return run.decide_and_move(live, idle, evidence, approve, expected_version)
@@ -112,9 +113,9 @@ def rollback(config: Config, *, lb: LoadBalancer, approve: bool,
         if expected_live is not None and live != expected_live:
             return run.end("refused", _moved(expected_live, live), live, previous, live=live)
         on_step(f"checking that {previous} (the previous pool) is healthy")
-        evidence = _evidence(_lenient(config), lb, expected_version=None)
+        evidence = _evidence(_lenient(config), lb, expected_version=None, live=live)
         version = _single_version(evidence)
-        if evidence.verdict.verdict != "pass" or version is None:
+        if evidence.verdict.overall != "pass" or version is None:
             reasons = "; ".join(evidence.verdict.reasons()) or \
                 f"the {previous} pool does not answer one single version"
             return run.end("refused", f"refusing to roll back to the {previous} pool: "
@@ -138,10 +139,12 @@ def _lenient(config: Config) -> Config:
         update={"require_version": False})})
 
 
-def _evidence(config: Config, lb: LoadBalancer, *, expected_version: str | None) -> VerifyResult:
+def _evidence(config: Config, lb: LoadBalancer, *, expected_version: str | None,
+              live: PoolName, release: str | None = None) -> VerifyResult:
+    """Fresh samples, judged; ``live`` was just read, and is not read again."""
     return verify(config, lb=lb, expected_version=expected_version,
                   samples_per_host=config.switch.samples_per_host,
-                  rate_per_s=config.switch.sample_rate_per_s)
+                  rate_per_s=config.switch.sample_rate_per_s, live_pool=live, release=release)
 
 
 def _already_live(evidence: VerifyResult, expected_version: str) -> bool:
@@ -203,6 +206,7 @@ class _Run:
     watched_to: PoolName = "green"
     watched_intent: dict[str, Any] | None = None
     finished_note: str = ""
+    release: str | None = None  # the release id being made live, when the caller knows it
 
     def __post_init__(self) -> None:
         took = self.lease.took_over
@@ -232,7 +236,7 @@ class _Run:
             self.action, outcome, reason, from_pool, to_pool, live, evidence, applied_s,
             watch, back_s, timings, version=version, intent=self.intent,
             takeover=self.takeover, converged="; ".join(self.notes), revert=revert,
-            lb_state=state.describe() if state is not None else "")
+            lb_state=state.describe() if state is not None else "", release=self.release)
 
     def needs_attention(self, why: str, from_pool: PoolName, to_pool: PoolName, *,
                         facts: _Facts = NO_FACTS, state: LbState | None = None,
@@ -367,7 +371,7 @@ class _Run:
         fallback = evaluate(_any_version(evidence), _lenient(self.config).gates,
                             idle_pool=other, live_pool=live, expected_version=None,
                             lb_servers=evidence.lb_servers)
-        if fallback.verdict != "pass":
+        if fallback.overall != "pass":
             return self.needs_attention(
                 f"{why}; the other pool {other} is not healthy enough to switch back to ("
                 + "; ".join(fallback.reasons()) + ")", live, other,
@@ -378,7 +382,7 @@ class _Run:
 
     def decide_and_move(self, live: PoolName, target: PoolName, evidence: VerifyResult,
                         approve: bool, version: str) -> SwitchOutcome:
-        verdict = evidence.verdict.verdict
+        verdict = evidence.verdict.overall
         reasons = "; ".join(evidence.verdict.reasons())
         facts = _Facts(evidence=evidence, version=version)
         if verdict == "fail":
@@ -396,6 +400,9 @@ class _Run:
     def move(self, live: PoolName, target: PoolName, evidence: VerifyResult,
              version: str) -> SwitchOutcome:
         facts = _Facts(evidence=evidence, version=version)
+        disagreement = self.still_live(live, target, facts)
+        if disagreement is not None:
+            return disagreement
         intent = {"action": self.action, "from_pool": live, "to_pool": target,
                   "version": version, "phase": "switching", "since": _now().isoformat()}
         try:
@@ -421,6 +428,22 @@ class _Run:
                                      f"({type(error).__name__})", facts)
             raise
         return self.watch_new(live, target, switched_at, applied_s, evidence, version)
+
+    def still_live(self, live: PoolName, target: PoolName,
+                   facts: _Facts) -> SwitchOutcome | None:
+        """The load balancer read once more, right before acting: a refusal when it no
+        longer says ``live`` (someone switched while bgkit sampled), else None."""
+        try:
+            now_live = self.lb.live_pool()
+        except LoadBalancerError as error:
+            return self.end("refused", f"the load balancer could not be read right before "
+                            f"the switch ({error}); nothing was changed", live, target,
+                            facts=facts, live="unknown")
+        if now_live == live:
+            return None
+        return self.end("refused", f"the load balancer changed while bgkit sampled: "
+                        f"{now_live} is live now, not {live}; nothing was changed", live,
+                        target, live=now_live, facts=facts)
 
     def settle_pending(self, live: PoolName, target: PoolName, why: str,
                        facts: _Facts) -> SwitchOutcome | None:

@@ -259,9 +259,9 @@ def _publish_text(runs_dir: Path, name: str, text: str, *, outcome: str, reason:
 
     from bgkit.runbook.archive import publish
 
-    path = publish(runs_dir, name, text)
-    entry = index.append(runs_dir, path)
     meta = json.loads(text).get("metadata", {}).get("bgkit", {})
+    path = publish(runs_dir, name, text)
+    entry = index.append(runs_dir, path, release=meta.get("release"))
     return RunResult(run_id=str(meta.get("run_id", "")), step=str(meta.get("step", "")),
                      path=path, outcome=outcome, reason=reason, duration_s=duration_s or 0.0,
                      head=entry.hash, keyed_head=index.keyed(entry.hash))

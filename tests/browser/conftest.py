@@ -19,7 +19,7 @@ from tests.browser.lab_support import (
     stop_jupyterlab,
 )
 from tests.integration.conftest import releases, sandbox  # noqa: F401 (fixtures used here)
-from tests.integration.test_switch import make_ready
+from tests.integration.sandbox_support import make_ready
 
 WAIT_MS = 120_000  # the longest any single browser wait may take
 
