@@ -40,6 +40,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any, Literal
 
 from bgkit.errors import BgkitError, UsageError
+from bgkit.tarball import sha256_file
 from bgkit.words import parse_run_name
 
 __all__ = ["GENESIS", "INDEX_NAME", "KEY_ENV", "ArchiveCheck", "Finding", "IndexEntry",
@@ -135,7 +136,7 @@ def append(runs_dir: Path, path: Path, *, now: datetime | None = None,
         UsageError: ``path`` is not a file inside ``runs_dir``, or is already indexed.
     """
     relative = _relative(runs_dir, path)
-    digest = _file_sha256(path)
+    digest = sha256_file(path)
     runs_dir.mkdir(parents=True, exist_ok=True)
     with _locked(runs_dir / INDEX_NAME, "a+b", fcntl.LOCK_EX) as handle:
         handle.seek(0)
@@ -278,7 +279,7 @@ def _file_findings(runs_dir: Path, entry: dict[str, Any], where: str,
     if not path.is_file():
         return [Finding("deleted", name, f"indexed at seq {entry['seq']} ({where}) but the "
                         "file is missing")]
-    digest = _file_sha256(path)
+    digest = sha256_file(path)
     if digest != entry["sha256"]:
         return [Finding("modified", name, f"sha256 is {digest[:12]}, the index recorded "
                         f"{entry['sha256'][:12]} at seq {entry['seq']}: the notebook was "
@@ -379,14 +380,6 @@ def _relative(runs_dir: Path, path: Path) -> str:
     if not path.is_file():
         raise UsageError(f"{path} is not a file")
     return relative.as_posix()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _canonical(value: dict[str, Any]) -> bytes:
