@@ -46,6 +46,7 @@ from bgkit.lb.base import LbState, LoadBalancer, PoolName, other_pool
 from bgkit.outcome import LivePool, Revert, SwitchOutcome
 from bgkit.verify import VerifyResult, verify
 from bgkit.watch import WatchResult, watch
+from bgkit.words import Outcome
 
 __all__ = ["Revert", "SwitchOutcome", "rollback", "switch"]
 
@@ -77,13 +78,13 @@ def switch(config: Config, *, lb: LoadBalancer, expected_version: str, approve: 
         if ended is not None:
             return ended
         if run.watched is not None and run.finished_intent(expected_version):
-            return run.end("already live", run.finished_note, run.watched_from, run.watched_to,
-                           live=run.watched_to, watch=run.watched,
+            return run.end(Outcome.ALREADY_LIVE, run.finished_note, run.watched_from,
+                           run.watched_to, live=run.watched_to, watch=run.watched,
                            facts=_Facts(version=expected_version))
         live = lb.live_pool()
         idle = other_pool(live)
         if expected_live is not None and live != expected_live:
-            return run.end("refused", _moved(expected_live, live), live, idle, live=live)
+            return run.end(Outcome.REFUSED, _moved(expected_live, live), live, idle, live=live)
         on_step(f"sampling {idle} (idle) and {live} (live) before switching")
         evidence = _evidence(config, lb, expected_version=expected_version, live=live,
                              release=release)
@@ -106,23 +107,23 @@ def rollback(config: Config, *, lb: LoadBalancer, approve: bool,
         if ended is not None:
             return ended
         if run.watched is not None and run.finished_intent(None):
-            return run.end("rolled back", run.finished_note, run.watched_from,
+            return run.end(Outcome.ROLLED_BACK, run.finished_note, run.watched_from,
                            run.watched_to, live=run.watched_to, watch=run.watched)
         live = lb.live_pool()
         previous = other_pool(live)
         if expected_live is not None and live != expected_live:
-            return run.end("refused", _moved(expected_live, live), live, previous, live=live)
+            return run.end(Outcome.REFUSED, _moved(expected_live, live), live, previous, live=live)
         on_step(f"checking that {previous} (the previous pool) is healthy")
         evidence = _evidence(_lenient(config), lb, expected_version=None, live=live)
         version = _single_version(evidence)
         if evidence.verdict.overall != "pass" or version is None:
             reasons = "; ".join(evidence.verdict.reasons()) or \
                 f"the {previous} pool does not answer one single version"
-            return run.end("refused", f"refusing to roll back to the {previous} pool: "
+            return run.end(Outcome.REFUSED, f"refusing to roll back to the {previous} pool: "
                            f"{reasons}", live, previous, live=live,
                            facts=_Facts(evidence=evidence))
         if expected_version is not None and version != expected_version:
-            return run.end("refused", f"refusing to roll back to the {previous} pool: it now "
+            return run.end(Outcome.REFUSED, f"refusing to roll back to the {previous} pool: it now "
                            f"answers {version}, not {expected_version} as when you decided",
                            live, previous, live=live, facts=_Facts(evidence=evidence))
         return run.decide_and_move(live, previous, evidence, approve, version)
@@ -248,7 +249,7 @@ class _Run:
             why += ("; the deployment lock is kept with the change it was making, so that "
                     "only `bgkit switch` or `bgkit rollback` (which finish or undo it) can "
                     "take it over; `bgkit lock status` shows it")
-        return self.end("needs attention", why, from_pool, to_pool, facts=facts, state=state,
+        return self.end(Outcome.NEEDS_ATTENTION, why, from_pool, to_pool, facts=facts, state=state,
                         watch=watch)
 
     # --- reading the load balancer, never guessing ---------------------------------------
@@ -364,7 +365,7 @@ class _Run:
                           switched_at=now, applied_at=now)
         facts = _Facts(evidence=evidence, version=version)
         if result.ok:
-            return self.end("already live", f"the live pool {live} already serves {version} "
+            return self.end(Outcome.ALREADY_LIVE, f"the live pool {live} already serves {version} "
                             "and a fresh watch of it passed", live, live, live=live,
                             facts=facts, watch=result)
         why = f"the live pool {live} serves {version} but fails: " + "; ".join(result.reasons)
@@ -386,13 +387,13 @@ class _Run:
         reasons = "; ".join(evidence.verdict.reasons())
         facts = _Facts(evidence=evidence, version=version)
         if verdict == "fail":
-            return self.end("refused", f"the gates failed: {reasons}", live, target,
+            return self.end(Outcome.REFUSED, f"the gates failed: {reasons}", live, target,
                             live=live, facts=facts)
         if verdict == "inconclusive":
-            return self.end("inconclusive", f"not enough evidence, a human must decide: "
+            return self.end(Outcome.INCONCLUSIVE, f"not enough evidence, a human must decide: "
                             f"{reasons}", live, target, live=live, facts=facts)
         if not approve:
-            return self.end("not approved", "the gates passed but the switch was not "
+            return self.end(Outcome.NOT_APPROVED, "the gates passed but the switch was not "
                             "approved (approve=True, or the button)", live, target, live=live,
                             facts=facts)
         return self.move(live, target, evidence, version)
@@ -408,8 +409,8 @@ class _Run:
         try:
             self.record(intent)
         except LeaseLost as lost:
-            return self.end("refused", f"{lost}; nothing was changed", live, target, live=live,
-                            facts=facts)
+            return self.end(Outcome.REFUSED, f"{lost}; nothing was changed", live, target,
+                            live=live, facts=facts)
         self.on_step(f"switching the load balancer from {live} to {target}")
         switched_at = _now()
         started = time.monotonic()
@@ -436,12 +437,12 @@ class _Run:
         try:
             now_live = self.lb.live_pool()
         except LoadBalancerError as error:
-            return self.end("refused", f"the load balancer could not be read right before "
+            return self.end(Outcome.REFUSED, f"the load balancer could not be read right before "
                             f"the switch ({error}); nothing was changed", live, target,
                             facts=facts, live="unknown")
         if now_live == live:
             return None
-        return self.end("refused", f"the load balancer changed while bgkit sampled: "
+        return self.end(Outcome.REFUSED, f"the load balancer changed while bgkit sampled: "
                         f"{now_live} is live now, not {live}; nothing was changed", live,
                         target, live=now_live, facts=facts)
 
@@ -485,7 +486,7 @@ class _Run:
             return self.switch_back(live, target, "the post-switch watch failed: "
                                     + "; ".join(result.reasons), result, facts)
         self.record(None)
-        done = "switched" if self.action == "switch" else "rolled back"
+        done = Outcome.SWITCHED if self.action == "switch" else Outcome.ROLLED_BACK
         return self.end(done, f"traffic moved from {live} to {target} in {applied_s:.3f} s; "
                         "the watch passed", live, target, live=target, watch=result,
                         facts=facts)
@@ -502,7 +503,7 @@ class _Run:
             return self.needs_attention(f"{why}; then {state}", live, target, facts=facts)
         if state.live == live:
             self.record(None)
-            return self.end("switch failed", f"{why}; traffic is on {live}", live, target,
+            return self.end(Outcome.SWITCH_FAILED, f"{why}; traffic is on {live}", live, target,
                             state=state, facts=facts)
         if state.live == target:
             return self.switch_back(live, target, why, None, facts)
@@ -513,8 +514,8 @@ class _Run:
                 return self.needs_attention(f"{why}; undoing the staged change failed: {error}",
                                             live, target, state=state, facts=facts)
             self.record(None)
-            return self.end("switch failed", f"{why}; bgkit undid the staged change; traffic is "
-                            f"on {live}", live, target, state=after, facts=facts)
+            return self.end(Outcome.SWITCH_FAILED, f"{why}; bgkit undid the staged change; "
+                            f"traffic is on {live}", live, target, state=after, facts=facts)
         return self.needs_attention(f"{why}; the load balancer's state is "
                                     f"{state.describe()}", live, target, state=state,
                                     facts=facts)
@@ -564,7 +565,7 @@ class _Run:
         self.record(None)
         revert = Revert(why, result.first_failure_at if result else None,
                         result.breached_at if result else None, started_at, applied_at)
-        return self.end("switched back", f"{why}; traffic is back on {back_to}", back_to,
+        return self.end(Outcome.SWITCHED_BACK, f"{why}; traffic is back on {back_to}", back_to,
                         failing, state=state if isinstance(state, LbState) else None,
                         live=None if isinstance(state, LbState) else "unknown",
                         watch=result, back_s=back_s, revert=revert, facts=facts)

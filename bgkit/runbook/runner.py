@@ -37,6 +37,7 @@ from bgkit.errors import SecretParameterError, StepFailed, UsageError
 from bgkit.identity import git_info, operator
 from bgkit.runbook import index, notebooks, staging
 from bgkit.runbook.parameters import Declared, convert_text, declared_parameters, typed_value
+from bgkit.words import Outcome
 
 __all__ = ["RESERVED_PARAMETERS", "Recovery", "RunResult", "archive_path", "cli_parameters",
            "looks_secret", "publish_run", "recover_interrupted", "run_metadata", "run_step"]
@@ -49,7 +50,8 @@ GRACE_MARGIN_S = 10.0
 # How often the private record is saved while a long cell prints (papermill doubles it
 # when a save takes over a quarter of it): little is lost when the runner is killed.
 AUTOSAVE_S = 2
-SUCCEEDED, FAILED, RUNNING, INTERRUPTED = "succeeded", "failed", "running", "interrupted"
+SUCCEEDED, FAILED, RUNNING, INTERRUPTED = (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.RUNNING,
+                                           Outcome.INTERRUPTED)
 RUN_ID_ENV = "BGKIT_RUN_ID"  # set in a kernel that `bgkit run` started: the run is the record
 
 
