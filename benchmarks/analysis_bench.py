@@ -114,12 +114,12 @@ def main() -> None:
             return verdict_only()
 
         verdict = both()
-        assert verdict.verdict == "pass", verdict.reasons()
+        assert verdict.overall == "pass", verdict.reasons()
         row = [timed(action, args.repeat) for action in (summary_only, verdict_only, both)]
         print(f"| {label} | " + " | ".join(figure(spent) for spent in row) + " |")
     assert verdict is not None
     print(f"\nseconds, median of {args.repeat} (min-max); verdict on the synthetic data: "
-          f"{verdict.verdict}")
+          f"{verdict.overall}")
 
 
 if __name__ == "__main__":

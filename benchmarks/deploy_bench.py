@@ -38,7 +38,7 @@ def one_deploy(scratch: Path, artifact: Path, hosts: int, fanout: int) -> tuple[
         config = config.model_copy(update={"deploy": config.deploy.model_copy(
             update={"fanout": fanout})})
         started, cpu = time.perf_counter(), time.process_time()
-        result = deploy(config, release=artifact)
+        result = deploy(config, artifact=artifact)
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         assert result.ok and len(result.hosts) == hosts
         return elapsed, cpu

@@ -50,7 +50,7 @@ def main() -> None:
                 config = load_config(info.config_file)
                 release = build_release(config)
                 for pool in ("green", "blue"):
-                    deploy(config, release=release.artifact)
+                    deploy(config, artifact=release.artifact)
                     lb = get_provider(config)
                     idle = "green" if pool == "green" else "blue"
                     deadline = time.monotonic() + 15

@@ -170,7 +170,7 @@ def failing_pool(config: Config, workers: int) -> dict[str, float]:
     outcome = switch(config, lb=lb, expected_version="2.0.0", approve=True)
     time.sleep(0.5)
     load.join()
-    assert outcome.outcome == "switched back", outcome.reason
+    assert outcome.ended == "switched back", outcome.reason
     assert outcome.watch is not None and outcome.revert is not None
     assert lb.fault_at is not None and load.failed_at, "the fault reached no request"
     revert = outcome.revert.to_dict()
@@ -208,10 +208,10 @@ def one_provider(scratch: Path, lb_name: str, workers: int, seconds: float,
         config = load_config(info.config_file)
         one = build_release(config, version="1.0.0").artifact
         two = build_release(config, version="2.0.0").artifact
-        deploy(config, release=one)  # green (blue is live at first)
+        deploy(config, artifact=one)  # green (blue is live at first)
         wait_healthy(config, "green")
         get_provider(config).switch("green", timeout_s=30)
-        deploy(config, release=two)  # now blue, the idle pool
+        deploy(config, artifact=two)  # now blue, the idle pool
         wait_healthy(config, "blue")
         healthy = healthy_switch(config, workers, seconds)
         watched = with_watch(config, "bench-watch.toml")

@@ -39,12 +39,12 @@ def one(hosts: int, folder: Path) -> tuple[float, float, float]:
     up_s = time.monotonic() - started
     try:
         config = load_config(info.config_file)
-        release = build_release(config).artifact
+        artifact = build_release(config).artifact
         started = time.monotonic()
-        deploy(config, release=release)
+        deploy(config, artifact=artifact)
         first_s = time.monotonic() - started
         started = time.monotonic()
-        deploy(config, release=release)
+        deploy(config, artifact=artifact)
         again_s = time.monotonic() - started
     finally:
         sandbox_down(state)

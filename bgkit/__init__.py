@@ -10,15 +10,10 @@ first used (PEP 562), so ``bgkit --help`` does not pay for pandas, nbformat or p
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("bgkit")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
-
 if TYPE_CHECKING:
+    __version__: str
     from bgkit.artifact import BuildResult, build_release
     from bgkit.config import Config, load_config
     from bgkit.errors import (
@@ -62,7 +57,19 @@ __all__ = [
 ]
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bgkit")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()[name] = found = _version()
+        return found
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'bgkit' has no attribute {name!r}")

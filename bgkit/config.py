@@ -28,6 +28,7 @@ from pydantic import (
 
 from bgkit import _validators as v
 from bgkit.errors import ConfigError
+from bgkit.words import PoolName, ProviderName
 
 __all__ = [
     "AppConfig",
@@ -72,7 +73,6 @@ Ratio = Annotated[float, BeforeValidator(v.ratio)]
 PositiveNumber = Annotated[float, BeforeValidator(v.positive_number)]
 Count = Annotated[int, BeforeValidator(v.count)]
 LoopbackOrUrl = Annotated[str, BeforeValidator(v.http_url)]
-PoolName = Literal["blue", "green"]
 
 
 class _Model(BaseModel):
@@ -325,7 +325,7 @@ class LbConfig(_Model):
     %b``); the post-switch watch checks it when answers carry it.
     """
 
-    provider: Literal["haproxy", "ovh-iplb"]
+    provider: ProviderName
     public_url: LoopbackOrUrl
     pool_header: HeaderName = "X-Bgkit-Pool"
     haproxy: HaproxySettings | None = None

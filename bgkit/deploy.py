@@ -38,17 +38,11 @@ from bgkit.host_files import file_digest, render_file
 from bgkit.host_setup import setup_hint
 from bgkit.hosts import Fleet, Host, HostResult, Progress, Session, hosts_of
 from bgkit.lb.base import LoadBalancer, PoolName, other_pool
-from bgkit.release_check import (
-    CheckedRelease,
-    check_matches_config,
-    check_release,
-    latest_release,
-)
+from bgkit.release_check import CheckedRelease, artifact_for
 from bgkit.version_signal import VersionSource
 
 __all__ = ["DeployResult", "HostDeploy", "PublishedFile", "deploy", "hosts_table"]
 
-SWAP_FAILED = 90
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +102,12 @@ class DeployResult:
     def table(self) -> pd.DataFrame:
         return hosts_table(self.hosts)
 
+    def record(self) -> dict[str, object]:
+        """What the archive keeps of a deploy."""
+        return {"ok": True, "release": self.release, "sha256": self.sha256, "pool": self.pool,
+                "live_pool": self.live_pool, "moved": self.moved,
+                "lock_takeover": self.lock_takeover}
+
     def files_table(self) -> pd.DataFrame:
         """One row per host file per host: its path, sha256 and whether it changed."""
         return pd.DataFrame([{"pool": h.host.pool, "host": h.host.address, **f.to_dict()}
@@ -136,9 +136,11 @@ class _State:
     files: list[PublishedFile] = field(default_factory=list)
 
 
-def deploy(config: Config, *, release: Path | None = None, pool: PoolName | None = None,
+def deploy(config: Config, *, artifact: Path | None = None,
+           release: CheckedRelease | None = None, pool: PoolName | None = None,
            lb: LoadBalancer | None = None, progress: Progress | None = None) -> DeployResult:
-    """Put ``release`` (default: the newest in dist/) on every host of the idle pool.
+    """Put a release on every host of the idle pool: ``release`` (already checked), else
+    the one in ``artifact`` (default: the newest in dist/), checked here.
 
     Raises:
         UsageError: the release is missing, corrupt or unsafe, or ``pool`` is the live one.
@@ -147,9 +149,7 @@ def deploy(config: Config, *, release: Path | None = None, pool: PoolName | None
         LockHeld: another deploy or switch holds the deployment lock, or a switch left it
             with a load-balancer change unfinished (run the switch again first).
     """
-    checked = check_release(release or latest_release(config.dist_dir),
-                            max_unpacked_mb=config.deploy.max_unpacked_mb)
-    check_matches_config(checked, name=config.app.name, executable=config.service.executable)
+    checked = release or artifact_for(config, artifact)
     with locking.held(config.lock_path, message=f"deploy {checked.release}",
                       ttl_s=config.lock.ttl_s) as lease:
         result = _deploy(config, checked, pool=pool, lb=lb or _provider(config),
@@ -300,9 +300,8 @@ def _activate(session: Session, config: Config, checked: CheckedRelease,
             return
     _wait_idle(session, config)
     session.step("swap current, restart")
-    answer = session.run(f"( {remote.swap_current(layout)} ) || exit {SWAP_FAILED}; "
-                         f"{commands.restart}", check=False)
-    if answer.exit_code == SWAP_FAILED:
+    answer = session.run(remote.activate(layout, commands.restart), check=False)
+    if answer.exit_code == remote.ACTIVATE_SWAP_FAILED:
         raise HostError(host.label, f"could not swap current: {answer.tail(5)}")
     state.current = checked.release
     if not answer.ok:

@@ -26,7 +26,6 @@ crashed writer's draft is removed by the next writer.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import socket
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bgkit.errors import LeaseLost, LockHeld, UsageError
+from bgkit.flock import lock_within
 from bgkit.identity import operator
 
 __all__ = ["FileLeaseStore", "Lease", "LeaseInfo", "LeaseStore", "Machine", "acquire",
@@ -269,17 +269,10 @@ class FileLeaseStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(self.guard, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            deadline = time.monotonic() + GUARD_TIMEOUT_S
-            while True:
-                try:
-                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise LockHeld(f"the lock guard {self.guard} stayed locked for "
-                                       f"{GUARD_TIMEOUT_S:g} s; is the storage of {self.path} "
-                                       "hanging?") from None
-                    time.sleep(0.002)
+            if not lock_within(descriptor, timeout_s=GUARD_TIMEOUT_S, poll_s=0.002):
+                raise LockHeld(f"the lock guard {self.guard} stayed locked for "
+                               f"{GUARD_TIMEOUT_S:g} s; is the storage of {self.path} "
+                               "hanging?")
             self._sweep_drafts()
             yield
         finally:

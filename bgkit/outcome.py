@@ -31,12 +31,9 @@ from typing import Any, Literal
 from bgkit.lb.base import PoolName
 from bgkit.verify import VerifyResult
 from bgkit.watch import WatchResult
+from bgkit.words import exit_code
 
-__all__ = ["OUTCOME_EXIT_CODES", "LivePool", "Revert", "SwitchOutcome"]
-
-OUTCOME_EXIT_CODES = {"switched": 0, "rolled back": 0, "already live": 0, "refused": 1,
-                      "not approved": 1, "switched back": 1, "switch failed": 1,
-                      "needs attention": 1, "inconclusive": 3}
+__all__ = ["LivePool", "Revert", "SwitchOutcome"]
 
 LivePool = Literal["blue", "green", "unknown"]
 
@@ -92,7 +89,7 @@ class SwitchOutcome:
     """
 
     action: str  # "switch" | "rollback"
-    outcome: str  # a key of OUTCOME_EXIT_CODES
+    ended: str  # how it ended, an Outcome word (bgkit.words): switched, refused...
     reason: str
     from_pool: PoolName
     to_pool: PoolName
@@ -108,19 +105,20 @@ class SwitchOutcome:
     converged: str = ""
     revert: Revert | None = None
     lb_state: str = ""
+    release: str | None = None  # the release id the target pool serves, when known
 
     @property
     def exit_code(self) -> int:
-        return OUTCOME_EXIT_CODES[self.outcome]
+        return exit_code(self.ended)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "action": self.action, "outcome": self.outcome, "reason": self.reason,
-            "exit_code": self.exit_code, "version": self.version,
+            "action": self.action, "outcome": self.ended, "reason": self.reason,
+            "exit_code": self.exit_code, "version": self.version, "release": self.release,
             "from_pool": self.from_pool, "to_pool": self.to_pool, "live_pool": self.live_pool,
             "applied_s": self.applied_s, "switch_back_applied_s": self.switch_back_applied_s,
             "watch": self.watch.to_dict() if self.watch else None, "timings": self.timings,
-            "verdict": self.evidence.verdict.verdict if self.evidence else None,
+            "verdict": self.evidence.verdict.overall if self.evidence else None,
             "verdict_reasons": self.evidence.verdict.reasons() if self.evidence else [],
             "intent": self.intent, "takeover": self.takeover, "converged": self.converged,
             "revert": self.revert.to_dict() if self.revert else None,

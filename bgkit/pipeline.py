@@ -45,7 +45,7 @@ def release(config: Config, *, approve: bool, version: str = "",
         if step == "01_build" and version:
             parameters["version"] = version
         if step != "01_build":
-            parameters["release"] = artifact
+            parameters["artifact"] = artifact
         if step == "04_switch":
             parameters["approve"] = approve
         try:

@@ -24,21 +24,25 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from bgkit.errors import UsageError
 from bgkit.release_tree import MANIFEST_NAME, Member, check_tree, member_of, unpacked_bytes
 from bgkit.tarball import sha256_file
+
+if TYPE_CHECKING:
+    from bgkit.config import Config
 
 __all__ = [
     "DEFAULT_MAX_UNPACKED_MB",
     "MAX_MANIFEST_BYTES",
     "MAX_MEMBERS",
     "CheckedRelease",
+    "artifact_for",
+    "check_artifact",
     "check_matches_config",
-    "check_release",
     "check_release_name",
-    "latest_release",
+    "latest_artifact",
 ]
 
 DEFAULT_MAX_UNPACKED_MB = 512
@@ -72,13 +76,26 @@ class CheckedRelease:
         return str(self.manifest.get("arch", ""))
 
 
-def latest_release(dist_dir: Path) -> Path:
-    """The newest tarball in ``dist_dir``. Raises UsageError when there is none."""
+def latest_artifact(dist_dir: Path) -> Path:
+    """The newest artifact (tarball) in ``dist_dir``. Raises UsageError when there is none."""
     tarballs = sorted(dist_dir.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)
     if not tarballs:
-        raise UsageError(f"no release in {dist_dir}: run `bgkit build` first, "
-                         "or pass --release PATH")
+        raise UsageError(f"no artifact in {dist_dir}: run `bgkit build` first, "
+                         "or pass --artifact PATH")
     return tarballs[-1]
+
+
+def artifact_for(config: Config, artifact: Path | None) -> CheckedRelease:
+    """``artifact`` (default: the newest in ``[app].dist_dir``) checked once, for the
+    app ``config`` describes: the release every later step carries.
+
+    Raises:
+        UsageError: as :func:`check_artifact` and :func:`check_matches_config` say.
+    """
+    checked = check_artifact(artifact or latest_artifact(config.dist_dir),
+                             max_unpacked_mb=config.deploy.max_unpacked_mb)
+    check_matches_config(checked, name=config.app.name, executable=config.service.executable)
+    return checked
 
 
 def check_release_name(file_name: str) -> str:
@@ -96,9 +113,10 @@ def check_release_name(file_name: str) -> str:
     return release
 
 
-def check_release(path: Path, *,
-                  max_unpacked_mb: int = DEFAULT_MAX_UNPACKED_MB) -> CheckedRelease:
-    """Check the tarball against its ``.sha256`` file, its members and its manifest.
+def check_artifact(path: Path, *,
+                   max_unpacked_mb: int = DEFAULT_MAX_UNPACKED_MB) -> CheckedRelease:
+    """Check the artifact (tarball) against its ``.sha256`` file, its members and its
+    manifest; the release it holds.
 
     Raises:
         UsageError: a bad file name, missing files, a checksum mismatch, a member that

@@ -43,11 +43,12 @@ from bgkit.analysis import evaluate
 from bgkit.config import Config
 from bgkit.errors import ApplyPending, LeaseLost, LoadBalancerError
 from bgkit.lb.base import LbState, LoadBalancer, PoolName, other_pool
-from bgkit.outcome import OUTCOME_EXIT_CODES, LivePool, Revert, SwitchOutcome
+from bgkit.outcome import LivePool, Revert, SwitchOutcome
 from bgkit.verify import VerifyResult, verify
 from bgkit.watch import WatchResult, watch
+from bgkit.words import Outcome
 
-__all__ = ["OUTCOME_EXIT_CODES", "Revert", "SwitchOutcome", "rollback", "switch"]
+__all__ = ["Revert", "SwitchOutcome", "rollback", "switch"]
 
 Step = Callable[[str], None]
 
@@ -58,7 +59,7 @@ def _quiet(_: str) -> None:
 
 def switch(config: Config, *, lb: LoadBalancer, expected_version: str, approve: bool,
            message: str = "switch", on_step: Step = _quiet,
-           expected_live: PoolName | None = None) -> SwitchOutcome:
+           expected_live: PoolName | None = None, release: str | None = None) -> SwitchOutcome:
     """Move all traffic to the idle pool, which must serve ``expected_version``.
 
     ``on_step`` hears each step as it starts (for progress displays). With
@@ -72,20 +73,21 @@ def switch(config: Config, *, lb: LoadBalancer, expected_version: str, approve: 
     on_step("taking the deployment lock")
     with locking.held(config.lock_path, message=message, ttl_s=config.lock.ttl_s,
                       accept_intent=True) as lease:
-        run = _Run(config, lb, lease, "switch", on_step)
+        run = _Run(config, lb, lease, "switch", on_step, release=release)
         ended = run.converge()
         if ended is not None:
             return ended
         if run.watched is not None and run.finished_intent(expected_version):
-            return run.end("already live", run.finished_note, run.watched_from, run.watched_to,
-                           live=run.watched_to, watch=run.watched,
+            return run.end(Outcome.ALREADY_LIVE, run.finished_note, run.watched_from,
+                           run.watched_to, live=run.watched_to, watch=run.watched,
                            facts=_Facts(version=expected_version))
         live = lb.live_pool()
         idle = other_pool(live)
         if expected_live is not None and live != expected_live:
-            return run.end("refused", _moved(expected_live, live), live, idle, live=live)
+            return run.end(Outcome.REFUSED, _moved(expected_live, live), live, idle, live=live)
         on_step(f"sampling {idle} (idle) and {live} (live) before switching")
-        evidence = _evidence(config, lb, expected_version=expected_version)
+        evidence = _evidence(config, lb, expected_version=expected_version, live=live,
+                             release=release)
         if _already_live(evidence, expected_version):
             return run.already_live(evidence, expected_version)
         return run.decide_and_move(live, idle, evidence, approve, expected_version)
@@ -105,23 +107,23 @@ def rollback(config: Config, *, lb: LoadBalancer, approve: bool,
         if ended is not None:
             return ended
         if run.watched is not None and run.finished_intent(None):
-            return run.end("rolled back", run.finished_note, run.watched_from,
+            return run.end(Outcome.ROLLED_BACK, run.finished_note, run.watched_from,
                            run.watched_to, live=run.watched_to, watch=run.watched)
         live = lb.live_pool()
         previous = other_pool(live)
         if expected_live is not None and live != expected_live:
-            return run.end("refused", _moved(expected_live, live), live, previous, live=live)
+            return run.end(Outcome.REFUSED, _moved(expected_live, live), live, previous, live=live)
         on_step(f"checking that {previous} (the previous pool) is healthy")
-        evidence = _evidence(_lenient(config), lb, expected_version=None)
+        evidence = _evidence(_lenient(config), lb, expected_version=None, live=live)
         version = _single_version(evidence)
-        if evidence.verdict.verdict != "pass" or version is None:
+        if evidence.verdict.overall != "pass" or version is None:
             reasons = "; ".join(evidence.verdict.reasons()) or \
                 f"the {previous} pool does not answer one single version"
-            return run.end("refused", f"refusing to roll back to the {previous} pool: "
+            return run.end(Outcome.REFUSED, f"refusing to roll back to the {previous} pool: "
                            f"{reasons}", live, previous, live=live,
                            facts=_Facts(evidence=evidence))
         if expected_version is not None and version != expected_version:
-            return run.end("refused", f"refusing to roll back to the {previous} pool: it now "
+            return run.end(Outcome.REFUSED, f"refusing to roll back to the {previous} pool: it now "
                            f"answers {version}, not {expected_version} as when you decided",
                            live, previous, live=live, facts=_Facts(evidence=evidence))
         return run.decide_and_move(live, previous, evidence, approve, version)
@@ -138,10 +140,12 @@ def _lenient(config: Config) -> Config:
         update={"require_version": False})})
 
 
-def _evidence(config: Config, lb: LoadBalancer, *, expected_version: str | None) -> VerifyResult:
+def _evidence(config: Config, lb: LoadBalancer, *, expected_version: str | None,
+              live: PoolName, release: str | None = None) -> VerifyResult:
+    """Fresh samples, judged; ``live`` was just read, and is not read again."""
     return verify(config, lb=lb, expected_version=expected_version,
                   samples_per_host=config.switch.samples_per_host,
-                  rate_per_s=config.switch.sample_rate_per_s)
+                  rate_per_s=config.switch.sample_rate_per_s, live_pool=live, release=release)
 
 
 def _already_live(evidence: VerifyResult, expected_version: str) -> bool:
@@ -203,6 +207,7 @@ class _Run:
     watched_to: PoolName = "green"
     watched_intent: dict[str, Any] | None = None
     finished_note: str = ""
+    release: str | None = None  # the release id being made live, when the caller knows it
 
     def __post_init__(self) -> None:
         took = self.lease.took_over
@@ -232,7 +237,7 @@ class _Run:
             self.action, outcome, reason, from_pool, to_pool, live, evidence, applied_s,
             watch, back_s, timings, version=version, intent=self.intent,
             takeover=self.takeover, converged="; ".join(self.notes), revert=revert,
-            lb_state=state.describe() if state is not None else "")
+            lb_state=state.describe() if state is not None else "", release=self.release)
 
     def needs_attention(self, why: str, from_pool: PoolName, to_pool: PoolName, *,
                         facts: _Facts = NO_FACTS, state: LbState | None = None,
@@ -244,7 +249,7 @@ class _Run:
             why += ("; the deployment lock is kept with the change it was making, so that "
                     "only `bgkit switch` or `bgkit rollback` (which finish or undo it) can "
                     "take it over; `bgkit lock status` shows it")
-        return self.end("needs attention", why, from_pool, to_pool, facts=facts, state=state,
+        return self.end(Outcome.NEEDS_ATTENTION, why, from_pool, to_pool, facts=facts, state=state,
                         watch=watch)
 
     # --- reading the load balancer, never guessing ---------------------------------------
@@ -360,14 +365,14 @@ class _Run:
                           switched_at=now, applied_at=now)
         facts = _Facts(evidence=evidence, version=version)
         if result.ok:
-            return self.end("already live", f"the live pool {live} already serves {version} "
+            return self.end(Outcome.ALREADY_LIVE, f"the live pool {live} already serves {version} "
                             "and a fresh watch of it passed", live, live, live=live,
                             facts=facts, watch=result)
         why = f"the live pool {live} serves {version} but fails: " + "; ".join(result.reasons)
         fallback = evaluate(_any_version(evidence), _lenient(self.config).gates,
                             idle_pool=other, live_pool=live, expected_version=None,
                             lb_servers=evidence.lb_servers)
-        if fallback.verdict != "pass":
+        if fallback.overall != "pass":
             return self.needs_attention(
                 f"{why}; the other pool {other} is not healthy enough to switch back to ("
                 + "; ".join(fallback.reasons()) + ")", live, other,
@@ -378,17 +383,17 @@ class _Run:
 
     def decide_and_move(self, live: PoolName, target: PoolName, evidence: VerifyResult,
                         approve: bool, version: str) -> SwitchOutcome:
-        verdict = evidence.verdict.verdict
+        verdict = evidence.verdict.overall
         reasons = "; ".join(evidence.verdict.reasons())
         facts = _Facts(evidence=evidence, version=version)
         if verdict == "fail":
-            return self.end("refused", f"the gates failed: {reasons}", live, target,
+            return self.end(Outcome.REFUSED, f"the gates failed: {reasons}", live, target,
                             live=live, facts=facts)
         if verdict == "inconclusive":
-            return self.end("inconclusive", f"not enough evidence, a human must decide: "
+            return self.end(Outcome.INCONCLUSIVE, f"not enough evidence, a human must decide: "
                             f"{reasons}", live, target, live=live, facts=facts)
         if not approve:
-            return self.end("not approved", "the gates passed but the switch was not "
+            return self.end(Outcome.NOT_APPROVED, "the gates passed but the switch was not "
                             "approved (approve=True, or the button)", live, target, live=live,
                             facts=facts)
         return self.move(live, target, evidence, version)
@@ -396,13 +401,16 @@ class _Run:
     def move(self, live: PoolName, target: PoolName, evidence: VerifyResult,
              version: str) -> SwitchOutcome:
         facts = _Facts(evidence=evidence, version=version)
+        disagreement = self.still_live(live, target, facts)
+        if disagreement is not None:
+            return disagreement
         intent = {"action": self.action, "from_pool": live, "to_pool": target,
                   "version": version, "phase": "switching", "since": _now().isoformat()}
         try:
             self.record(intent)
         except LeaseLost as lost:
-            return self.end("refused", f"{lost}; nothing was changed", live, target, live=live,
-                            facts=facts)
+            return self.end(Outcome.REFUSED, f"{lost}; nothing was changed", live, target,
+                            live=live, facts=facts)
         self.on_step(f"switching the load balancer from {live} to {target}")
         switched_at = _now()
         started = time.monotonic()
@@ -421,6 +429,22 @@ class _Run:
                                      f"({type(error).__name__})", facts)
             raise
         return self.watch_new(live, target, switched_at, applied_s, evidence, version)
+
+    def still_live(self, live: PoolName, target: PoolName,
+                   facts: _Facts) -> SwitchOutcome | None:
+        """The load balancer read once more, right before acting: a refusal when it no
+        longer says ``live`` (someone switched while bgkit sampled), else None."""
+        try:
+            now_live = self.lb.live_pool()
+        except LoadBalancerError as error:
+            return self.end(Outcome.REFUSED, f"the load balancer could not be read right before "
+                            f"the switch ({error}); nothing was changed", live, target,
+                            facts=facts, live="unknown")
+        if now_live == live:
+            return None
+        return self.end(Outcome.REFUSED, f"the load balancer changed while bgkit sampled: "
+                        f"{now_live} is live now, not {live}; nothing was changed", live,
+                        target, live=now_live, facts=facts)
 
     def settle_pending(self, live: PoolName, target: PoolName, why: str,
                        facts: _Facts) -> SwitchOutcome | None:
@@ -462,7 +486,7 @@ class _Run:
             return self.switch_back(live, target, "the post-switch watch failed: "
                                     + "; ".join(result.reasons), result, facts)
         self.record(None)
-        done = "switched" if self.action == "switch" else "rolled back"
+        done = Outcome.SWITCHED if self.action == "switch" else Outcome.ROLLED_BACK
         return self.end(done, f"traffic moved from {live} to {target} in {applied_s:.3f} s; "
                         "the watch passed", live, target, live=target, watch=result,
                         facts=facts)
@@ -479,7 +503,7 @@ class _Run:
             return self.needs_attention(f"{why}; then {state}", live, target, facts=facts)
         if state.live == live:
             self.record(None)
-            return self.end("switch failed", f"{why}; traffic is on {live}", live, target,
+            return self.end(Outcome.SWITCH_FAILED, f"{why}; traffic is on {live}", live, target,
                             state=state, facts=facts)
         if state.live == target:
             return self.switch_back(live, target, why, None, facts)
@@ -490,8 +514,8 @@ class _Run:
                 return self.needs_attention(f"{why}; undoing the staged change failed: {error}",
                                             live, target, state=state, facts=facts)
             self.record(None)
-            return self.end("switch failed", f"{why}; bgkit undid the staged change; traffic is "
-                            f"on {live}", live, target, state=after, facts=facts)
+            return self.end(Outcome.SWITCH_FAILED, f"{why}; bgkit undid the staged change; "
+                            f"traffic is on {live}", live, target, state=after, facts=facts)
         return self.needs_attention(f"{why}; the load balancer's state is "
                                     f"{state.describe()}", live, target, state=state,
                                     facts=facts)
@@ -541,7 +565,7 @@ class _Run:
         self.record(None)
         revert = Revert(why, result.first_failure_at if result else None,
                         result.breached_at if result else None, started_at, applied_at)
-        return self.end("switched back", f"{why}; traffic is back on {back_to}", back_to,
+        return self.end(Outcome.SWITCHED_BACK, f"{why}; traffic is back on {back_to}", back_to,
                         failing, state=state if isinstance(state, LbState) else None,
                         live=None if isinstance(state, LbState) else "unknown",
                         watch=result, back_s=back_s, revert=revert, facts=facts)

@@ -9,7 +9,6 @@ health checks of the idle servers. It changes nothing anywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,12 +20,14 @@ from bgkit.errors import UsageError
 from bgkit.hosts import Fleet, Session, hosts_of
 from bgkit.lb.base import BackendServer, LoadBalancer, PoolName, other_pool
 from bgkit.probe import host_targets, lb_target, sample
-from bgkit.release_check import check_release, latest_release
 from bgkit.version_signal import VersionSource
+from bgkit.words import Outcome, exit_code
 
-__all__ = ["EXIT_CODES", "VerifyResult", "expected_release_version", "verify"]
+__all__ = ["VERDICT_OUTCOMES", "VerifyResult", "verify"]
 
-EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 3}
+# A verdict as the outcome of a verify step: pass succeeded, fail failed, else inconclusive.
+VERDICT_OUTCOMES = {"pass": Outcome.SUCCEEDED, "fail": Outcome.FAILED,
+                    "inconclusive": Outcome.INCONCLUSIVE}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +42,11 @@ class VerifyResult:
     verdict: Verdict
     lb_servers: tuple[BackendServer, ...]
     version_signal: str = ""  # where the hosts' versions came from
+    release: str | None = None  # the release id the idle pool should serve, when known
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES[self.verdict.verdict]
+        return exit_code(VERDICT_OUTCOMES[self.verdict.overall])
 
     def lb_table(self) -> pd.DataFrame:
         return pd.DataFrame([{"pool": s.pool, "server": s.name, "address": s.address,
@@ -53,21 +55,20 @@ class VerifyResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"idle_pool": self.idle_pool, "live_pool": self.live_pool,
-                "expected_version": self.expected_version, "samples": len(self.samples),
+                "expected_version": self.expected_version, "release": self.release,
+                "samples": len(self.samples),
                 "version_signal": self.version_signal,
                 "verdict": self.verdict.to_dict(), "comparison": self.comparison.to_dict()}
 
 
-def expected_release_version(config: Config, release: Path | None) -> str:
-    """The version the idle pool should answer with: that of ``release`` or the newest build."""
-    return check_release(release or latest_release(config.dist_dir),
-                         max_unpacked_mb=config.deploy.max_unpacked_mb).version
-
-
 def verify(config: Config, *, lb: LoadBalancer, expected_version: str | None,
            samples_per_host: int | None = None, rate_per_s: float = 200.0,
-           timeout_s: float = 2.0) -> VerifyResult:
+           timeout_s: float = 2.0, release: str | None = None,
+           live_pool: PoolName | None = None) -> VerifyResult:
     """Sample both pools and the public address, then judge the idle pool.
+
+    ``release`` (the release id the idle pool should serve) is carried into the result
+    for the record. ``live_pool``, when the caller has just read it, is not read again.
 
     Raises:
         UsageError: ``samples_per_host`` below 1.
@@ -77,7 +78,7 @@ def verify(config: Config, *, lb: LoadBalancer, expected_version: str | None,
         max(2 * config.gates.min_samples_per_host, 20)
     if count < 1:
         raise UsageError(f"samples per host must be at least 1, got {count}")
-    live = lb.live_pool()
+    live = live_pool or lb.live_pool()
     idle = other_pool(live)
     signal = VersionSource.parse(config.service.version_source)
     # Without a version on the wire, answers are judged by the version read over SSH.
@@ -97,7 +98,7 @@ def verify(config: Config, *, lb: LoadBalancer, expected_version: str | None,
                        expected_hosts=[h.address for h in config.pools.get(idle).hosts])
     return VerifyResult(idle_pool=idle, live_pool=live, expected_version=expected_version,
                         samples=samples, comparison=verdict.comparison, verdict=verdict,
-                        lb_servers=servers, version_signal=described)
+                        lb_servers=servers, version_signal=described, release=release)
 
 
 def _versions_over_ssh(config: Config, samples: pd.DataFrame) -> pd.DataFrame:

@@ -37,7 +37,7 @@ class GateResult:
 class Verdict:
     """The outcome of :func:`evaluate`: any fail fails; else any inconclusive; else pass."""
 
-    verdict: GateVerdict
+    overall: GateVerdict  # the verdict of all the gates together
     gates: tuple[GateResult, ...]
     summary: pd.DataFrame
     comparison: Comparison
@@ -54,7 +54,7 @@ class Verdict:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (``json.dumps(..., allow_nan=False)`` accepts it)."""
         return {
-            "verdict": self.verdict,
+            "verdict": self.overall,
             "reasons": self.reasons(),
             "gates": [asdict(g) for g in self.gates],
             "comparison": self.comparison.to_dict(),

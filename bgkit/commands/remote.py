@@ -214,25 +214,27 @@ def stage(layout: Layout, *, sha256: str, executable: str, tree: str) -> str:
     """After upload, in one round trip: verify the checksum, unpack, compare the unpacked
     tree with the one checked locally (``tree``: :func:`tree_digest`), check ``ldd``, install.
 
-    Exits 3 (printing ``checksum=<found>``) on a checksum mismatch, 5 (printing
+    Exits 3 (printing ``checksum=<sha256sum's line>``) on a checksum mismatch, 5 (printing
     ``tree=<found>``) when tar on the host unpacked something else than was checked, and
-    4 (printing one ``missing=<library>`` line each) when libraries are missing; each
-    cleans up the upload and the partial unpack. See :func:`parse_stage`.
+    4 (printing ``ldd=<line>`` for each library ``ldd`` could not resolve) when libraries
+    are missing; each cleans up the upload and the partial unpack. :func:`parse_stage`
+    reads the answer with :func:`parse_sha256sum` and :func:`missing_libraries`.
     """
     incoming, partial = _q(layout.incoming), _q(layout.partial_dir)
-    binary = _q(f"{layout.partial_dir}/{executable}")
     return "; ".join([
         UMASK,
-        f"found=$(sha256sum -- {incoming} | cut -d ' ' -f 1)",
-        f'if [ "$found" != {_q(sha256)} ]; then echo "checksum=$found"; '
+        f"line=$({sha256sum(layout.incoming)})",
+        'found="${line%% *}"',
+        f'if [ "$found" != {_q(sha256)} ]; then printf \'checksum=%s\\n\' "$line"; '
         f"rm -f -- {incoming}; exit {STAGE_BAD_CHECKSUM}; fi",
         f"{extract(layout)} || exit 1",
         f"tree=$(find {partial} -mindepth 1 {_LISTING} | LC_ALL=C sort | sha256sum "
         "| cut -d ' ' -f 1)",
         f'if [ "$tree" != {_q(tree)} ]; then echo "tree=$tree"; '
         f"rm -rf -- {partial} {incoming}; exit {STAGE_UNEXPECTED_TREE}; fi",
-        f"missing=$(ldd -- {binary} 2>&1 | awk '/=> not found/ {{print $1}}')",
-        f'if [ -n "$missing" ]; then printf \'missing=%s\\n\' $missing; '
+        f"libraries=$({check_libraries(layout, executable)})",
+        'missing=$(printf \'%s\\n\' "$libraries" | grep -F "=> not found" || true)',
+        f'if [ -n "$missing" ]; then printf \'%s\\n\' "$missing" | sed \'s/^/ldd=/\'; '
         f"rm -rf -- {partial} {incoming}; exit {STAGE_MISSING_LIBRARIES}; fi",
         f"{install_release(layout, sha256)} || exit 1",
     ])
@@ -244,9 +246,11 @@ def parse_stage(exit_code: int, text: str) -> tuple[str, list[str]]:
     fields = [line.split("=", 1) for line in text.splitlines() if "=" in line]
     key = "tree" if exit_code == STAGE_UNEXPECTED_TREE else "checksum"
     found = next((value for name, value in fields if name == key), "")
-    missing = [value for name, value in fields if name == "missing"]
     if exit_code in (STAGE_BAD_CHECKSUM, STAGE_UNEXPECTED_TREE) and not found:
         raise ValueError(f"unexpected stage output: {text[:200]!r}")
+    if exit_code == STAGE_BAD_CHECKSUM:
+        found = parse_sha256sum(found)
+    missing = missing_libraries("\n".join(value for name, value in fields if name == "ldd"))
     return found, missing
 
 
@@ -255,6 +259,16 @@ def install_release(layout: Layout, sha256: str) -> str:
     partial, final, marker = _q(layout.partial_dir), _q(layout.release_dir), _q(layout.marker)
     return (f"rm -f -- {marker} && rm -rf -- {final} && mv -T -- {partial} {final} && "
             f"printf '%s\\n' {_q(sha256)} > {marker} && rm -f -- {_q(layout.incoming)}")
+
+
+ACTIVATE_SWAP_FAILED = 90
+
+
+def activate(layout: Layout, restart: str) -> str:
+    """Swap ``current`` to the release, then run ``restart``; exits
+    :data:`ACTIVATE_SWAP_FAILED` when the swap failed (nothing was restarted), else with
+    the restart's own exit code."""
+    return f"( {swap_current(layout)} ) || exit {ACTIVATE_SWAP_FAILED}; {restart}"
 
 
 def swap_current(layout: Layout) -> str:

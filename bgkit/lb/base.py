@@ -12,16 +12,12 @@ crash) lives in one place, ``bgkit.switch``, and only calls these.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 __all__ = ["BackendServer", "LbState", "LoadBalancer", "PoolName", "SwitchResult",
            "other_pool"]
 
-PoolName = Literal["blue", "green"]
-
-
-def other_pool(pool: PoolName) -> PoolName:
-    return "green" if pool == "blue" else "blue"
+from bgkit.words import PoolName, other_pool
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,6 @@ The runtime API needs ``level admin``. ``runtime_api`` is a unix socket path
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import socket
@@ -61,6 +60,7 @@ from pathlib import Path
 from bgkit.commands import haproxy as cmd
 from bgkit.config import HaproxySettings
 from bgkit.errors import LoadBalancerError
+from bgkit.flock import lock_within
 from bgkit.lb.base import BackendServer, LbState, PoolName, SwitchResult
 
 __all__ = ["HaproxyProvider", "RuntimeApi", "RuntimeEndpoint", "runtime_endpoint"]
@@ -317,17 +317,10 @@ class HaproxyProvider:
                 f"folder of [lb.haproxy].map_file ({self.map_file.parent}); nothing was "
                 "changed") from error
         try:
-            deadline = time.monotonic() + GUARD_TIMEOUT_S
-            while True:
-                try:
-                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise LoadBalancerError(
-                            f"another bgkit process has been switching HAProxy for more than "
-                            f"{GUARD_TIMEOUT_S:g} s ({self.guard} is locked); retry") from None
-                    time.sleep(POLL_INTERVAL_S)
+            if not lock_within(descriptor, timeout_s=GUARD_TIMEOUT_S, poll_s=POLL_INTERVAL_S):
+                raise LoadBalancerError(
+                    f"another bgkit process has been switching HAProxy for more than "
+                    f"{GUARD_TIMEOUT_S:g} s ({self.guard} is locked); retry")
             yield
         finally:
             os.close(descriptor)

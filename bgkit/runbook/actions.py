@@ -124,6 +124,6 @@ def archive_switch(config: Config, outcome: SwitchOutcome, *, started: datetime,
     parameters = {key: pins[key] for key in ("release", "version") if pins and pins.get(key)}
     return archive_action(
         config, step=step, front_door=front_door, started=started,
-        outcome="succeeded" if outcome.exit_code == 0 else outcome.outcome,
-        reason=outcome.reason, summary=f"{outcome.action}: {outcome.outcome} — "
+        outcome="succeeded" if outcome.exit_code == 0 else outcome.ended,
+        reason=outcome.reason, summary=f"{outcome.action}: {outcome.ended} — "
         f"{outcome.reason}", parameters=parameters, records=records)

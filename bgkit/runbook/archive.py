@@ -11,6 +11,7 @@ import pandas as pd
 
 from bgkit.errors import UsageError
 from bgkit.runbook import notebooks
+from bgkit.words import parse_run_name
 
 __all__ = ["RUN_COLUMNS", "RunDetails", "find_run", "list_runs", "publish", "show_run"]
 
@@ -79,7 +80,7 @@ def find_run(runs_dir: Path, run_id: str) -> Path:
     if not run_id or "/" in run_id:
         raise UsageError(f"{run_id!r} is not a run id (see `bgkit runs list`)")
     matches = sorted(p for p in runs_dir.glob("*/*/*.ipynb")
-                     if p.stem.rsplit("_", 1)[-1].startswith(run_id))
+                     if parse_run_name(p.stem).run_id.startswith(run_id))
     if not matches:
         raise UsageError(f"no run {run_id!r} in {runs_dir} (see `bgkit runs list`)")
     if len(matches) > 1:
@@ -106,7 +107,8 @@ def _row(path: Path) -> dict[str, Any] | None:
     try:
         details = show_run(path)
     except Exception:  # an unreadable file is still listed, never hidden
-        return {"time": None, "step": "?", "run_id": path.stem.rsplit("_", 1)[-1],
+        name = parse_run_name(path.stem)
+        return {"time": None, "step": name.step, "run_id": name.run_id,
                 "outcome": "unreadable", "duration_s": None, "operator": None,
                 "release": None, "path": str(path)}
     meta = details.metadata
@@ -125,11 +127,18 @@ def _row(path: Path) -> dict[str, Any] | None:
 
 
 def _release(details: RunDetails) -> str | None:
-    value = details.parameters.get("release")
-    if isinstance(value, str) and value:
-        return Path(value).name.removesuffix(".tar.gz")
+    """The release id a run was about: ``metadata.bgkit.release`` (bgkit writes it), else
+    for runs archived before it did, a release record or the artifact parameter's name."""
+    recorded = details.metadata.get("release")
+    if isinstance(recorded, str) and recorded:
+        return recorded
     for item in details.records.values():
         found = item.get("value")
-        if isinstance(found, dict) and isinstance(found.get("release"), str):
+        if isinstance(found, dict) and isinstance(found.get("release"), str) and \
+                found["release"]:
             return str(found["release"])
+    for name in ("artifact", "release"):
+        value = details.parameters.get(name)
+        if isinstance(value, str) and value:
+            return Path(value).name.removesuffix(".tar.gz")
     return None

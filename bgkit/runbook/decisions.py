@@ -53,7 +53,8 @@ def act(config: Config, *, lb: LoadBalancer, preview: Preview,
             f"{preview.action} to"), preview.live, preview.target, preview.live)
     if preview.action == "switch":
         return switch(config, lb=lb, expected_version=preview.version, approve=True,
-                      on_step=report, expected_live=preview.live)
+                      on_step=report, expected_live=preview.live,
+                      release=preview.release or None)
     return rollback(config, lb=lb, approve=True, on_step=report,
                     expected_version=preview.version, expected_live=preview.live)
 
@@ -77,7 +78,7 @@ def record_switch(outcome: SwitchOutcome) -> None:
     record("switch", outcome.to_dict())
     if outcome.watch is not None:
         record("watch", outcome.watch.to_dict())
-    record_outcome("succeeded" if outcome.exit_code == 0 else outcome.outcome, outcome.reason)
+    record_outcome("succeeded" if outcome.exit_code == 0 else outcome.ended, outcome.reason)
 
 
 def decision_button(config: Config, *, lb: LoadBalancer, preview: Preview) -> DecisionButton:
@@ -100,8 +101,8 @@ def decision_button(config: Config, *, lb: LoadBalancer, preview: Preview) -> De
         if plain is not None:
             plain.update(HTML(outcome_html(outcome, run_id=run_id)))
         archived = f"; archived as run {run_id}" if run_id else ""
-        report(f"{outcome.outcome}: traffic is on {outcome.live_pool}{archived}")
-        return outcome.outcome, "done" if outcome.exit_code == 0 else "failed"
+        report(f"{outcome.ended}: traffic is on {outcome.live_pool}{archived}")
+        return outcome.ended, "done" if outcome.exit_code == 0 else "failed"
 
     status = ("review the evidence above, then click: it acts once" if preview.ok else
               f"disabled: the verdict above is not pass, so there is no {preview.action} "
@@ -143,7 +144,7 @@ def outcome_html(outcome: SwitchOutcome, *, run_id: str | None = None) -> str:
     items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
     return (f'<div style="{style};padding:0.6em 0.8em;border-radius:4px">'
             f'<div style="font-size:1.3em"><b>{html.escape(outcome.action)}: '
-            f"{html.escape(outcome.outcome)}</b></div><ul>{items}</ul></div>"
+            f"{html.escape(outcome.ended)}</b></div><ul>{items}</ul></div>"
             f"<p><b>Next:</b> {html.escape(next_step(outcome))}</p>")
 
 
@@ -165,7 +166,7 @@ def next_step(outcome: SwitchOutcome) -> str:
         "not approved": "nothing changed; approve when the evidence convinces you.",
         "inconclusive": "nothing changed; take more samples (03_verify) and decide again.",
     }
-    return texts.get(outcome.outcome, "see the reason above.")
+    return texts.get(outcome.ended, "see the reason above.")
 
 
 def deploy_button(config: Config, *, lb: LoadBalancer) -> Any:
@@ -191,7 +192,7 @@ def deploy_button(config: Config, *, lb: LoadBalancer) -> Any:
         picker.disabled = True
         report(f"deploying {artifact.name} to {idle}")
         try:
-            result = deploy(config, release=artifact, pool=idle, lb=lb, progress=progress)
+            result = deploy(config, artifact=artifact, pool=idle, lb=lb, progress=progress)
         except (DeployError, BgkitError) as error:
             progress.refresh()
             results = error.results if isinstance(error, DeployError) else ()
@@ -203,10 +204,8 @@ def deploy_button(config: Config, *, lb: LoadBalancer) -> Any:
             report(f"failed: {error}; archived as run {run.run_id}")
             return "deploy failed", "failed"
         progress.refresh()
-        from bgkit.runbook.steps import deploy_record
-
         run = _archive_deploy(config, started, "succeeded", None, artifact,
-                              {"deploy": deploy_record(result), "hosts": result.table()})
+                              {"deploy": result.record(), "hosts": result.table()})
         _update(plain, f"deployed {result.release} to the {result.pool} pool (live: "
                 f"{result.live_pool})", html_table(result.table()), run.run_id, ok=True)
         report(f"deployed {result.release}; archived as run {run.run_id}")

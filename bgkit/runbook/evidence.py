@@ -63,11 +63,11 @@ def headline(result: VerifyResult, *, role: str = "idle") -> Headline:
     idle, live = result.idle_pool, result.live_pool
     title = (f"{idle} {role} {_versions(result, idle)} vs {live} live "
              f"{_versions(result, live)}: ")
-    if verdict.verdict == "pass":
+    if verdict.overall == "pass":
         return Headline("pass", title + f"{total}/{total} gates pass", "")
     failing = [gate for gate in verdict.gates if gate.verdict == "fail"]
     unsure = [gate for gate in verdict.gates if gate.verdict == "inconclusive"]
-    if verdict.verdict == "fail":
+    if verdict.overall == "fail":
         title += f"{len(failing)}/{total} gates fail"
     else:
         title += f"{passed}/{total} gates pass, {len(unsure)} inconclusive"
@@ -79,9 +79,9 @@ def headline(result: VerifyResult, *, role: str = "idle") -> Headline:
             cause += f" ({', '.join(following)} fail because of it)"
         others = [g for g in failing if g.gate != "version" and g.gate not in following]
         cause += "".join(f"; {g.gate}: {g.reason}" for g in others)
-        return Headline(verdict.verdict, title, cause)
+        return Headline(verdict.overall, title, cause)
     deciding = failing or unsure
-    return Headline(verdict.verdict, title, "; ".join(f"{g.gate}: {g.reason}"
+    return Headline(verdict.overall, title, "; ".join(f"{g.gate}: {g.reason}"
                                                       for g in deciding))
 
 

@@ -40,6 +40,8 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any, Literal
 
 from bgkit.errors import BgkitError, UsageError
+from bgkit.tarball import sha256_file
+from bgkit.words import parse_run_name
 
 __all__ = ["GENESIS", "INDEX_NAME", "KEY_ENV", "ArchiveCheck", "Finding", "IndexEntry",
            "append", "entry_hash", "keyed", "read_entries", "run_notebooks", "verify_archive"]
@@ -50,6 +52,7 @@ GENESIS = "0" * 64
 RUN_GLOB = "*/*/*.ipynb"  # the archive layout, as bgkit.runbook.archive reads it
 _FIELDS: dict[str, type] = {"seq": int, "run_id": str, "path": str, "sha256": str,
                             "recorded_at": str, "prev": str, "hash": str}
+_OPTIONAL = ("mac", "release")  # written only when there is one
 
 Kind = Literal["modified", "deleted", "inserted", "chain", "unreadable", "duplicate", "head",
                "unkeyed", "link"]
@@ -67,11 +70,11 @@ class IndexEntry:
     prev: str
     hash: str
     mac: str | None = None  # HMAC-SHA256 of ``hash`` under BGKIT_ARCHIVE_KEY, if set
+    release: str | None = None  # the release id the run was about (covered by ``hash``)
 
     def to_line(self) -> bytes:
-        fields = asdict(self)
-        if self.mac is None:
-            del fields["mac"]
+        fields = {key: value for key, value in asdict(self).items()
+                  if value is not None or key not in _OPTIONAL}
         return _canonical(fields) + b"\n"
 
 
@@ -121,8 +124,10 @@ def keyed(head: str, *, key: str | None = None) -> str | None:
     return hmac.new(secret.encode(), head.encode(), hashlib.sha256).hexdigest()
 
 
-def append(runs_dir: Path, path: Path, *, now: datetime | None = None) -> IndexEntry:
-    """Enter the archived notebook ``path`` into ``runs_dir``'s index; return its entry.
+def append(runs_dir: Path, path: Path, *, now: datetime | None = None,
+           release: str | None = None) -> IndexEntry:
+    """Enter the archived notebook ``path`` (about ``release``, when given) into
+    ``runs_dir``'s index; return its entry.
 
     Safe against concurrent runners: the index is held under an exclusive ``flock``
     while its tail is read and the new line written (and fsynced).
@@ -131,7 +136,7 @@ def append(runs_dir: Path, path: Path, *, now: datetime | None = None) -> IndexE
         UsageError: ``path`` is not a file inside ``runs_dir``, or is already indexed.
     """
     relative = _relative(runs_dir, path)
-    digest = _file_sha256(path)
+    digest = sha256_file(path)
     runs_dir.mkdir(parents=True, exist_ok=True)
     with _locked(runs_dir / INDEX_NAME, "a+b", fcntl.LOCK_EX) as handle:
         handle.seek(0)
@@ -142,10 +147,12 @@ def append(runs_dir: Path, path: Path, *, now: datetime | None = None) -> IndexE
             raise UsageError(f"{relative} is already in {runs_dir / INDEX_NAME}")
         next_seq, prev = _tail(lines)
         fields: dict[str, Any] = {
-            "seq": next_seq, "run_id": PurePosixPath(relative).stem.rsplit("_", 1)[-1],
+            "seq": next_seq, "run_id": parse_run_name(PurePosixPath(relative).stem).run_id,
             "path": relative, "sha256": digest,
             "recorded_at": (now or datetime.now(UTC)).isoformat(), "prev": prev,
         }
+        if release:
+            fields["release"] = release
         digest_of_entry = entry_hash(fields)
         entry = IndexEntry(**fields, hash=digest_of_entry, mac=keyed(digest_of_entry))
         # A line cut short by a crash stays a (reported) line of its own.
@@ -157,7 +164,8 @@ def append(runs_dir: Path, path: Path, *, now: datetime | None = None) -> IndexE
 
 def read_entries(runs_dir: Path) -> list[IndexEntry]:
     """The index's well-formed entries in file order (an empty list without an index)."""
-    return [IndexEntry(**{key: entry[key] for key in _FIELDS}, mac=entry.get("mac"))
+    return [IndexEntry(**{key: entry[key] for key in _FIELDS}, mac=entry.get("mac"),
+                       release=entry.get("release"))
             for entry in map(_parse, _read_lines(runs_dir)) if entry is not None]
 
 
@@ -271,7 +279,7 @@ def _file_findings(runs_dir: Path, entry: dict[str, Any], where: str,
     if not path.is_file():
         return [Finding("deleted", name, f"indexed at seq {entry['seq']} ({where}) but the "
                         "file is missing")]
-    digest = _file_sha256(path)
+    digest = sha256_file(path)
     if digest != entry["sha256"]:
         return [Finding("modified", name, f"sha256 is {digest[:12]}, the index recorded "
                         f"{entry['sha256'][:12]} at seq {entry['seq']}: the notebook was "
@@ -312,6 +320,8 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         return None
     if not all(_is(value.get(key), kind) for key, kind in _FIELDS.items()):
+        return None
+    if any(key in value and not isinstance(value[key], str) for key in _OPTIONAL):
         return None
     return value
 
@@ -370,14 +380,6 @@ def _relative(runs_dir: Path, path: Path) -> str:
     if not path.is_file():
         raise UsageError(f"{path} is not a file")
     return relative.as_posix()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _canonical(value: dict[str, Any]) -> bytes:

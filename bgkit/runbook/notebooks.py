@@ -83,6 +83,18 @@ def recorded_outcome(nb: Any) -> tuple[str, str | None] | None:
     return value, reason if isinstance(reason, str) else None
 
 
+def release_of(nb: Any) -> str | None:
+    """The release id a run was about: its own ``release`` record, else the one a build,
+    deploy, verify, preview or switch record names."""
+    records = read_records(nb)
+    candidates = [records.get("release", {}).get("value")]
+    for name in ("switch", "preview", "verify", "deploy", "build"):
+        value = records.get(name, {}).get("value")
+        if isinstance(value, dict):
+            candidates.append(value.get("release"))
+    return next((str(found) for found in candidates if isinstance(found, str) and found), None)
+
+
 def cell_label(nb: Any, index: int) -> str:
     """``cell 6 of 8``: a cell's position as a reader counts it (from 1)."""
     return f"cell {index + 1} of {len(nb.cells)}"
@@ -167,6 +179,9 @@ def finalise(nb: Any, *, outcome: str, reason: str | None, duration_s: float | N
     mark_unstarted_pending(final)
     meta = final.metadata.setdefault("bgkit", {})
     meta.update(outcome=outcome, reason=reason, finished_at=datetime.now(UTC).isoformat())
+    release = release_of(final)
+    if release:
+        meta["release"] = release
     if duration_s is not None:
         meta["duration_s"] = round(duration_s, 3)
     if outcome != "succeeded":

@@ -37,6 +37,7 @@ from bgkit.errors import SecretParameterError, StepFailed, UsageError
 from bgkit.identity import git_info, operator
 from bgkit.runbook import index, notebooks, staging
 from bgkit.runbook.parameters import Declared, convert_text, declared_parameters, typed_value
+from bgkit.words import Outcome
 
 __all__ = ["RESERVED_PARAMETERS", "Recovery", "RunResult", "archive_path", "cli_parameters",
            "looks_secret", "publish_run", "recover_interrupted", "run_metadata", "run_step"]
@@ -49,7 +50,8 @@ GRACE_MARGIN_S = 10.0
 # How often the private record is saved while a long cell prints (papermill doubles it
 # when a save takes over a quarter of it): little is lost when the runner is killed.
 AUTOSAVE_S = 2
-SUCCEEDED, FAILED, RUNNING, INTERRUPTED = "succeeded", "failed", "running", "interrupted"
+SUCCEEDED, FAILED, RUNNING, INTERRUPTED = (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.RUNNING,
+                                           Outcome.INTERRUPTED)
 RUN_ID_ENV = "BGKIT_RUN_ID"  # set in a kernel that `bgkit run` started: the run is the record
 
 
@@ -259,9 +261,9 @@ def _publish_text(runs_dir: Path, name: str, text: str, *, outcome: str, reason:
 
     from bgkit.runbook.archive import publish
 
-    path = publish(runs_dir, name, text)
-    entry = index.append(runs_dir, path)
     meta = json.loads(text).get("metadata", {}).get("bgkit", {})
+    path = publish(runs_dir, name, text)
+    entry = index.append(runs_dir, path, release=meta.get("release"))
     return RunResult(run_id=str(meta.get("run_id", "")), step=str(meta.get("step", "")),
                      path=path, outcome=outcome, reason=reason, duration_s=duration_s or 0.0,
                      head=entry.hash, keyed_head=index.keyed(entry.hash))

@@ -47,7 +47,7 @@ class Preview:
 
     @property
     def ok(self) -> bool:
-        return self.result.verdict.verdict == "pass" and bool(self.version)
+        return self.result.verdict.overall == "pass" and bool(self.version)
 
     def describe(self) -> str:
         """"switch to green, hello-c-2.0.0-abc123" / "roll back to blue, 1.0.0"."""
@@ -139,18 +139,21 @@ def release_picker(config: Config, *, lb: LoadBalancer) -> Any:
     return deploy_button(config, lb=lb)
 
 
-def deploy_step(config: Config, *, release: str = "", lb: LoadBalancer | None = None,
+def deploy_step(config: Config, *, artifact: str = "", lb: LoadBalancer | None = None,
                 interactive: bool = False) -> Any:
-    """Deploy to the idle pool with per-host progress; show and record the per-host table
-    and the outcome. ``interactive``: show the release picker and its button instead."""
+    """Deploy the release in ``artifact`` (default: the newest) to the idle pool with
+    per-host progress; show and record the per-host table and the outcome.
+    ``interactive``: show the artifact picker and its button instead."""
     from bgkit.deploy import deploy, hosts_table
     from bgkit.progress import LineProgress
+    from bgkit.release_check import artifact_for
 
     if interactive:
         return release_picker(config, lb=lb or _provider(config))
+    release = artifact_for(config, Path(artifact) if artifact else None)
+    record("release", release.release)
     try:
-        result = deploy(config, release=Path(release) if release else None, lb=lb,
-                        progress=LineProgress())
+        result = deploy(config, release=release, lb=lb, progress=LineProgress())
     except DeployError as error:
         table = hosts_table(error.results)
         record("deploy", {"ok": False, "error": str(error)})
@@ -158,7 +161,7 @@ def deploy_step(config: Config, *, release: str = "", lb: LoadBalancer | None = 
         _show(table)
         record_outcome("failed", str(error))
         raise
-    record("deploy", deploy_record(result))
+    record("deploy", result.record())
     record("hosts", result.table())
     _show(result.table())
     if config.service.files:  # each host file's sha256, and whether this deploy changed it
@@ -168,31 +171,28 @@ def deploy_step(config: Config, *, release: str = "", lb: LoadBalancer | None = 
     return result
 
 
-def deploy_record(result: Any) -> dict[str, Any]:
-    """What the archive keeps of a deploy."""
-    return {"ok": True, "release": result.release, "sha256": result.sha256,
-            "pool": result.pool, "live_pool": result.live_pool, "moved": result.moved,
-            "lock_takeover": result.lock_takeover}
-
-
-def verify_step(config: Config, *, lb: LoadBalancer, release: str = "",
+def verify_step(config: Config, *, lb: LoadBalancer, artifact: str = "",
                 samples_per_host: int = 0, outcome: bool = True) -> VerifyResult:
-    """Sample, judge, show and record; with ``outcome``, the verdict becomes the run's
+    """Sample, judge, show and record whether the idle pool serves the release in
+    ``artifact`` (default: the newest); with ``outcome``, the verdict becomes the run's
     outcome (pass: succeeded)."""
-    from bgkit.verify import expected_release_version
+    from bgkit.release_check import artifact_for
 
-    expected = expected_release_version(config, Path(release) if release else None)
-    return _verify_and_show(config, lb=lb, expected=expected,
+    release = artifact_for(config, Path(artifact) if artifact else None)
+    record("release", release.release)
+    return _verify_and_show(config, lb=lb, expected=release.version, release=release.release,
                             samples_per_host=samples_per_host, outcome=outcome)
 
 
-def switch_preview(config: Config, *, lb: LoadBalancer, release: str = "") -> Preview:
-    """What a switch would be judged on right now (no lock, no change): shown, recorded,
-    and returned as the :class:`Preview` the decision is pinned to."""
-    from bgkit.release_check import check_release, latest_release
+def switch_preview(config: Config, *, lb: LoadBalancer, artifact: str = "") -> Preview:
+    """What a switch to the release in ``artifact`` (default: the newest) would be judged on
+    right now (no lock, no change): shown, recorded, and returned as the :class:`Preview`
+    the decision is pinned to (the release is checked here, once)."""
+    from bgkit.release_check import artifact_for
 
-    checked = check_release(Path(release) if release else latest_release(config.dist_dir))
-    result = _verify_and_show(config, lb=lb, expected=checked.version,
+    checked = artifact_for(config, Path(artifact) if artifact else None)
+    record("release", checked.release)
+    result = _verify_and_show(config, lb=lb, expected=checked.version, release=checked.release,
                               samples_per_host=config.switch.samples_per_host, outcome=False)
     preview = Preview("switch", result, result.live_pool, result.idle_pool,
                       checked.version, checked.release)
@@ -224,14 +224,14 @@ def _idle_versions(result: VerifyResult) -> list[str]:
 
 
 def _verify_and_show(config: Config, *, lb: LoadBalancer, expected: str | None,
-                     samples_per_host: int, outcome: bool,
-                     role: str = "idle") -> VerifyResult:
+                     samples_per_host: int, outcome: bool, role: str = "idle",
+                     release: str | None = None) -> VerifyResult:
     from bgkit import plots
     from bgkit.runbook.display import html_block, styled_gates
     from bgkit.runbook.evidence import headline, summary_html
     from bgkit.verify import verify
 
-    result = verify(config, lb=lb, expected_version=expected,
+    result = verify(config, lb=lb, expected_version=expected, release=release,
                     samples_per_host=samples_per_host or None)
     verdict = result.verdict
     top = headline(result, role=role)
@@ -250,7 +250,7 @@ def _verify_and_show(config: Config, *, lb: LoadBalancer, expected: str | None,
         _show(_png(plots.figure_to_png(figure)))
     if outcome:
         words = {"pass": "succeeded", "fail": "failed", "inconclusive": "inconclusive"}
-        record_outcome(words[verdict.verdict], top.cause or top.title)
+        record_outcome(words[verdict.overall], top.cause or top.title)
     return result
 
 
@@ -265,7 +265,7 @@ def decide_step(config: Config, *, lb: LoadBalancer, preview: Preview, approve: 
     """
     from bgkit.runbook import decisions
 
-    record("decision", {"preview": preview.pins(), "verdict": preview.result.verdict.verdict,
+    record("decision", {"preview": preview.pins(), "verdict": preview.result.verdict.overall,
                         "approve": approve, "interactive": interactive})
     if approve:
         return decisions.act_now(config, lb=lb, preview=preview)

@@ -6,11 +6,11 @@ library API behind ``bgkit sandbox up | down | status``; see ``bgkit.sandbox.fle
 
 from bgkit.sandbox.fleet import reload_haproxy, sandbox_down, sandbox_status, sandbox_up
 from bgkit.sandbox.processes import ProcessState, StoppedProcess
-from bgkit.sandbox.results import HostStatus, SandboxInfo, SandboxStatus
+from bgkit.sandbox.results import SandboxHostStatus, SandboxInfo, SandboxStatus
 
 __all__ = [
-    "HostStatus",
     "ProcessState",
+    "SandboxHostStatus",
     "SandboxInfo",
     "SandboxStatus",
     "StoppedProcess",

@@ -36,7 +36,7 @@ from bgkit.sandbox.render import (
     render_known_hosts,
     render_service_ini,
 )
-from bgkit.sandbox.results import HostStatus, SandboxInfo, SandboxStatus
+from bgkit.sandbox.results import SandboxHostStatus, SandboxInfo, SandboxStatus
 from bgkit.sandbox.state import (
     Layout,
     SandboxHost,
@@ -396,13 +396,13 @@ def _all_specs(layout: Layout) -> list[ProcessSpec]:
             bastion.bastion_spec(layout)]
 
 
-def _host_status(host: SandboxHost) -> HostStatus:
+def _host_status(host: SandboxHost) -> SandboxHostStatus:
     state = probe(_service_spec(host))
     try:
         release: str | None = (host.root / "current").readlink().name
     except OSError:
         release = None
-    return HostStatus(pool=host.pool, name=host.name, address=host.address,
+    return SandboxHostStatus(pool=host.pool, name=host.name, address=host.address,
                       deploy_root=host.root, current_release=release,
                       service_pid=state.pid, service_alive=state.alive)
 

@@ -9,7 +9,7 @@ from typing import Any
 from bgkit.sandbox.processes import ProcessState
 from bgkit.sandbox.state import SandboxHost, SandboxOptions
 
-__all__ = ["HostStatus", "SandboxInfo", "SandboxStatus"]
+__all__ = ["SandboxHostStatus", "SandboxInfo", "SandboxStatus"]
 
 
 def _process_json(state: ProcessState) -> dict[str, Any]:
@@ -56,7 +56,7 @@ class SandboxInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class HostStatus:
+class SandboxHostStatus:
     """One sandbox host: its deploy root, current release and service process."""
 
     pool: str
@@ -76,7 +76,7 @@ class SandboxStatus:
     options: SandboxOptions
     config_file: Path
     processes: tuple[ProcessState, ...]
-    hosts: tuple[HostStatus, ...]
+    hosts: tuple[SandboxHostStatus, ...]
 
     @property
     def running(self) -> bool:

@@ -22,9 +22,11 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from bgkit.errors import SandboxError, UsageError
+from bgkit.words import PROVIDERS as LB_PROVIDERS
+from bgkit.words import PoolName
 
 __all__ = [
     "MAX_HOSTS",
@@ -37,9 +39,7 @@ __all__ = [
     "write_options",
 ]
 
-PoolName = Literal["blue", "green"]
 MAX_HOSTS = 254
-LB_PROVIDERS = ("haproxy", "ovh-iplb")
 POOL_SUBNETS: dict[PoolName, str] = {"blue": "127.0.1", "green": "127.0.2"}
 # Paths go unquoted into haproxy.cfg, sshd_config and HAProxy's runtime API.
 _SAFE_PATH = re.compile(r"/[A-Za-z0-9._/+@=-]*")

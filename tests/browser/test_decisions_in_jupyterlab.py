@@ -61,7 +61,7 @@ def test_a_double_click_switches_once_a_later_click_does_nothing_and_the_report_
     lb = get_provider(ready)
     release = releases["2.0.0"]
     open_notebook(page, jupyterlab, lab_root, "04_switch.ipynb", config_path=str(ready.path),
-                  release=str(release.artifact))
+                  artifact=str(release.artifact))
     headline = page.get_by_text("green idle 2.0.0 vs blue live 1.0.0: 7/7 gates pass")
     expect(headline).to_be_visible(timeout=WAIT_MS)
     button = page.locator("button.bgkit-decision-button")

@@ -250,13 +250,13 @@ def make_ready(sandbox: Config, releases: dict[str, Any]) -> Config:
                                            "gates": {"max_p99_ms": 1500,
                                                      "min_p95_delta_ms": 100}},
                             name="switching.toml")
-    deploy(config, release=releases["1.0.0"].artifact)  # blue is live, so this is green
+    deploy(config, artifact=releases["1.0.0"].artifact)  # blue is live, so this is green
     wait_lb_healthy(config, "green")
     get_provider(config).switch("green", timeout_s=10)
-    deploy(config, release=releases["1.0.0"].artifact)  # now blue
+    deploy(config, artifact=releases["1.0.0"].artifact)  # now blue
     wait_lb_healthy(config, "blue")
     get_provider(config).switch("blue", timeout_s=10)
-    deploy(config, release=releases["2.0.0"].artifact)  # and the new release on green
+    deploy(config, artifact=releases["2.0.0"].artifact)  # and the new release on green
     wait_lb_healthy(config, "green")
     return config
 

@@ -54,14 +54,14 @@ def test_deploy_status_and_verify_go_through_the_bastion(
     with pytest.raises(paramiko.AuthenticationException):
         direct_login(config)  # the deploy key is refused unless it comes from the bastion
 
-    result = deploy(config, release=releases["1.0.0"].artifact)
+    result = deploy(config, artifact=releases["1.0.0"].artifact)
     assert result.ok and result.pool == "green"
     wait_lb_healthy(config, "green")
     lb = get_provider(config)
     status = fleet_status(config, lb=lb)
     assert {h.release for h in status.hosts if h.host.pool == "green"} == {result.release}
     verdict = verify(config, lb=lb, expected_version="1.0.0", samples_per_host=60)
-    assert verdict.verdict.verdict == "pass", verdict.verdict.reasons()
+    assert verdict.verdict.overall == "pass", verdict.verdict.reasons()
 
     log_dir = config.path.parent / "log"
     hosts_log = (log_dir / "sshd-1.log").read_text()

@@ -26,7 +26,7 @@ def bgkit(config: Config, *args: str) -> subprocess.CompletedProcess[str]:
 def test_deploy_and_status_from_the_command_line(sandbox: Config,
                                                  releases: dict[str, BuildResult]) -> None:
     release = releases["1.0.0"]
-    done = bgkit(sandbox, "deploy", "--release", str(release.artifact))
+    done = bgkit(sandbox, "deploy", "--artifact", str(release.artifact))
     assert done.returncode == 0, done.stderr
     assert f"{release.release} on the green pool (live: blue)" in done.stdout
     assert "upload" in done.stderr and "wait healthy" in done.stderr  # per-host progress
@@ -38,13 +38,13 @@ def test_deploy_and_status_from_the_command_line(sandbox: Config,
 
 def test_deploying_to_the_live_pool_exits_2_and_a_failed_host_exits_1_with_its_row(
         sandbox: Config, releases: dict[str, BuildResult]) -> None:
-    refused = bgkit(sandbox, "deploy", "--release", str(releases["1.0.0"].artifact),
+    refused = bgkit(sandbox, "deploy", "--artifact", str(releases["1.0.0"].artifact),
                     "--pool", "blue")
     assert refused.returncode == 2
     assert "refusing to deploy to the blue pool: it is live" in refused.stderr
     green = [Path(h.deploy_root) for h in sandbox.pools.green.hosts]
     set_fault(green[0], fail_at_startup=True)
-    failed = bgkit(sandbox, "deploy", "--release", str(releases["1.0.0"].artifact))
+    failed = bgkit(sandbox, "deploy", "--artifact", str(releases["1.0.0"].artifact))
     assert failed.returncode == 1
     assert "per-host result" in failed.stdout and "127.0.2.1" in failed.stdout
     assert "failed at activate on 1 of 2" in failed.stderr
@@ -54,7 +54,7 @@ def test_status_reports_each_host_as_the_load_balancer_and_the_host_see_it(
         sandbox: Config, releases: dict[str, BuildResult]) -> None:
     from bgkit.deploy import deploy
 
-    deploy(sandbox, release=releases["2.0.0"].artifact)
+    deploy(sandbox, artifact=releases["2.0.0"].artifact)
     lb = get_provider(sandbox)
     table = fleet_status(sandbox, lb=lb).table().set_index(["pool", "host"])
     green = table.loc["green"]

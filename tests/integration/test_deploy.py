@@ -49,7 +49,7 @@ def public_version(config: Config) -> str:
 @pytest.fixture
 def serving(sandbox: Config, releases: dict[str, BuildResult]) -> Config:
     """A sandbox whose green pool is live and serving 1.0.0; blue is idle and empty."""
-    deploy(sandbox, release=releases["1.0.0"].artifact)
+    deploy(sandbox, artifact=releases["1.0.0"].artifact)
     wait_lb_healthy(sandbox, "green")  # the switch step's gate, in short
     get_provider(sandbox).switch("green", timeout_s=10)
     assert public_version(sandbox) == "1.0.0"
@@ -90,7 +90,7 @@ def test_deploy_puts_the_release_on_every_idle_host_while_the_live_pool_serves(
     for host in serving.pools.green.hosts:
         assert version_at(host.address, serving.service.port) == "1.0.0"
     with PublicTraffic(serving) as traffic:
-        result = deploy(serving, release=releases["2.0.0"].artifact)
+        result = deploy(serving, artifact=releases["2.0.0"].artifact)
     assert result.ok and result.pool == "blue" and result.live_pool == "green"
     assert result.release == releases["2.0.0"].release
     for host in serving.pools.blue.hosts:
@@ -106,7 +106,7 @@ def test_deploy_puts_the_release_on_every_idle_host_while_the_live_pool_serves(
 def test_deploy_refuses_the_live_pool_and_changes_nothing(
         serving: Config, releases: dict[str, BuildResult]) -> None:
     with pytest.raises(UsageError, match="refusing to deploy to the green pool: it is live"):
-        deploy(serving, release=releases["2.0.0"].artifact, pool="green")
+        deploy(serving, artifact=releases["2.0.0"].artifact, pool="green")
     assert all(current_of(root) == releases["1.0.0"].release for root in roots(serving, "green"))
     assert all(release_dirs(root) == set() for root in roots(serving, "blue"))
     assert get_provider(serving).live_pool() == "green"
@@ -120,7 +120,7 @@ def test_one_unreachable_host_fails_preflight_and_no_host_changes(
     config = rewrite_config(serving.path, {"pools": {"blue": {"hosts": [*hosts, unreachable]}}},
                             name="unreachable.toml")
     with pytest.raises(DeployError, match="failed at preflight on 1 of 3") as caught:
-        deploy(config, release=releases["2.0.0"].artifact)
+        deploy(config, artifact=releases["2.0.0"].artifact)
     assert "127.0.1.99" in str(caught.value) and "connection refused" in str(caught.value)
     assert "no host changed the release it serves" in str(caught.value)
     assert all(release_dirs(root) == set() for root in roots(serving, "blue"))
@@ -139,7 +139,7 @@ def test_a_checksum_mismatch_after_upload_stops_before_any_host_switches(
 
     monkeypatch.setattr(Session, "put", corrupting_put)
     with pytest.raises(DeployError, match="checksum mismatch after upload") as caught:
-        deploy(serving, release=releases["2.0.0"].artifact)
+        deploy(serving, artifact=releases["2.0.0"].artifact)
     assert "failed at stage" in str(caught.value)
     for root in roots(serving, "blue"):
         assert current_of(root) is None
@@ -175,7 +175,7 @@ def test_unsafe_tarballs_are_refused_before_any_host_is_touched(
         bad: tarfile.TarInfo) -> None:
     path = unsafe_release(tmp_path, releases["2.0.0"], bad)
     with pytest.raises(UsageError, match="outside the release"):
-        deploy(serving, release=path)
+        deploy(serving, artifact=path)
     assert all(release_dirs(root) == set() for root in roots(serving, "blue"))
 
 
@@ -184,7 +184,7 @@ def test_a_binary_that_fails_at_startup_fails_that_host_and_lists_who_moved(
     blue = roots(serving, "blue")
     set_fault(blue[1], fail_at_startup=True)
     with pytest.raises(DeployError, match="failed at activate on 1 of 2") as caught:
-        deploy(serving, release=releases["2.0.0"].artifact)
+        deploy(serving, artifact=releases["2.0.0"].artifact)
     message = str(caught.value)
     assert "blue[1]" in message and "exited" in message
     assert "hosts that moved to" in message and "blue[0]" in message
@@ -199,7 +199,7 @@ def test_a_service_whose_health_never_turns_200_fails_within_the_timeout(
     config = rewrite_config(serving.path, {"deploy": {"health_timeout_s": 2}}, name="fast.toml")
     set_fault(roots(serving, "blue")[0], health_status=503)
     with pytest.raises(DeployError, match="answered 503"):
-        deploy(config, release=releases["2.0.0"].artifact)
+        deploy(config, artifact=releases["2.0.0"].artifact)
     assert public_version(serving) == "1.0.0"
 
 
@@ -231,7 +231,7 @@ def test_a_missing_shared_library_is_found_by_ldd_before_any_host_switches(
         serving: Config, releases: dict[str, BuildResult], tmp_path: Path) -> None:
     path = release_needing_a_missing_library(tmp_path, releases["1.0.0"])
     with pytest.raises(DeployError, match="libbgkitmissing.so") as caught:
-        deploy(serving, release=path)
+        deploy(serving, artifact=path)
     assert "failed at stage" in str(caught.value)
     assert all(current_of(root) is None for root in roots(serving, "blue"))
     for root in roots(serving, "blue"):
@@ -240,9 +240,9 @@ def test_a_missing_shared_library_is_found_by_ldd_before_any_host_switches(
 
 def test_re_running_the_same_deploy_uploads_and_restarts_nothing(
         serving: Config, releases: dict[str, BuildResult]) -> None:
-    first = deploy(serving, release=releases["2.0.0"].artifact)
+    first = deploy(serving, artifact=releases["2.0.0"].artifact)
     pids = [(root / "shared/run/service.pid").read_text() for root in roots(serving, "blue")]
-    again = deploy(serving, release=releases["2.0.0"].artifact)
+    again = deploy(serving, artifact=releases["2.0.0"].artifact)
     assert all(h.uploaded and h.restarted for h in first.hosts)
     assert not any(h.uploaded or h.restarted for h in again.hosts)
     assert again.moved == []
@@ -262,12 +262,12 @@ def keep_two(serving: Config) -> Iterator[Config]:
 def test_pruning_keeps_the_newest_and_never_the_current_or_previous_release(
         keep_two: Config, releases: dict[str, BuildResult]) -> None:
     names = {v: releases[v].release for v in releases}
-    results: list[DeployResult] = [deploy(keep_two, release=releases[v].artifact)
+    results: list[DeployResult] = [deploy(keep_two, artifact=releases[v].artifact)
                                    for v in ("2.0.0", "3.0.0", "4.0.0")]
     assert all(r.ok for r in results)
     for root in roots(keep_two, "blue"):
         assert release_dirs(root) == {names["3.0.0"], names["4.0.0"]}
-    deploy(keep_two, release=releases["2.0.0"].artifact)  # back to an older release
+    deploy(keep_two, artifact=releases["2.0.0"].artifact)  # back to an older release
     for root in roots(keep_two, "blue"):
         assert current_of(root) == names["2.0.0"]
         assert (root / "previous").readlink().name == names["4.0.0"]

@@ -298,7 +298,7 @@ def live_green(tmp_path_factory: pytest.TempPathFactory,
     info = sandbox_up(state, hosts=2, **sandbox_ports())
     try:
         config = load_config(info.config_file)
-        deploy(config, release=releases["1.0.0"].artifact)
+        deploy(config, artifact=releases["1.0.0"].artifact)
         wait_lb_healthy(config, "green")
         get_provider(config).switch("green", timeout_s=10)
         yield config
@@ -323,7 +323,7 @@ def test_a_hostile_release_is_refused_and_no_host_changes(
     before = host_tree(hosts)
     capsys.readouterr()
 
-    code = main(["deploy", "--config", str(config.path), "--release", str(release)])
+    code = main(["deploy", "--config", str(config.path), "--artifact", str(release)])
 
     message = capsys.readouterr().err.replace("\n", " ")
     assert code == case.exit_code, message

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from bgkit.cli.sandbox import sandbox_group
 from bgkit.config import load_config
 from bgkit.errors import LoadBalancerError
 from bgkit.lb import get_provider
 from bgkit.lb.ovh_iplb import OvhIplbProvider
 from bgkit.sandbox import SandboxInfo, sandbox_down, sandbox_status, sandbox_up
-from bgkit.sandbox.cli import sandbox_group
 from tests.integration.sandbox_support import (
     StartService,
     build_hello_c,

@@ -60,22 +60,22 @@ def test_the_release_holds_what_its_bgkit_toml_asks_for(
 def test_plain_c_goes_live_and_back_under_load_with_no_failed_request(
         plain_sandbox: Config, plain_releases: dict[str, BuildResult]) -> None:
     config, lb = plain_sandbox, get_provider(plain_sandbox)
-    first = deploy(config, release=plain_releases["1.0.0"].artifact)
+    first = deploy(config, artifact=plain_releases["1.0.0"].artifact)
     assert first.pool == "green" and first.ok
     wait_lb_healthy(config, "green")
     lb.switch("green", timeout_s=10)
     url = f"{config.lb.public_url}/"
     with LoadGenerator(url, version_header="X-Bgkit-Pool", max_seconds=240) as load:
-        second = deploy(config, release=plain_releases["2.0.0"].artifact)
+        second = deploy(config, artifact=plain_releases["2.0.0"].artifact)
         assert second.pool == "blue" and all(h.restarted for h in second.hosts)
         wait_lb_healthy(config, "blue")
         went = switch(config, lb=lb, expected_version="2.0.0", approve=True)
-        assert went.outcome == "switched", went.reason
+        assert went.ended == "switched", went.reason
         assert went.watch is not None and "X-Bgkit-Pool" in went.watch.signal
         assert went.evidence is not None
         assert "read over SSH" in went.evidence.version_signal
         back = rollback(config, lb=lb, approve=True)
-        assert back.outcome == "rolled back", back.reason
+        assert back.ended == "rolled back", back.reason
     assert load.report.failed == 0, load.report.errors
     assert load.report.sent > 100
     assert set(load.report.versions) == {"blue", "green"}
@@ -84,7 +84,7 @@ def test_plain_c_goes_live_and_back_under_load_with_no_failed_request(
 
 def test_host_files_are_rendered_per_host_published_once_and_recorded(
         plain_sandbox: Config, plain_releases: dict[str, BuildResult]) -> None:
-    result = deploy(plain_sandbox, release=plain_releases["1.0.0"].artifact)
+    result = deploy(plain_sandbox, artifact=plain_releases["1.0.0"].artifact)
     host = plain_sandbox.pools.green.hosts[0]
     conf = Path(host.deploy_root) / "shared" / "plain-c.conf"
     assert conf.stat().st_mode & 0o777 == 0o640
@@ -95,7 +95,7 @@ def test_host_files_are_rendered_per_host_published_once_and_recorded(
     assert list(files["changed"]) == [True, True]
     assert files["sha256"].str.len().tolist() == [64, 64]
 
-    again = deploy(plain_sandbox, release=plain_releases["1.0.0"].artifact)
+    again = deploy(plain_sandbox, artifact=plain_releases["1.0.0"].artifact)
     assert [h.restarted for h in again.hosts] == [False, False]
     assert list(again.files_table()["changed"]) == [False, False]
     assert list(again.files_table()["sha256"]) == list(files["sha256"])

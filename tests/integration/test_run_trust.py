@@ -453,14 +453,14 @@ def test_reasons_name_the_cell_a_reader_counts_in_the_archived_notebook(
     config = load_config(write_config())
     with pytest.raises(StepFailed) as caught:
         run_step("03_verify", config=config, progress=False,
-                 parameters={"release": "/nonexistent/hello.tar.gz"})
+                 parameters={"artifact": "/nonexistent/hello.tar.gz"})
     path = caught.value.run_path
     assert path is not None
     nb = nbformat.read(path, as_version=4)
     reason = archive.show_run(path).metadata["reason"]
     number = int(reason.split("cell ")[1].split(" of ")[0])
     assert nb.cells[number - 1].cell_type == "code"
-    assert "release" in nb.cells[number - 1].source and "raised UsageError" in reason
+    assert "artifact" in nb.cells[number - 1].source and "raised UsageError" in reason
 
 
 def test_a_notebook_without_run_id_gets_no_unknown_parameter_warning(

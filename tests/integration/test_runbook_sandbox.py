@@ -24,8 +24,7 @@ from bgkit.runbook import archive
 from bgkit.runbook.runner import run_step
 from tests.conftest import REPO
 from tests.integration.conftest import releases, sandbox  # noqa: F401 (fixtures)
-from tests.integration.sandbox_support import running, wait_for
-from tests.integration.sandbox_support import make_ready
+from tests.integration.sandbox_support import make_ready, running, wait_for
 from tests.unit.test_html import live_markup
 
 pytestmark = pytest.mark.slow
@@ -42,7 +41,7 @@ def ready(sandbox: Config, releases: dict[str, BuildResult]) -> Config:  # noqa:
 def test_approve_false_in_capitals_is_false_and_moves_no_traffic(
         ready: Config, releases: dict[str, BuildResult]) -> None:  # noqa: F811
     done = subprocess.run([*BGKIT, "run", "04_switch", "-p", "approve", "FALSE", "-p",
-                           "release", str(releases["2.0.0"].artifact), "--config",
+                           "artifact", str(releases["2.0.0"].artifact), "--config",
                            str(ready.path)], capture_output=True, text=True, cwd=REPO,
                           timeout=300)
     assert done.returncode == 1, done.stdout + done.stderr
@@ -57,7 +56,7 @@ def test_sigterm_during_the_post_switch_watch_switches_back_before_the_kernel_st
     config = rewrite_config(ready.path, {"switch": {"watch_s": 30}}, name="long-watch.toml")
     lb = get_provider(config)
     runner = subprocess.Popen([*BGKIT, "run", "04_switch", "-p", "approve", "true", "-p",
-                               "release", str(releases["2.0.0"].artifact), "--config",
+                               "artifact", str(releases["2.0.0"].artifact), "--config",
                                str(config.path)], stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, cwd=REPO)
     try:
@@ -112,7 +111,7 @@ def test_a_version_header_with_markup_is_text_in_the_notebook_and_the_report(
     stop_service(Path(green.deploy_root))
     with hostile_host(green.address, ready.service.port), pytest.raises(StepFailed):
         run_step("03_verify", config=ready, progress=False,
-                 parameters={"release": str(releases["2.0.0"].artifact),
+                 parameters={"artifact": str(releases["2.0.0"].artifact),
                              "samples_per_host": 20})
     (path,) = ready.runs_dir.glob("*/*/*03_verify*.ipynb")
     nb = nbformat.read(path, as_version=4)
@@ -138,11 +137,11 @@ def test_switch_rollback_and_deploy_from_the_command_line_each_leave_an_archived
         return subprocess.run([*BGKIT, *args, "--config", str(ready.path)],
                               capture_output=True, text=True, cwd=REPO, timeout=300)
 
-    switched = bgkit("switch", "--approve", "--release", str(releases["2.0.0"].artifact))
+    switched = bgkit("switch", "--approve", "--artifact", str(releases["2.0.0"].artifact))
     assert switched.returncode == 0, switched.stdout + switched.stderr
     back = bgkit("rollback", "--approve")
     assert back.returncode == 0, back.stdout + back.stderr
-    deployed = bgkit("deploy", "--release", str(releases["3.0.0"].artifact))
+    deployed = bgkit("deploy", "--artifact", str(releases["3.0.0"].artifact))
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     runs = {path.stem.split("_", 1)[1].rsplit("_", 1)[0]: archive.show_run(path)
             for path in ready.runs_dir.glob("*/*/*.ipynb")}

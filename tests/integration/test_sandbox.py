@@ -16,10 +16,10 @@ import paramiko
 import pytest
 from click.testing import CliRunner
 
+from bgkit.cli.sandbox import sandbox_group
 from bgkit.config import load_config
 from bgkit.errors import SandboxError
 from bgkit.sandbox import SandboxInfo, sandbox_down, sandbox_status, sandbox_up
-from bgkit.sandbox.cli import sandbox_group
 from tests.conftest import EXAMPLE_DIR
 from tests.integration.sandbox_support import running, sandbox_ports, ssh_run, wait_for
 

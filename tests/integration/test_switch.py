@@ -42,18 +42,20 @@ def test_switch_then_rollback_under_load_fails_no_request(
     with Load(ready) as load:
         time.sleep(0.5)
         outcome = switch(ready, lb=lb, expected_version="2.0.0", approve=True)
-        applied = time.monotonic()
+        applied = time.monotonic()  # the switch returned: applied and watched
         time.sleep(0.5)
+        rolling = time.monotonic()
         back = rollback(ready, lb=lb, approve=True)
         rolled = time.monotonic()
         time.sleep(0.5)
-    assert outcome.outcome == "switched", outcome.reason
-    assert back.outcome == "rolled back", back.reason
+    assert outcome.ended == "switched", outcome.reason
+    assert back.ended == "rolled back", back.reason
     assert load.failures == []
     assert len(load.answers) > 200
-    # After each change was applied, every new request met the new pool.
-    between = Counter(v for at, _, v in load.answers if applied < at < rolled - 5)
-    assert set(between) <= {"2.0.0"}
+    # After each change was applied, every new request met the new pool: between the
+    # switch and the rollback, only the new release answered (and some did).
+    between = Counter(v for at, _, v in load.answers if applied < at < rolling)
+    assert between and set(between) == {"2.0.0"}
     assert set(load.versions_after(rolled + 0.01)) == {"1.0.0"}
     assert lb.live_pool() == "blue"
     assert outcome.watch is not None and outcome.watch.ok and outcome.applied_s is not None
@@ -65,14 +67,14 @@ def test_a_failing_gate_refuses_the_switch_and_nothing_moves(ready: Config) -> N
               .read_text())
     os.kill(pid, signal.SIGHUP)
     outcome = switch(ready, lb=get_provider(ready), expected_version="2.0.0", approve=True)
-    assert outcome.outcome == "refused" and outcome.exit_code == 1
+    assert outcome.ended == "refused" and outcome.exit_code == 1
     assert "127.0.2.1" in outcome.reason
     assert get_provider(ready).live_pool() == "blue"
 
 
 def test_without_approval_the_outcome_is_not_approved(ready: Config) -> None:
     outcome = switch(ready, lb=get_provider(ready), expected_version="2.0.0", approve=False)
-    assert outcome.outcome == "not approved"
+    assert outcome.ended == "not approved"
     assert get_provider(ready).live_pool() == "blue"
 
 
@@ -84,7 +86,7 @@ def test_a_failing_watch_switches_back_automatically_and_says_why(ready: Config)
                      lambda: break_pool(config, "green", latency_ms=800))
     with Load(config) as load:
         outcome = switch(config, lb=lb, expected_version="2.0.0", approve=True)
-    assert outcome.outcome == "switched back", outcome.reason
+    assert outcome.ended == "switched back", outcome.reason
     assert "post-switch watch failed" in outcome.reason and "p99" in outcome.reason
     assert outcome.live_pool == "blue" and get_provider(config).live_pool() == "blue"
     assert outcome.switch_back_applied_s is not None
@@ -105,7 +107,7 @@ def test_a_second_concurrent_switch_is_refused_by_the_lock(ready: Config) -> Non
 def test_a_switch_killed_mid_way_converges_when_run_again(
         ready: Config, releases: dict[str, BuildResult]) -> None:
     command = [sys.executable, "-m", "bgkit.cli", "switch", "--approve", "--config",
-               str(ready.path), "--release", str(releases["2.0.0"].artifact)]
+               str(ready.path), "--artifact", str(releases["2.0.0"].artifact)]
     running = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     lb = get_provider(ready)
@@ -132,7 +134,7 @@ def test_ovh_faults_mid_switch_leave_traffic_on_the_live_pool(
     lb = get_provider(ready_ovh)
     with Load(ready_ovh) as load:
         outcome = switch(ready_ovh, lb=lb, expected_version="2.0.0", approve=True)
-    assert outcome.outcome == "switch failed", outcome.reason
+    assert outcome.ended == "switch failed", outcome.reason
     assert words in outcome.reason and "traffic is on blue" in outcome.reason
     assert lb.live_pool() == "blue"
     assert load.failures == []
@@ -149,12 +151,12 @@ def test_an_ovh_task_stuck_past_the_grace_is_unknown_and_keeps_the_lock(
     with Load(config) as load:
         outcome = switch(config, lb=get_provider(config), expected_version="2.0.0",
                          approve=True)
-    assert outcome.outcome == "needs attention", outcome.reason
+    assert outcome.ended == "needs attention", outcome.reason
     assert outcome.live_pool == "unknown" and "task" in outcome.lb_state
     kept = locking.read_lock(config.lock_path)  # kept until the state is known
     assert kept is not None and kept.intent is not None and kept.intent["to_pool"] == "green"
     with pytest.raises(LockHeld, match="middle of a switch from blue to green"):
-        deploy(config, release=releases["3.0.0"].artifact)
+        deploy(config, artifact=releases["3.0.0"].artifact)
     assert load.failures == []
     assert set(load.versions_after(0)) == {"1.0.0"}
 
@@ -169,7 +171,7 @@ def test_the_switch_notebook_under_papermill_needs_approve_and_records_the_watch
         ready: Config, releases: dict[str, BuildResult]) -> None:
     from bgkit.runbook import archive
 
-    release = ["-p", "release", str(releases["2.0.0"].artifact)]
+    release = ["-p", "artifact", str(releases["2.0.0"].artifact)]
     unapproved = run_step_cli(ready, "04_switch", *release)
     assert unapproved.returncode == 1
     assert "not approved: the gates passed; approve=True (-p approve true) was not given" in \
@@ -196,7 +198,7 @@ def test_the_approval_button_is_disabled_unless_the_verdict_passed_and_switches_
     from bgkit.runbook.steps import decide_step, switch_preview
 
     lb = get_provider(ready)
-    preview = switch_preview(ready, lb=lb, release=str(releases["2.0.0"].artifact))
+    preview = switch_preview(ready, lb=lb, artifact=str(releases["2.0.0"].artifact))
     assert preview.ok
     failing = dataclasses.replace(preview, version="")
     blocked = decide_step(ready, lb=lb, preview=failing, approve=False, interactive=True)

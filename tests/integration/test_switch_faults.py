@@ -37,7 +37,7 @@ pytestmark = pytest.mark.slow
 
 def cli_switch(config: Config, release: BuildResult) -> list[str]:
     return [sys.executable, "-m", "bgkit.cli", "switch", "--approve", "--config",
-            str(config.path), "--release", str(release.artifact)]
+            str(config.path), "--artifact", str(release.artifact)]
 
 
 def until(running: subprocess.Popen[str], check: Callable[[], bool], what: str) -> None:
@@ -63,7 +63,7 @@ def test_a_new_pool_failing_after_the_flip_is_switched_back_at_the_first_breach(
         outcome = switch(config, lb=lb, expected_version="2.0.0", approve=True)
         back = time.monotonic()
         time.sleep(0.5)
-    assert outcome.outcome == "switched back", outcome.reason
+    assert outcome.ended == "switched back", outcome.reason
     watch = outcome.watch
     planned = config.switch.watch_s * config.switch.watch_rate_per_s
     # Judged while sampling: it stopped at the breach, about a second into ten.
@@ -146,7 +146,7 @@ def test_an_ovh_refresh_slower_than_the_timeout_is_followed_then_watched(
     with Load(config) as load:
         outcome = switch(config, lb=get_provider(config), expected_version="2.0.0",
                          approve=True)
-    assert outcome.outcome == "switched", outcome.reason
+    assert outcome.ended == "switched", outcome.reason
     assert "followed it until green was live" in outcome.converged
     assert outcome.watch is not None and outcome.watch.ok
     assert get_provider(config).live_pool() == "green"
@@ -171,7 +171,7 @@ def test_a_deploy_during_a_watch_longer_than_the_ttl_is_refused(
         wait_for(lambda: provider.live_pool() == "green", timeout_s=60, what="the flip")
         time.sleep(1.5)  # past the TTL: only the renewals keep the lease
         with pytest.raises(LockHeld, match="for 'switch'"):
-            deploy(config, release=releases["3.0.0"].artifact)
+            deploy(config, artifact=releases["3.0.0"].artifact)
         switching.join(timeout=60)
     outcome = ended["outcome"]
     assert getattr(outcome, "outcome", None) == "switched", getattr(outcome, "reason", None)

@@ -78,18 +78,18 @@ def test_the_deploy_user_has_umask_077_and_exactly_the_documented_sudo_rights(
 def test_the_pipeline_runs_on_systemd_hosts_under_load_with_no_failed_request(
         systemd_sandbox: Config, plain_releases: dict[str, BuildResult]) -> None:  # noqa: F811
     config, lb = systemd_sandbox, get_provider(systemd_sandbox)
-    assert deploy(config, release=plain_releases["1.0.0"].artifact).ok
+    assert deploy(config, artifact=plain_releases["1.0.0"].artifact).ok
     wait_lb_healthy(config, "green")
     lb.switch("green", timeout_s=10)
     with LoadGenerator(f"{config.lb.public_url}/", version_header="X-Bgkit-Pool",
                        max_seconds=240) as load:
-        second = deploy(config, release=plain_releases["2.0.0"].artifact)
+        second = deploy(config, artifact=plain_releases["2.0.0"].artifact)
         assert second.pool == "blue" and all(h.restarted for h in second.hosts)
         wait_lb_healthy(config, "blue")
         went = switch(config, lb=lb, expected_version="2.0.0", approve=True)
-        assert went.outcome == "switched", went.reason
+        assert went.ended == "switched", went.reason
         back = rollback(config, lb=lb, approve=True)
-        assert back.outcome == "rolled back", back.reason
+        assert back.ended == "rolled back", back.reason
     assert load.report.failed == 0, load.report.errors
     assert set(load.report.versions) == {"blue", "green"}
     running = inside(Layout.at(state_of(config)), host(config, "blue"),
@@ -108,7 +108,7 @@ def test_a_service_that_fails_to_start_shows_its_journal(
         {"template": str(broken), "path": "plain-c.conf", "mode": "0640"}]}}, name="broken.toml")
     live = get_provider(config).live_pool()
     with pytest.raises(DeployError) as caught:
-        deploy(config, release=plain_releases["1.0.0"].artifact)
+        deploy(config, artifact=plain_releases["1.0.0"].artifact)
     message = str(caught.value)
     assert "service log:" in message and "bad header line" in message
     assert get_provider(config).live_pool() == live
@@ -140,7 +140,7 @@ def test_preflight_refuses_a_host_the_service_could_not_run_on_and_says_why(
     inside(layout, target, breakage)
     try:
         with pytest.raises(DeployError, match="failed at preflight") as caught:
-            deploy(config, release=plain_releases["2.0.0"].artifact)
+            deploy(config, artifact=plain_releases["2.0.0"].artifact)
         assert expected in str(caught.value)
     finally:
         inside(layout, target, "chmod 0755 /srv/plain-c; chmod 2775 /srv/plain-c/shared")
@@ -156,11 +156,11 @@ def test_a_drifted_or_missing_unit_is_refused_at_preflight_with_the_fix(
     inside(layout, target, f"sed -i 's/^User=plain$/User=attacker/' {unit}")
     try:
         with pytest.raises(DeployError, match="failed at preflight") as caught:
-            deploy(config, release=plain_releases["1.0.0"].artifact)
+            deploy(config, artifact=plain_releases["1.0.0"].artifact)
         assert "the host has 'User=attacker', bgkit.toml renders 'User=plain'" in \
             str(caught.value)
         inside(layout, target, f"rm -f {unit}")
         with pytest.raises(DeployError, match=f"the systemd unit {unit} is not installed"):
-            deploy(config, release=plain_releases["1.0.0"].artifact)
+            deploy(config, artifact=plain_releases["1.0.0"].artifact)
     finally:
         reinstall_unit(config, idle)

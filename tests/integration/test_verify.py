@@ -27,10 +27,10 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def two_releases(sandbox: Config, releases: dict[str, BuildResult]) -> Config:
     """Green live on 1.0.0; blue idle on 2.0.0 and healthy in the load balancer."""
-    deploy(sandbox, release=releases["1.0.0"].artifact)
+    deploy(sandbox, artifact=releases["1.0.0"].artifact)
     wait_lb_healthy(sandbox, "green")
     get_provider(sandbox).switch("green", timeout_s=10)
-    deploy(sandbox, release=releases["2.0.0"].artifact)
+    deploy(sandbox, artifact=releases["2.0.0"].artifact)
     wait_lb_healthy(sandbox, "blue")
     return sandbox
 
@@ -57,7 +57,7 @@ def gate(result: VerifyResult, name: str) -> tuple[str, str]:
 
 def test_a_healthy_idle_pool_passes(two_releases: Config) -> None:
     result = run_verify(two_releases)
-    assert result.verdict.verdict == "pass", result.verdict.reasons()
+    assert result.verdict.overall == "pass", result.verdict.reasons()
     assert (result.idle_pool, result.live_pool) == ("blue", "green")
     hosts = result.samples[result.samples["target"] == "host"]
     assert set(hosts.loc[hosts["pool"] == "blue", "version"]) == {"2.0.0"}
@@ -70,7 +70,7 @@ def test_added_latency_fails_the_latency_gates(two_releases: Config) -> None:
     for root in blue_roots(config):
         reload_faults(root, latency_ms=50)
     result = run_verify(config, samples=50)
-    assert result.verdict.verdict == "fail"
+    assert result.verdict.overall == "fail"
     assert gate(result, "p99_latency")[0] == "fail"
     assert gate(result, "p95_ratio")[0] == "fail"
     assert result.comparison.idle_slower
@@ -81,7 +81,7 @@ def test_five_percent_of_health_answers_500_fails_on_errors(two_releases: Config
     reload_faults(blue_roots(two_releases)[0], health_fail_percent=5)
     result = run_verify(two_releases, samples=100)
     verdict, reason = gate(result, "errors")
-    assert result.verdict.verdict == "fail" and verdict == "fail"
+    assert result.verdict.overall == "fail" and verdict == "fail"
     assert "127.0.1.1" in reason and "bad_status" in reason
     assert "127.0.1.2" not in reason
 
@@ -94,13 +94,13 @@ def test_one_host_on_the_wrong_version_fails_naming_it(two_releases: Config) -> 
     subprocess.run(["sh", "-c", commands.restart], check=True)
     result = run_verify(two_releases)
     verdict, reason = gate(result, "version")
-    assert result.verdict.verdict == "fail" and verdict == "fail"
+    assert result.verdict.overall == "fail" and verdict == "fail"
     assert "127.0.1.2" in reason and "2.0.1" in reason
 
 
 def test_too_few_samples_is_inconclusive_never_pass(two_releases: Config) -> None:
     result = run_verify(two_releases, samples=10)
-    assert result.verdict.verdict == "inconclusive"
+    assert result.verdict.overall == "inconclusive"
     assert gate(result, "samples")[0] == "inconclusive"
     assert result.exit_code == 3
 
@@ -110,7 +110,7 @@ def test_one_host_down_fails_naming_the_host(two_releases: Config) -> None:
     commands = service.service_commands(two_releases, root=str(root))
     subprocess.run(["sh", "-c", commands.stop], check=True)
     result = run_verify(two_releases)
-    assert result.verdict.verdict == "fail"
+    assert result.verdict.overall == "fail"
     verdict, reason = gate(result, "errors")
     assert verdict == "fail" and "127.0.1.1" in reason and "refused" in reason
     hosts = result.samples[(result.samples["host"] == "127.0.1.1")]
@@ -125,16 +125,16 @@ def bgkit(config: Config, *args: str) -> subprocess.CompletedProcess[str]:
 def test_cli_exit_codes_and_the_notebook_agree_with_bgkit_verify(
         two_releases: Config, releases: dict[str, BuildResult]) -> None:
     release = str(releases["2.0.0"].artifact)
-    passed = bgkit(two_releases, "verify", "--release", release, "--samples", "60")
+    passed = bgkit(two_releases, "verify", "--artifact", release, "--samples", "60")
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert "verdict: pass" in passed.stdout
-    few = bgkit(two_releases, "verify", "--release", release, "--samples", "5")
+    few = bgkit(two_releases, "verify", "--artifact", release, "--samples", "5")
     assert few.returncode == 3 and "verdict: inconclusive" in few.stdout
 
     reload_faults(blue_roots(two_releases)[0], health_status=503)
-    failed = bgkit(two_releases, "verify", "--release", release, "--samples", "60")
+    failed = bgkit(two_releases, "verify", "--artifact", release, "--samples", "60")
     assert failed.returncode == 1 and "verdict: fail" in failed.stdout
-    run = bgkit(two_releases, "run", "03_verify", "-p", "release", release,
+    run = bgkit(two_releases, "run", "03_verify", "-p", "artifact", release,
                 "-p", "samples_per_host", "60")
     assert run.returncode == 1, run.stdout + run.stderr
     path = Path(run.stderr.split("record: ")[1].split()[0])

@@ -227,7 +227,7 @@ def test_compare_without_enough_answers_has_no_test_and_is_json_ready() -> None:
 
 def test_healthy_pools_pass_every_gate() -> None:
     verdict = judge(healthy())
-    assert verdict.verdict == "pass"
+    assert verdict.overall == "pass"
     assert [g.verdict for g in verdict.gates] == ["pass"] * 7
     assert verdict.reasons() == []
 
@@ -244,7 +244,7 @@ def test_samples_gate_is_inconclusive_naming_hosts_with_too_few() -> None:
 def test_samples_gate_is_inconclusive_without_idle_samples_or_for_an_unseen_host() -> None:
     only_live = make_pool("blue", LIVE, [10.0] * 20)
     verdict = judge(only_live)
-    assert verdict.verdict == "inconclusive"
+    assert verdict.overall == "inconclusive"
     assert "no host samples from the idle pool green" in gate(verdict, "samples").reason
     unseen = gate(judge(healthy(), expected_hosts=[*IDLE, "127.0.2.3"]), "samples")
     assert unseen.verdict == "inconclusive" and "127.0.2.3 (0)" in unseen.reason
@@ -267,7 +267,7 @@ def test_a_host_that_answered_nothing_fails_the_errors_gate() -> None:
     df = join(make_pool("green", IDLE[:1], [10.0] * 20, version="2.0.0"), dead,
               make_pool("blue", LIVE, [10.0] * 20))
     verdict = judge(df)
-    assert verdict.verdict == "fail"
+    assert verdict.overall == "fail"
     assert "127.0.2.2 answered none of 20 probes (100.00%: refused 20)" in gate(
         verdict, "errors").reason
     assert gate(verdict, "p99_latency").verdict == "pass"  # the live host still judged
@@ -308,7 +308,7 @@ def test_latency_gates_wait_for_enough_answered_samples_rather_than_fail() -> No
     assert gate(verdict, "p99_latency").verdict == "inconclusive"
     assert gate(verdict, "p95_ratio").verdict == "inconclusive"
     assert "only 4 answered samples from idle pool green" in gate(verdict, "p95_ratio").reason
-    assert verdict.verdict == "inconclusive"
+    assert verdict.overall == "inconclusive"
     few_live = join(make_pool("green", IDLE, [10.0] * 20, version="2.0.0"),
                     make_pool("blue", LIVE[:1], [1.0] * 3))
     assert "from live pool blue" in gate(judge(few_live), "p95_ratio").reason
@@ -378,12 +378,12 @@ def test_lb_health_gate_fails_naming_unhealthy_idle_servers() -> None:
 
 def test_any_fail_outranks_inconclusive_which_outranks_pass() -> None:
     short = make_pool("green", IDLE, [10.0] * 5, version="2.0.0")  # too few: inconclusive
-    assert judge(short).verdict == "inconclusive"
+    assert judge(short).overall == "inconclusive"
     failing = join(short, make_samples([1.0] * 5, host="127.0.2.3", errors="refused"))
     verdict = judge(failing)
-    assert verdict.verdict == "fail"
+    assert verdict.overall == "fail"
     assert {g.verdict for g in verdict.gates} >= {"fail", "inconclusive"}
-    assert judge(healthy()).verdict == "pass"
+    assert judge(healthy()).overall == "pass"
 
 
 def test_verdict_serialises_to_strict_json_and_tables() -> None:

@@ -96,7 +96,7 @@ def test_a_decision_is_refused_when_the_live_pool_changed_since_the_preview(
             preview = Preview(action, result=None, live="green",  # type: ignore[arg-type]
                               target="blue", version="1.0.0", release="")
             outcome = act(config, lb=fleet.lb, preview=preview)  # blue is live, not green
-            assert outcome.outcome == "refused" and fleet.lb.live_pool() == "blue"
+            assert outcome.ended == "refused" and fleet.lb.live_pool() == "blue"
             assert "the live pool changed since the preview (green then, blue now)" in \
                 outcome.reason
 

@@ -14,7 +14,7 @@ import pytest
 
 from bgkit import release_check
 from bgkit.errors import UsageError
-from bgkit.release_check import check_release, latest_release
+from bgkit.release_check import check_artifact, latest_artifact
 
 MANIFEST = {"name": "app", "version": "1.0", "release": "app-1.0-abc", "executable": "bin/app",
             "arch": "x86_64"}
@@ -88,7 +88,7 @@ def link(name: str, target: str) -> tarfile.TarInfo:
 def test_a_good_release_passes_with_its_manifest(tmp_path: Path) -> None:
     path = write_release(tmp_path, [member("bin/app-link", tarfile.SYMTYPE, "app")],
                          files={"bin/app": b"\x7fELF"})
-    checked = check_release(path)
+    checked = check_artifact(path)
     assert checked.release == "app-1.0-abc" and checked.version == "1.0"
     assert checked.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -107,14 +107,14 @@ def test_members_that_could_escape_or_are_special_are_refused(
         tmp_path: Path, bad: tarfile.TarInfo, message: str) -> None:
     path = write_release(tmp_path, [bad], files={"bin/app": b"x"})
     with pytest.raises(UsageError, match=message):
-        check_release(path)
+        check_artifact(path)
 
 
 def test_a_checksum_mismatch_is_refused(tmp_path: Path) -> None:
     path = write_release(tmp_path, [], files={"bin/app": b"x"})
     path.with_name(path.name + ".sha256").write_text("0" * 64 + f"  {path.name}\n")
     with pytest.raises(UsageError, match="checksum mismatch"):
-        check_release(path)
+        check_artifact(path)
 
 
 def test_a_file_that_differs_from_its_manifest_entry_is_refused(tmp_path: Path) -> None:
@@ -122,27 +122,27 @@ def test_a_file_that_differs_from_its_manifest_entry_is_refused(tmp_path: Path) 
                          manifest={"files": [BIN, {"path": "bin/app", "type": "file",
                                               "sha256": "0" * 64}]})
     with pytest.raises(UsageError, match="does not match its sha256"):
-        check_release(path)
+        check_artifact(path)
 
 
 def test_missing_checksum_file_or_release(tmp_path: Path) -> None:
     path = write_release(tmp_path, [], files={"bin/app": b"x"})
     path.with_name(path.name + ".sha256").unlink()
     with pytest.raises(UsageError, match=r"\.sha256 is missing"):
-        check_release(path)
+        check_artifact(path)
     with pytest.raises(UsageError, match="does not exist"):
-        check_release(tmp_path / "nope.tar.gz")
+        check_artifact(tmp_path / "nope.tar.gz")
 
 
 def test_latest_release_is_the_newest_tarball(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="run `bgkit build` first"):
-        latest_release(tmp_path)
+        latest_artifact(tmp_path)
     old = write_release(tmp_path, [], files={"a": b"1"}, name="app-1")
     new = write_release(tmp_path, [], files={"a": b"2"}, name="app-2")
     import os
 
     os.utime(old, (1, 1))
-    assert latest_release(tmp_path) == new
+    assert latest_artifact(tmp_path) == new
 
 
 # --- nothing in a release reaches past it (issue 11) ---------------------------------
@@ -166,14 +166,14 @@ def test_links_are_followed_through_the_release_as_the_kernel_would(
         tmp_path: Path, bad: list[tarfile.TarInfo], message: str) -> None:
     path = write_release(tmp_path, bad, files={"bin/app": b"x"})
     with pytest.raises(UsageError, match=message):
-        check_release(path)
+        check_artifact(path)
 
 
 def test_links_that_stay_inside_through_other_links_pass(tmp_path: Path) -> None:
     path = write_release(tmp_path, [*CHAIN, link("bin/root-conf", "../a1/a2/a3/p/conf"),
                                     link("bin/self", "."), link("bin/up", "..")],
                          files={"bin/app": b"x", "conf": b"c"})
-    assert check_release(path).release == "app-1.0-abc"
+    assert check_artifact(path).release == "app-1.0-abc"
 
 
 @pytest.mark.parametrize(("bad", "message"), [
@@ -193,7 +193,7 @@ def test_reserved_duplicate_control_and_non_plain_names_are_refused(
         tmp_path: Path, bad: list[tarfile.TarInfo], message: str) -> None:
     path = write_release(tmp_path, bad, files={"bin/app": b"x"})
     with pytest.raises(UsageError, match=message):
-        check_release(path)
+        check_artifact(path)
 
 
 def test_a_manifest_that_is_a_link_is_refused(tmp_path: Path) -> None:
@@ -204,21 +204,21 @@ def test_a_manifest_that_is_a_link_is_refused(tmp_path: Path) -> None:
         tar.addfile(link("manifest.json", "real.json"))
     seal(path)
     with pytest.raises(UsageError, match="manifest.json must be a regular file"):
-        check_release(path)
+        check_artifact(path)
 
 
 def test_a_member_the_manifest_does_not_list_is_refused(tmp_path: Path) -> None:
     path = write_release(tmp_path, [member("bin/backdoor")], files={"bin/app": b"x"},
                          listed=False)
     with pytest.raises(UsageError, match="'bin/backdoor' is not listed in manifest.json"):
-        check_release(path)
+        check_artifact(path)
 
 
 def test_an_unlisted_folder_or_link_is_refused_too(tmp_path: Path) -> None:
     for extra in (folder("extra"), link("bin/alias", "app")):
         path = write_release(tmp_path, [extra], files={"bin/app": b"x"}, listed=False)
         with pytest.raises(UsageError, match="is not listed in manifest.json"):
-            check_release(path)
+            check_artifact(path)
 
 
 @pytest.mark.parametrize(("entry", "message"), [
@@ -235,7 +235,7 @@ def test_the_manifest_must_describe_each_member_as_it_is(
                          manifest={"files": [BIN, entry] if entry["path"] == "bin/app" else [
                              BIN, entry_of(file_info("bin/app", b"x"), b"x"), entry]})
     with pytest.raises(UsageError, match=message):
-        check_release(path)
+        check_artifact(path)
 
 
 def test_a_link_target_differing_from_the_manifest_is_refused(tmp_path: Path) -> None:
@@ -244,7 +244,7 @@ def test_a_link_target_differing_from_the_manifest_is_refused(tmp_path: Path) ->
                              BIN, entry_of(file_info("bin/app", b"x"), b"x"),
                              {"path": "bin/alias", "type": "symlink", "target": "other"}]})
     with pytest.raises(UsageError, match="points at 'app' but manifest.json says 'other'"):
-        check_release(path)
+        check_artifact(path)
 
 
 def sparse_release(folder_path: Path, *, size: int, listed_size: int | None = None) -> Path:
@@ -276,7 +276,7 @@ def test_a_huge_sparse_member_is_refused_by_its_size_before_any_byte_is_read(
     try:
         with pytest.raises(UsageError, match=r"1025 MiB unpacked, more than "
                            r"\[deploy\].max_unpacked_mb = 512"):
-            check_release(path)
+            check_artifact(path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -287,14 +287,14 @@ def test_a_member_larger_than_its_manifest_entry_is_refused_unread(tmp_path: Pat
     path = sparse_release(tmp_path, size=1 << 30, listed_size=1024)
     with pytest.raises(UsageError, match="'bin/big' is 1073741824 bytes in the tarball but "
                        "manifest.json says 1024"):
-        check_release(path, max_unpacked_mb=4096)
+        check_artifact(path, max_unpacked_mb=4096)
 
 
 def test_files_are_hashed_in_blocks_whatever_their_size(tmp_path: Path) -> None:
     path = sparse_release(tmp_path, size=64 << 20)
     tracemalloc.start()
     try:
-        checked = check_release(path, max_unpacked_mb=128)
+        checked = check_artifact(path, max_unpacked_mb=128)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -306,7 +306,7 @@ def test_too_many_members_are_refused(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(release_check, "MAX_MEMBERS", 3)
     path = write_release(tmp_path, [folder("d1"), folder("d2")], files={"bin/app": b"x"})
     with pytest.raises(UsageError, match="more than 3 members"):
-        check_release(path)
+        check_artifact(path)
 
 
 def test_an_oversized_manifest_is_refused_unread(tmp_path: Path,
@@ -314,7 +314,7 @@ def test_an_oversized_manifest_is_refused_unread(tmp_path: Path,
     monkeypatch.setattr(release_check, "MAX_MANIFEST_BYTES", 100)
     path = write_release(tmp_path, [], files={"bin/app": b"x"})
     with pytest.raises(UsageError, match="manifest.json is .* bytes, more than the 100"):
-        check_release(path)
+        check_artifact(path)
 
 
 @pytest.mark.parametrize("name", ["app-1.0\nx", "app 1.0", "app-1.0\r", "-app", "app'1"])
@@ -323,7 +323,7 @@ def test_a_release_file_name_that_is_not_a_release_name_says_so(tmp_path: Path,
     path = write_release(tmp_path, [], files={"bin/app": b"x"}, name=name,
                          manifest={"release": None})
     with pytest.raises(UsageError, match="is not a release name: expected <release>.tar.gz"):
-        check_release(path)
+        check_artifact(path)
 
 
 def test_a_manifest_nested_too_deep_for_json_is_refused_without_a_traceback(
@@ -334,4 +334,4 @@ def test_a_manifest_nested_too_deep_for_json_is_refused_without_a_traceback(
         tar.addfile(file_info("manifest.json", body), io.BytesIO(body))
     seal(path)
     with pytest.raises(UsageError, match="is not a usable release"):
-        check_release(path)
+        check_artifact(path)

@@ -160,3 +160,44 @@ def test_prune_removes_a_release_and_its_marker(tmp_path: Path) -> None:
     Path(layout.marker).write_text("x\n")
     assert sh(remote.prune(layout, ["app-1"])).returncode == 0
     assert list(Path(layout.releases).iterdir()) == []
+
+
+def release_members(tarball: Path) -> list[Member]:
+    from bgkit.release_tree import member_of
+
+    with tarfile.open(tarball) as tar:
+        return [member_of(info) for info in tar.getmembers()]
+
+
+def test_stage_refuses_a_wrong_checksum_and_names_the_one_it_found(tmp_path: Path) -> None:
+    layout = remote.Layout(str(tmp_path / "root"), "app-1")
+    assert sh(remote.make_root(layout)).returncode == 0
+    digest = make_tarball(Path(layout.incoming), b"one")
+    tree = remote.tree_digest(release_members(Path(layout.incoming)))
+    answer = sh(remote.stage(layout, sha256="0" * 64, executable="bin/app", tree=tree))
+    assert answer.returncode == remote.STAGE_BAD_CHECKSUM
+    assert remote.parse_stage(answer.returncode, answer.stdout) == (digest, [])
+    assert not Path(layout.incoming).exists() and not Path(layout.release_dir).exists()
+
+
+def test_stage_names_the_libraries_ldd_cannot_find(tmp_path: Path) -> None:
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "foo.c").write_text("int foo(void) { return 1; }\n")
+    (build / "app.c").write_text("int foo(void);\nint main(void) { return foo(); }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(build / "libbgkitmissing.so"),
+                    str(build / "foo.c")], check=True)
+    layout = remote.Layout(str(tmp_path / "root"), "app-1")
+    assert sh(remote.make_root(layout)).returncode == 0
+    source = tmp_path / "src" / "bin"
+    source.mkdir(parents=True)
+    subprocess.run(["gcc", "-o", str(source / "app"), str(build / "app.c"), f"-L{build}",
+                    "-lbgkitmissing"], check=True)
+    with tarfile.open(layout.incoming, "w:gz") as tar:
+        tar.add(source, arcname="bin")
+    digest = hashlib.sha256(Path(layout.incoming).read_bytes()).hexdigest()
+    tree = remote.tree_digest(release_members(Path(layout.incoming)))
+    answer = sh(remote.stage(layout, sha256=digest, executable="bin/app", tree=tree))
+    assert answer.returncode == remote.STAGE_MISSING_LIBRARIES, answer.stdout + answer.stderr
+    assert remote.parse_stage(answer.returncode, answer.stdout) == ("", ["libbgkitmissing.so"])
+    assert not Path(layout.release_dir).exists()

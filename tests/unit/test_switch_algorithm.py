@@ -47,7 +47,7 @@ def left_lease(config: Config, intent: dict[str, Any]) -> None:
 def test_a_healthy_switch_moves_traffic_and_watches_the_whole_window(
         config: Config, fleet: FakeFleet) -> None:
     outcome = go(config, fleet)
-    assert outcome.outcome == "switched", outcome.reason
+    assert outcome.ended == "switched", outcome.reason
     assert outcome.live_pool == "green" and fleet.lb.applied == "green"
     assert outcome.watch is not None and outcome.watch.ok and outcome.watch.breach is None
     assert not config.lock_path.exists()
@@ -58,7 +58,7 @@ def test_a_new_pool_failing_after_the_flip_is_switched_back_at_the_first_failure
     fleet.lb.faults.on_switch = lambda pool: pool == "green" and fleet.behave(
         "green", status=503)
     outcome = go(config, fleet)
-    assert outcome.outcome == "switched back", outcome.reason
+    assert outcome.ended == "switched back", outcome.reason
     assert fleet.lb.applied == "blue" and outcome.live_pool == "blue"
     watch = outcome.watch
     assert watch is not None and watch.breach is not None
@@ -90,7 +90,7 @@ def test_a_switch_back_that_fails_needs_attention_and_says_where_traffic_is(
 
     fleet.lb.faults.on_switch = break_green
     outcome = go(config, fleet)
-    assert outcome.outcome == "needs attention", outcome.reason
+    assert outcome.ended == "needs attention", outcome.reason
     assert "switching back to blue failed" in outcome.reason
     assert outcome.live_pool == "green"
 
@@ -106,7 +106,7 @@ def test_a_lease_lost_during_the_watch_stops_bgkit_before_it_switches_back(
     fleet.lb.faults.on_switch = lambda pool: pool == "green" and threading.Timer(
         0.3, steal).start()
     outcome = go(config, fleet)
-    assert outcome.outcome == "needs attention"
+    assert outcome.ended == "needs attention"
     assert "not switching back" in outcome.reason and "ci:job-9" in outcome.reason
     assert fleet.lb.calls.count("switch blue") == 0 and fleet.lb.applied == "green"
 
@@ -115,7 +115,7 @@ def test_a_change_slower_than_the_timeout_is_followed_then_watched(
         config: Config, fleet: FakeFleet) -> None:
     fleet.lb.faults.slow_switches = 1
     outcome = go(config, fleet)
-    assert outcome.outcome == "switched", outcome.reason
+    assert outcome.ended == "switched", outcome.reason
     assert "followed it until green was live" in outcome.converged
     assert outcome.watch is not None and outcome.watch.ok
 
@@ -125,7 +125,7 @@ def test_a_change_that_never_settles_is_unknown_and_the_lease_is_kept(
     fleet.lb.faults.slow_switches = 1
     fleet.lb.faults.apply_outcome = "never"
     outcome = go(config, fleet)
-    assert outcome.outcome == "needs attention", outcome.reason
+    assert outcome.ended == "needs attention", outcome.reason
     assert outcome.live_pool == "unknown" and "unknown" in outcome.reason
     kept = locking.read_lock(config.lock_path)
     assert kept is not None and kept.intent is not None and kept.intent["to_pool"] == "green"
@@ -135,7 +135,7 @@ def test_a_change_that_never_settles_is_unknown_and_the_lease_is_kept(
     assert fleet.lb.applying is not None
     fleet.lb.applying.outcome = "done"
     again = go(config, fleet)
-    assert again.outcome == "already live", again.reason
+    assert again.ended == "already live", again.reason
     assert again.takeover is not None and "left it" in again.takeover["reason"]
     assert "never watched" in again.converged and again.watch is not None
     assert not config.lock_path.exists()
@@ -145,7 +145,7 @@ def test_a_staged_change_that_was_never_applied_is_undone(
         config: Config, fleet: FakeFleet) -> None:
     fleet.lb.faults.stage_only = 1
     outcome = go(config, fleet)
-    assert outcome.outcome == "switch failed", outcome.reason
+    assert outcome.ended == "switch failed", outcome.reason
     assert "undid the staged change" in outcome.reason
     assert "discard_staged blue" in fleet.lb.calls
     assert outcome.live_pool == "blue" and fleet.lb.staged == "blue"
@@ -158,7 +158,7 @@ def test_a_rerun_after_a_kill_mid_watch_watches_and_switches_back(
     left_lease(config, {"action": "switch", "from_pool": "blue", "to_pool": "green",
                         "version": "2.0.0", "phase": "watching"})
     outcome = go(config, fleet)
-    assert outcome.outcome == "switched back", outcome.reason
+    assert outcome.ended == "switched back", outcome.reason
     assert fleet.lb.applied == "blue"
     assert outcome.takeover is not None and outcome.takeover["owner"] == "alice@laptop"
     assert "went live unwatched" in outcome.converged
@@ -170,7 +170,7 @@ def test_a_rerun_after_a_kill_mid_watch_with_a_healthy_pool_ends_already_live(
     left_lease(config, {"action": "switch", "from_pool": "blue", "to_pool": "green",
                         "version": "2.0.0", "phase": "watching"})
     outcome = go(config, fleet)
-    assert outcome.outcome == "already live", outcome.reason
+    assert outcome.ended == "already live", outcome.reason
     assert outcome.watch is not None and outcome.watch.ok
     assert outcome.to_dict()["takeover"]["intent"]["phase"] == "watching"
 
@@ -183,7 +183,7 @@ def test_a_rerun_undoes_a_change_the_killed_run_only_staged_then_switches(
     outcome = go(config, fleet)
     assert "undid it" in outcome.converged
     assert fleet.lb.calls.index("discard_staged blue") < fleet.lb.calls.index("switch green")
-    assert outcome.outcome == "switched", outcome.reason
+    assert outcome.ended == "switched", outcome.reason
 
 
 def test_a_rerun_finishes_a_switch_back_the_killed_run_had_started(
@@ -193,7 +193,7 @@ def test_a_rerun_finishes_a_switch_back_the_killed_run_had_started(
                         "version": "2.0.0", "phase": "switching back",
                         "reason": "the post-switch watch failed: 3 requests failed"})
     outcome = go(config, fleet)
-    assert outcome.outcome == "switched back" and fleet.lb.applied == "blue"
+    assert outcome.ended == "switched back" and fleet.lb.applied == "blue"
     assert "finished that switch-back" in outcome.converged
 
 
@@ -202,7 +202,7 @@ def test_already_live_is_a_verdict_on_a_fresh_watch(config: Config, fleet: FakeF
     fleet.behave("blue", version="1.0.0")
     fleet.behave("green", status=500)
     outcome = go(config, fleet)
-    assert outcome.outcome == "switched back", outcome.reason
+    assert outcome.ended == "switched back", outcome.reason
     assert "serves 2.0.0 but fails" in outcome.reason and fleet.lb.applied == "blue"
 
 
@@ -212,7 +212,7 @@ def test_already_live_and_failing_with_no_healthy_pool_to_go_back_to_needs_atten
     fleet.behave("green", status=500)
     fleet.behave("blue", status=500)
     outcome = go(config, fleet)
-    assert outcome.outcome == "needs attention" and outcome.live_pool == "green"
+    assert outcome.ended == "needs attention" and outcome.live_pool == "green"
     assert "not healthy enough to switch back" in outcome.reason
     assert not config.lock_path.exists()  # the state is known: nothing to converge
 
@@ -235,7 +235,7 @@ def test_an_unreadable_load_balancer_after_a_failed_change_is_unknown_never_a_gu
 
     fleet.lb.switch = switch_then_blind  # type: ignore[method-assign]
     outcome = go(config, fleet)
-    assert outcome.outcome == "needs attention" and outcome.live_pool == "unknown"
+    assert outcome.ended == "needs attention" and outcome.live_pool == "unknown"
     assert "cannot be read" in outcome.reason
 
 
@@ -245,5 +245,5 @@ def test_a_rollback_killed_after_its_flip_is_not_rolled_back_twice(
     left_lease(config, {"action": "rollback", "from_pool": "green", "to_pool": "blue",
                         "version": "1.0.0", "phase": "watching"})
     outcome = rollback(config, lb=fleet.lb, approve=True)
-    assert outcome.outcome == "rolled back", outcome.reason
+    assert outcome.ended == "rolled back", outcome.reason
     assert fleet.lb.applied == "blue" and "switch green" not in fleet.lb.calls

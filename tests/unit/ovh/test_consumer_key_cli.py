@@ -8,8 +8,8 @@ import urllib.request
 import pytest
 from click.testing import CliRunner
 
+from bgkit.cli.ovh import ovh_group
 from bgkit.errors import LoadBalancerError, UsageError
-from bgkit.lb.ovh_cli import ovh_group
 from tests.unit.ovh.conftest import SN, Harness
 
 

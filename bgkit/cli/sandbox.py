@@ -6,14 +6,12 @@ Errors propagate as ``bgkit.errors`` exceptions; ``bgkit.cli`` maps them to exit
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from bgkit.cli.render import escape, out
 from bgkit.sandbox.fleet import (
     DEFAULT_SOURCE,
     DEFAULT_STATE_DIR,
@@ -25,7 +23,6 @@ from bgkit.sandbox.results import SandboxStatus
 
 __all__ = ["sandbox_group"]
 
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 dir_option = click.option(
     "--dir", "state_dir", type=click.Path(file_okay=False, path_type=Path),

@@ -1,0 +1,122 @@
+"""The ``bgkit`` group, its lazily loaded commands, and the one table of exit codes.
+
+Exit codes, decided here and nowhere else:
+
+- an error, by its family (:data:`ERROR_EXIT_CODES`): 2 for bad usage or configuration
+  (nothing ran), 1 for anything else bgkit reports;
+- an outcome, by its word (:data:`bgkit.words.EXIT_CODES`): 0 it did what was asked,
+  1 it did not, 3 not enough evidence to decide;
+- 130 when the user aborted.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import import_module
+from typing import Any
+
+import click
+
+from bgkit.errors import BgkitError, ConfigError, StepFailed, UsageError
+from bgkit.words import exit_code
+
+__all__ = ["ERROR_EXIT_CODES", "LazyGroup", "app", "exit_code_for", "main"]
+
+ERROR_EXIT_CODES: tuple[tuple[type[BgkitError], int], ...] = (
+    (UsageError, 2),
+    (ConfigError, 2),
+    (BgkitError, 1),
+)
+
+# name: (module:attribute, the one-line help shown by `bgkit --help`)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "build": ("bgkit.cli.steps:build", "Build, test and package the app into a release."),
+    "config": ("bgkit.cli.steps:config_group", "Check bgkit.toml."),
+    "deploy": ("bgkit.cli.steps:deploy", "Deploy a release to every host of the idle pool."),
+    "host": ("bgkit.cli.steps:host_group", "One-time, privileged setup of real servers."),
+    "lock": ("bgkit.cli.lock:lock_group", "The deployment lock shared by operators and CI."),
+    "ovh": ("bgkit.cli.ovh:ovh_group", "OVHcloud API helpers (consumer keys)."),
+    "release": ("bgkit.cli.steps:release_command",
+                "Build, deploy, verify and switch, one archived run per step."),
+    "rollback": ("bgkit.cli.steps:rollback_command",
+                 "Move all traffic back to the other pool, if it is healthy."),
+    "run": ("bgkit.cli.steps:run", "Execute a step notebook and archive it under runs/."),
+    "runs": ("bgkit.cli.runs:runs_group", "Read the archive of executed runbooks."),
+    "sandbox": ("bgkit.cli.sandbox:sandbox_group", "A local fleet on this machine."),
+    "status": ("bgkit.cli.steps:status", "The live pool and every host's release and health."),
+    "switch": ("bgkit.cli.steps:switch_command",
+               "Gate on fresh evidence, move all traffic to the idle pool, watch it."),
+    "verify": ("bgkit.cli.steps:verify", "Sample both pools and judge the idle one."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported when one of them runs (or its help is asked)."""
+
+    def __init__(self, *args: Any, lazy: dict[str, tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, _, attribute = self.lazy[cmd_name][0].partition(":")
+            self.add_command(getattr(import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, self.lazy[name][1] if name in self.lazy else
+                 self.commands[name].get_short_help_str()) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        from bgkit import __version__
+
+        click.echo(f"bgkit, version {__version__}")
+        ctx.exit()
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
+              help="Show the version and exit.")
+def app() -> None:
+    """Zero-downtime blue-green deployments of compiled C services."""
+
+
+def exit_code_for(error: BgkitError) -> int:
+    """The exit code of an error: a step's by its outcome word, else by its family (the
+    first row of :data:`ERROR_EXIT_CODES` it belongs to)."""
+    if isinstance(error, StepFailed):
+        return exit_code(error.outcome)
+    return next(code for family, code in ERROR_EXIT_CODES if isinstance(error, family))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    try:
+        # Without standalone mode click returns (not raises) a command's Exit code.
+        code = app.main(args=argv, prog_name="bgkit", standalone_mode=False)
+    except BgkitError as error:
+        from bgkit.cli.render import error_line
+
+        error_line(str(error))
+        return exit_code_for(error)
+    except click.exceptions.Exit as done:
+        return int(done.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as error:
+        error.show()
+        return 2
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

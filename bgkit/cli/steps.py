@@ -1,0 +1,350 @@
+"""The step commands: config check, build, run, deploy, host setup, status, verify, release,
+switch and rollback. Each parses, calls one library function, and prints.
+
+Inputs that take a file say ``--artifact`` (the built tarball); results name the
+**release** it holds (its id, ``<name>-<version>-<shortsha>``).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from bgkit.cli.render import (
+    config_option,
+    err,
+    escape,
+    now,
+    out,
+    print_frame,
+    print_head,
+    print_outcome,
+    print_takeover,
+    runs_in_progress,
+)
+from bgkit.errors import StepFailed, UsageError
+from bgkit.words import POOLS, PoolName
+
+if TYPE_CHECKING:
+    from bgkit.config import Config
+
+artifact_option = click.option(
+    "--artifact", "artifact", type=click.Path(path_type=Path), default=None,
+    help="The built artifact (tarball) whose release this is about (default: the newest in "
+         "[app].dist_dir).")
+
+
+def _load(config_path: Path | None) -> Config:
+    from bgkit.config import load_config
+
+    return load_config(config_path)
+
+
+def _pool(value: str | None) -> PoolName | None:
+    return next((pool for pool in POOLS if pool == value), None)
+
+
+@click.group("config")
+def config_group() -> None:
+    """Check bgkit.toml."""
+
+
+@config_group.command("check")
+@click.argument("path", type=click.Path(path_type=Path), required=False)
+def config_check(path: Path | None) -> None:
+    """Validate bgkit.toml and print a summary of what it describes."""
+    from rich.table import Table
+
+    config = _load(path)
+    table = Table(title=f"{config.path}: valid", show_header=False)
+    table.add_row("app", f"{config.app.name} {config.app.version} from {config.source_dir}")
+    table.add_row("service", f"port {config.service.port}, health {config.service.health_path},"
+                  f" version from {config.service.version_source},"
+                  f" drain {config.service.drain_timeout_s:g} s")
+    for item in config.service.files:
+        table.add_row("host file", f"{item.template} -> <root>/shared/{item.path} "
+                      f"(mode {item.mode:04o})")
+    for pool_name in POOLS:
+        pool = config.pools.get(pool_name)
+        hosts = ", ".join(f"{h.user + '@' if h.user else ''}{h.address}"
+                          f"{':' + str(h.port) if h.port else ''}" for h in pool.hosts)
+        table.add_row(f"pool {pool_name}", f"{len(pool.hosts)} host(s): {hosts}")
+    table.add_row("load balancer", f"{config.lb.provider}, public {config.lb.public_url}")
+    gates = config.gates
+    table.add_row("gates", f">= {gates.min_samples_per_host} samples/host, errors <= "
+                  f"{gates.max_error_ratio:.2%}, p99 <= {gates.max_p99_ms:g} ms, "
+                  f"p95 ratio <= {gates.max_p95_ratio:g}")
+    table.add_row("runs", str(config.runs_dir))
+    out.print(table)
+
+
+@click.command()
+@config_option
+@click.option("--version", "version", default=None, help="Override [app].version.")
+def build(config_path: Path | None, version: str | None) -> None:
+    """Build, test and package the app into a reproducible release."""
+    from bgkit.artifact import build_release
+
+    config = _load(config_path)
+    with err.status("building") as status:
+        result = build_release(config, version=version,
+                               on_progress=lambda stage: status.update(f"build: {stage}"))
+    out.print(f"release  {result.release}")
+    out.print(f"artifact {result.artifact}")
+    out.print(f"sha256   {result.sha256}")
+    out.print(f"built in {result.duration_s:.1f} s ({len(result.manifest['files'])} files)")
+
+
+@click.command()
+@click.argument("step")
+@click.option("--parameter", "-p", "parameters", type=(str, str), multiple=True,
+              metavar="NAME VALUE", help="Set a notebook parameter, converted to its declared "
+              "type: bool takes true/false, int/float parse strictly, str keeps the text "
+              "(repeatable).")
+@click.option("--raw", "-r", "raw", type=(str, str), multiple=True, metavar="NAME VALUE",
+              help="Set a text (str) parameter to VALUE exactly as typed (repeatable).")
+@config_option
+@click.option("--notebooks", "notebooks_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder of step notebooks (default ./notebooks).")
+def run(step: str, parameters: tuple[tuple[str, str], ...], raw: tuple[tuple[str, str], ...],
+        config_path: Path | None, notebooks_dir: Path | None) -> None:
+    """Execute the STEP notebook with papermill and archive it under runs/.
+
+    Exit 0 when the step succeeded, 1 when it did not (the archive says why), 2 for bad
+    parameters or configuration (nothing runs), 3 when a verify was inconclusive.
+    """
+    from bgkit.runbook import notebooks
+    from bgkit.runbook.runner import cli_parameters, run_step
+
+    config = _load(config_path)
+    source = notebooks.find(step, notebooks_dir)
+    values = cli_parameters(source, typed=list(parameters), raw=list(raw))
+    try:
+        result = run_step(step, config=config, parameters=values, notebooks_dir=notebooks_dir)
+    except StepFailed as failure:
+        print_head(failure.head, failure.keyed_head)
+        raise
+    out.print(f"{result.step} run {result.run_id} {result.outcome} in {result.duration_s:.1f} s")
+    out.print(f"record: {result.path}")
+    print_head(result.head, result.keyed_head)
+
+
+@click.command()
+@config_option
+@artifact_option
+@click.option("--pool", type=click.Choice(POOLS), default=None,
+              help="Target pool; it must be the idle one (default: the idle one).")
+def deploy(config_path: Path | None, artifact: Path | None, pool: str | None) -> None:
+    """Deploy a release to every host of the idle pool; the live pool is never touched."""
+    from bgkit.deploy import deploy as deploy_release
+    from bgkit.deploy import hosts_table
+    from bgkit.errors import DeployError
+    from bgkit.progress import LiveProgress, progress_for
+    from bgkit.release_check import artifact_for
+    from bgkit.runbook.actions import archive_action
+
+    config = _load(config_path)
+    release = artifact_for(config, artifact)
+    display = progress_for(err, "deploy")
+    started = now()
+    parameters = {"artifact": str(release.path), "release": release.release}
+    try:
+        with display if isinstance(display, LiveProgress) else nullcontext():
+            result = deploy_release(config, release=release, pool=_pool(pool),
+                                    progress=display)
+    except DeployError as error:
+        table = hosts_table(error.results)
+        print_frame(table, title="per-host result")
+        run = archive_action(config, step="02_deploy_green", front_door="cli",
+                             started=started, outcome="failed", reason=str(error),
+                             summary=f"deploy failed: {error}", parameters=parameters,
+                             records={"deploy": {"ok": False, "error": str(error),
+                                                 "release": release.release},
+                                      "hosts": table})
+        err.print(f"archived as run {run.run_id} ({run.path})")
+        raise
+    print_frame(result.table(), title=f"{result.release} on the {result.pool} pool "
+                f"(live: {result.live_pool})")
+    records: dict[str, object] = {"deploy": result.record(), "hosts": result.table()}
+    if config.service.files:
+        print_frame(result.files_table(), title="host files (sha256; changed by this deploy)")
+        records["files"] = result.files_table()
+    if result.lock_takeover:
+        print_takeover(result.lock_takeover)
+        records["lock_takeover"] = result.lock_takeover
+    run = archive_action(config, step="02_deploy_green", front_door="cli", started=started,
+                         outcome="succeeded", reason=None,
+                         summary=f"deployed {result.release} to the {result.pool} pool",
+                         parameters=parameters, records=records)
+    out.print(f"archived as run {run.run_id} ({run.path})")
+
+
+@click.group("host")
+def host_group() -> None:
+    """One-time, privileged setup of real servers (manager = "systemd")."""
+
+
+@host_group.command("setup")
+@config_option
+@click.option("--pool", type=click.Choice(POOLS), default=None,
+              help="Only hosts of this pool (default: both).")
+@click.option("--host", "address", default=None, help="Only the host with this address.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Write each host's setup.sh, unit and sudoers file under this folder.")
+def host_setup(config_path: Path | None, pool: str | None, address: str | None,
+               out_dir: Path | None) -> None:
+    """Print the script an administrator runs as root, once, on a host.
+
+    It installs the systemd unit bgkit.toml renders for the host and a sudoers file that
+    lets the deploy user only restart, stop and query that unit and read its journal.
+    Deploys never install the unit; they refuse a host whose unit differs.
+    """
+    from bgkit.host_setup import host_setups, write_setups
+
+    config = _load(config_path)
+    setups = host_setups(config, pool=_pool(pool), address=address)
+    if out_dir is not None:
+        for folder, setup in zip(write_setups(setups, out_dir), setups, strict=True):
+            out.print(f"{escape(setup.host.label)}: {folder}")
+        return
+    if len(setups) > 1:
+        raise UsageError(f"{len(setups)} hosts match: pass --pool and --host to print one "
+                         "host's script, or --out DIR to write them all")
+    click.echo(setups[0].script, nl=False)
+
+
+@click.command()
+@config_option
+def status(config_path: Path | None) -> None:
+    """Show the live pool and every host's release, service and health."""
+    from bgkit.lb import get_provider
+    from bgkit.status import fleet_status
+
+    config = _load(config_path)
+    result = fleet_status(config, lb=get_provider(config))
+    print_frame(result.table(), title=f"live pool: {result.live_pool}")
+    runs_in_progress(config.runs_dir)
+
+
+@click.command()
+@config_option
+@artifact_option
+@click.option("--samples", "samples", type=click.IntRange(min=1), default=None,
+              help="Samples per host (default: twice [gates].min_samples_per_host).")
+@click.option("--rate", type=click.FloatRange(min=1), default=200.0, show_default=True,
+              help="Requests per second, all targets together.")
+def verify(config_path: Path | None, artifact: Path | None, samples: int | None,
+           rate: float) -> None:
+    """Sample the idle and live pools and judge the idle one by the gates.
+
+    Exit 0 on pass, 1 on fail, 3 on inconclusive.
+    """
+    from bgkit.lb import get_provider
+    from bgkit.release_check import artifact_for
+    from bgkit.verify import verify as run_verify
+
+    config = _load(config_path)
+    release = artifact_for(config, artifact)
+    with err.status("sampling"):
+        result = run_verify(config, lb=get_provider(config), expected_version=release.version,
+                            samples_per_host=samples, rate_per_s=rate, release=release.release)
+    summary = result.verdict.summary
+    columns = ["pool", "host", "target", "samples", "ok_ratio", "p50_ms", "p95_ms", "p99_ms",
+               "max_ms", "versions"]
+    print_frame(summary.reindex(columns=columns).round(2),
+                title=f"samples (idle: {result.idle_pool}, live: {result.live_pool}, "
+                f"expected release {release.release})")
+    print_frame(result.verdict.gate_table(), title="gates")
+    colour = {"pass": "green", "fail": "red"}.get(result.verdict.overall, "yellow")
+    out.print(f"verdict: [{colour}]{result.verdict.overall}[/]")
+    for reason in result.verdict.reasons():
+        out.print(f"  {escape(reason)}")
+    if result.exit_code:
+        raise click.exceptions.Exit(result.exit_code)
+
+
+@click.command("release")
+@config_option
+@click.option("--approve", is_flag=True, help="Let the switch step switch when its gates pass.")
+@click.option("--version", "version", default="", help="Override [app].version for the build.")
+@click.option("--notebooks", "notebooks_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder of step notebooks (default ./notebooks).")
+def release_command(config_path: Path | None, approve: bool, version: str,
+                    notebooks_dir: Path | None) -> None:
+    """Build, deploy, verify and switch, one archived run per step, tied by a pipeline id.
+
+    Stops at the first step that does not succeed; exits with that step's code.
+    """
+    from bgkit.pipeline import release
+
+    config = _load(config_path)
+    result = release(config, approve=approve, version=version, notebooks_dir=notebooks_dir)
+    out.print(f"pipeline {result.pipeline_id}")
+    for run in result.runs:
+        out.print(f"  {run.step:<16} [green]{run.outcome}[/] {run.duration_s:6.1f} s  {run.path}")
+    if result.failed is not None:
+        print_head(result.failed.head, result.failed.keyed_head)
+        raise result.failed
+    if result.runs:
+        print_head(result.runs[-1].head, result.runs[-1].keyed_head)
+
+
+@click.command("switch")
+@config_option
+@artifact_option
+@click.option("--approve", is_flag=True, help="Switch if the gates pass (else: not approved).")
+@click.option("--message", "-m", default="switch", help="Why, for the lock and the record.")
+def switch_command(config_path: Path | None, artifact: Path | None, approve: bool,
+                   message: str) -> None:
+    """Gate on fresh evidence, then move all traffic to the idle pool and watch it.
+
+    Exit 0 switched (or already live), 1 refused / not approved / switched back,
+    3 inconclusive.
+    """
+    from bgkit.lb import get_provider
+    from bgkit.release_check import artifact_for
+    from bgkit.switch import switch
+
+    config = _load(config_path)
+    release = artifact_for(config, artifact)
+    started = now()
+    with err.status("sampling, switching, watching"):
+        outcome = switch(config, lb=get_provider(config), expected_version=release.version,
+                         approve=approve, message=message, release=release.release)
+    print_outcome(outcome)
+    _archive_outcome(config, outcome, started,
+                     {"version": release.version, "release": release.release})
+    if outcome.exit_code:
+        raise click.exceptions.Exit(outcome.exit_code)
+
+
+def _archive_outcome(config: Config, outcome: Any, started: Any,
+                     pins: dict[str, str]) -> None:
+    """Every switch and rollback, from any front door, leaves a run in the archive."""
+    from bgkit.runbook.actions import archive_switch
+
+    run = archive_switch(config, outcome, started=started, front_door="cli", pins=pins)
+    out.print(f"  archived as run {run.run_id} ({run.path})")
+    print_head(run.head, run.keyed_head)
+
+
+@click.command("rollback")
+@config_option
+@click.option("--approve", is_flag=True, help="Roll back if the other pool is healthy.")
+@click.option("--message", "-m", default="rollback", help="Why, for the lock and the record.")
+def rollback_command(config_path: Path | None, approve: bool, message: str) -> None:
+    """Move all traffic back to the other pool, after checking it is healthy."""
+    from bgkit.lb import get_provider
+    from bgkit.switch import rollback
+
+    config = _load(config_path)
+    started = now()
+    with err.status("sampling, switching back, watching"):
+        outcome = rollback(config, lb=get_provider(config), approve=approve, message=message)
+    print_outcome(outcome)
+    _archive_outcome(config, outcome, started, {})
+    if outcome.exit_code:
+        raise click.exceptions.Exit(outcome.exit_code)
