@@ -73,6 +73,8 @@ def config_check(path: Path | None) -> None:
                           f"{':' + str(h.port) if h.port else ''}" for h in pool.hosts)
         table.add_row(f"pool {pool_name}", f"{len(pool.hosts)} host(s): {hosts}")
     table.add_row("load balancer", f"{config.lb.provider}, public {config.lb.public_url}")
+    table.add_row("drain", f"a pool stays idle {config.deploy.min_idle_s:g} s after a switch, "
+                  f"then up to {config.deploy.drain_timeout_s:g} s for open connections")
     gates = config.gates
     table.add_row("gates", f">= {gates.min_samples_per_host} samples/host, errors <= "
                   f"{gates.max_error_ratio:.2%}, p99 <= {gates.max_p99_ms:g} ms, "
@@ -174,14 +176,15 @@ def deploy(config_path: Path | None, artifact: Path | None, release_id: str | No
                                     progress=display)
     except DeployError as error:
         table = hosts_table(error.results)
-        if len(table):
+        failed: dict[str, object] = {"deploy": {"ok": False, "error": str(error),
+                                                "release": name}}
+        if len(table):  # none when it was refused before any host was touched
             print_frame(table, title="per-host result")
+            failed["hosts"] = table
         run = archive_action(config, step="02_deploy_green", front_door="cli",
                              started=started, outcome="failed", reason=str(error),
                              summary=f"deploy failed: {error}", parameters=parameters,
-                             records={"deploy": {"ok": False, "error": str(error),
-                                                 "release": name},
-                                      "hosts": table})
+                             records=failed)
         err.print(f"archived as run {run.run_id} ({run.path})")
         raise
     print_frame(result.table(), title=f"{result.release} on the {result.pool} pool "
