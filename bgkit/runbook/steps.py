@@ -164,6 +164,9 @@ def deploy_step(config: Config, *, artifact: str = "", lb: LoadBalancer | None =
     record("deploy", result.record())
     record("hosts", result.table())
     _show(result.table())
+    if result.cut:
+        print(f"{result.cut} connection(s) were still open when hosts restarted "
+              "([deploy].drain_timeout_s ran out): they were cut")
     if config.service.files:  # each host file's sha256, and whether this deploy changed it
         record("files", result.files_table())
         _show(result.files_table())
