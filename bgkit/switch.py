@@ -524,14 +524,18 @@ class _Run:
         facts = _Facts(evidence=evidence, version=version, applied_s=applied_s)
         applied_at = _now()
         assert self.intent is not None
+        # From here on an interrupt (SIGTERM in a notebook lands anywhere, a progress print
+        # included) switches back: the new pool is never left unwatched.
         try:
-            self.record({**self.intent, "phase": "watching", "since": applied_at.isoformat()})
-        except LeaseLost as lost:
-            return self.needs_attention(f"{target} is live but {lost}; it is not watched",
-                                        live, target, facts=facts, state=LbState(live=target))
-        self.on_step(f"applied in {applied_s:.3f} s; watching the public address for up to "
-                     f"{self.config.switch.watch_s:g} s")
-        try:
+            try:
+                self.record({**self.intent, "phase": "watching",
+                             "since": applied_at.isoformat()})
+            except LeaseLost as lost:
+                return self.needs_attention(f"{target} is live but {lost}; it is not watched",
+                                            live, target, facts=facts,
+                                            state=LbState(live=target))
+            self.on_step(f"applied in {applied_s:.3f} s; watching the public address for up "
+                         f"to {self.config.switch.watch_s:g} s")
             result, _ = watch(self.config, lb=self.lb, live_pool=target,
                               expected_version=version, switched_at=switched_at,
                               applied_at=applied_at, expected_release=self.release)
