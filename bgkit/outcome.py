@@ -106,6 +106,7 @@ class SwitchOutcome:
     revert: Revert | None = None
     lb_state: str = ""
     release: str | None = None  # the release id the target pool serves, when known
+    recorded: dict[str, Any] | None = None  # last-live records written on the hosts
 
     @property
     def exit_code(self) -> int:
@@ -122,5 +123,5 @@ class SwitchOutcome:
             "verdict_reasons": self.evidence.verdict.reasons() if self.evidence else [],
             "intent": self.intent, "takeover": self.takeover, "converged": self.converged,
             "revert": self.revert.to_dict() if self.revert else None,
-            "lb_state": self.lb_state,
+            "lb_state": self.lb_state, "recorded": self.recorded,
         }
