@@ -32,9 +32,10 @@ class BackendServer:
     name: str
     address: str
     port: int
-    status: str  # the provider's own word: UP, DOWN, MAINT, NOLB...; OVH: active/...
+    status: str  # the provider's own word: UP, DOWN, MAINT, NOLB...; Octavia: online...
     healthy: bool
     detail: str = ""
+    monitored: bool = True  # False: the load balancer does not check it (no monitor)
 
 
 @dataclass(frozen=True, slots=True)

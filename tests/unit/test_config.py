@@ -112,7 +112,7 @@ def test_every_problem_is_reported_at_once() -> None:
     data["lb"]["provider"] = "nginx"
     assert problems_of(data) == (
         'service.port: expected an integer 1-65535, got "x"',
-        "lb.provider: expected 'haproxy' or 'ovh-iplb', got \"nginx\"",
+        "lb.provider: expected 'haproxy', 'ovh-iplb' or 'ovh-cloud-lb', got \"nginx\"",
         "gates.max_error_ratio: expected a ratio from 0 to 1 (0.01 = 1 %), got 2",
     )
 
