@@ -26,9 +26,10 @@ def stable_id(name: str) -> str:
 
 
 def loadbalancer_json(*, loadbalancer_id: str, name: str, region: str, vip: str,
-                      floating_ip: str | None = None) -> dict[str, Any]:
+                      floating_ip: str | None = None,
+                      created_at: str | None = None) -> dict[str, Any]:
     """A whole ``cloud.loadbalancing.LoadBalancer``, active and online."""
-    stamp = now_iso()
+    stamp = created_at or now_iso()
     return {"createdAt": stamp, "flavorId": stable_id("flavor-small"),
             "floatingIp": None if floating_ip is None else
             {"id": stable_id(f"fip-{floating_ip}"), "ip": floating_ip},
@@ -66,7 +67,7 @@ def blue_green_cloud(*, service_name: str, region: str, loadbalancer_id: str,
                      listener_id: str, pool_ids: Mapping[PoolName, str], live: PoolName,
                      public_port: int, app_port: int,
                      hosts: Sequence[tuple[PoolName, str, str]],
-                     vip: str = "127.0.0.1") -> dict[str, Any]:
+                     vip: str = "127.0.0.1", created_at: str | None = None) -> dict[str, Any]:
     """One load balancer, one HTTP listener on the public port whose ``defaultPoolId`` is
     the live pool's, and one pool per colour holding that colour's ``hosts``
     (``(pool, name, address)``) at ``app_port``; the ``clouds`` item of the config."""
@@ -78,7 +79,8 @@ def blue_green_cloud(*, service_name: str, region: str, loadbalancer_id: str,
     return {
         "serviceName": service_name, "region": region,
         "loadbalancers": [loadbalancer_json(loadbalancer_id=loadbalancer_id,
-                                            name="bgkit-sandbox", region=region, vip=vip)],
+                                            name="bgkit-sandbox", region=region, vip=vip,
+                                            created_at=created_at)],
         "listeners": [listener_json(listener_id=listener_id, loadbalancer_id=loadbalancer_id,
                                     name="bgkit-public", port=public_port,
                                     default_pool_id=pool_ids[live])],
