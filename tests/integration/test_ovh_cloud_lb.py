@@ -209,7 +209,7 @@ def last_switch_record(config: Config) -> dict[str, Any]:
     runs = archive.list_runs(config.runs_dir)
     path = runs[runs["step"].isin(["04_switch", "05_rollback"])].iloc[-1]["path"]
     records = archive.show_run(Path(path)).records
-    return dict(records["switch"])
+    return dict(records["switch"]["value"])
 
 
 def assert_live_and_healthy(config: Config, pool: str) -> None:
