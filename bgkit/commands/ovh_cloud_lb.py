@@ -33,18 +33,23 @@ __all__ = [
     "Member",
     "Pool",
     "access_rules",
+    "busy",
     "drift",
+    "failed",
     "get_listener",
     "get_loadbalancer",
     "get_pool",
     "list_members",
     "member_health",
+    "outcome_words",
     "parse_listener",
     "parse_loadbalancer",
     "parse_members",
     "parse_pool",
     "prefix",
     "set_default_pool",
+    "statuses",
+    "what_to_do",
 ]
 
 # Octavia's PENDING_* states: "no update or delete request is possible on any component
@@ -302,3 +307,43 @@ def drift(members: Iterable[Member], expected: Sequence[tuple[str, int]], *,
     missing = tuple((address, port) for address, port, ips in wanted
                     if not any(matches(m, address, port, ips) for m in found))
     return Drift(extra=extra, missing=missing)
+
+
+# --- statuses, in words ----------------------------------------------------------------
+
+def busy(balancer: LoadBalancerInfo, listener: Listener) -> bool:
+    """Whether either is being provisioned (no change is possible meanwhile)."""
+    return balancer.provisioning in BUSY_STATUSES or \
+        listener.provisioning in BUSY_STATUSES
+
+
+def failed(balancer: LoadBalancerInfo, listener: Listener) -> bool:
+    """Whether the last provisioning of either ended in error."""
+    return "error" in (balancer.provisioning, listener.provisioning)
+
+
+def statuses(balancer: LoadBalancerInfo, listener: Listener) -> str:
+    """``""`` when both are active, else what each is."""
+    if balancer.provisioning == listener.provisioning == "active":
+        return ""
+    return (f"load balancer provisioningStatus {balancer.provisioning}, listener "
+            f"{listener.provisioning}")
+
+
+def outcome_words(outcome: str) -> str:
+    return {"error": "ended in error", "busy": "did not end in time"}.get(
+        outcome, f"left it {outcome}")
+
+
+def what_to_do(balancer: LoadBalancerInfo, listener: Listener) -> str:
+    """What an operator does about a load balancer that is not active."""
+    if busy(balancer, listener):
+        return ("wait until it is active again (a change is being applied) and retry; `bgkit "
+                "status` tells once it settles")
+    if failed(balancer, listener):
+        return ("its last provisioning ended in error: put the listener's defaultPoolId "
+                "on the pool that should serve (a PUT; `bgkit switch` and `bgkit rollback` "
+                "do so for a change of their own they find in error) or check the load "
+                "balancer in the control panel, and give OVHcloud support its id if it "
+                "stays in error")
+    return "it is being deleted or is deleted: check [lb.ovh_cloud_lb].loadbalancer_id"

@@ -142,12 +142,12 @@ class OvhCloudLbProvider:
         """
         balancer, listener = self._loadbalancer(), self._listener()
         pool = self._pool_of(listener.default_pool_id)
-        busy = _statuses(balancer, listener)
+        busy = cmd.statuses(balancer, listener)
         if busy:
             raise LoadBalancerError(
                 f"{self.where} is not active ({busy}), so the listener's defaultPoolId "
                 f"{listener.default_pool_id} ({pool}) may not be what serves traffic and "
-                f"bgkit will not guess the live pool; {_what_to_do(balancer, listener)}")
+                f"bgkit will not guess the live pool; {cmd.what_to_do(balancer, listener)}")
         return pool
 
     def switch(self, pool: PoolName, *, timeout_s: float) -> SwitchResult:
@@ -162,12 +162,12 @@ class OvhCloudLbProvider:
         started = time.monotonic()
         balancer, listener = self._loadbalancer(), self._listener()
         previous = self._pool_of(listener.default_pool_id)
-        busy = _statuses(balancer, listener)
+        busy = cmd.statuses(balancer, listener)
         if busy:
             raise LoadBalancerError(
                 f"bgkit will not switch {self.where} to {pool}: it is not active ({busy}) "
                 "and no update is possible until it is; nothing was changed; "
-                + _what_to_do(balancer, listener))
+                + cmd.what_to_do(balancer, listener))
         if previous == pool:
             return SwitchResult(previous=previous, live=pool,
                                 applied_s=time.monotonic() - started)
@@ -188,23 +188,23 @@ class OvhCloudLbProvider:
         attempt = 0
         while True:
             balancer, listener = self._loadbalancer(), self._listener()
-            if not _busy(balancer, listener) or time.monotonic() >= deadline:
+            if not cmd.busy(balancer, listener) or time.monotonic() >= deadline:
                 break
             self.pause(deadline, attempt)
             attempt += 1
         pool = self._pool_of(listener.default_pool_id)
         names = f"the listener names pool {listener.default_pool_id} ({pool})"
-        if _busy(balancer, listener):
+        if cmd.busy(balancer, listener):
             return LbState(live=None, applying=f"{self.where} is being provisioned "
-                           f"({_statuses(balancer, listener)})", detail=names)
-        if _failed(balancer, listener):
+                           f"({cmd.statuses(balancer, listener)})", detail=names)
+        if cmd.failed(balancer, listener):
             return LbState(live=None, staged=pool, pending=1, detail=(
                 f"the last provisioning of {self.where} ended in error "
-                f"({_statuses(balancer, listener)}): {names}, which the load balancer may "
+                f"({cmd.statuses(balancer, listener)}): {names}, which the load balancer may "
                 "not have applied"))
-        if _statuses(balancer, listener):
+        if cmd.statuses(balancer, listener):
             return LbState(live=None, detail=f"{self.where} is "
-                           f"{_statuses(balancer, listener)}; {names}")
+                           f"{cmd.statuses(balancer, listener)}; {names}")
         return LbState(live=pool)
 
     def discard_staged(self, keep: PoolName) -> LbState:
@@ -216,18 +216,18 @@ class OvhCloudLbProvider:
                 provisioning failed, or ``keep`` is not live afterwards.
         """
         balancer, listener = self._loadbalancer(), self._listener()
-        if _busy(balancer, listener):
+        if cmd.busy(balancer, listener):
             raise LoadBalancerError(
                 f"bgkit will not undo the change on {self.where}: it is being provisioned "
-                f"({_statuses(balancer, listener)}); wait for it")
-        if listener.default_pool_id != self.pools[keep] or _failed(balancer, listener):
+                f"({cmd.statuses(balancer, listener)}); wait for it")
+        if listener.default_pool_id != self.pools[keep] or cmd.failed(balancer, listener):
             self.put_default_pool(keep)
             outcome, balancer, listener = self.settle(time.monotonic() + self.apply_timeout_s)
             if outcome != "active":
                 raise LoadBalancerError(
                     f"bgkit set the listener of {self.where} back to pool {self.pools[keep]} "
-                    f"({keep}) but its provisioning {_outcome_words(outcome)} "
-                    f"({_statuses(balancer, listener)}); {_what_to_do(balancer, listener)}")
+                    f"({keep}) but its provisioning {cmd.outcome_words(outcome)} "
+                    f"({cmd.statuses(balancer, listener)}); {cmd.what_to_do(balancer, listener)}")
         after = self.state()
         if after.live != keep:
             raise LoadBalancerError(f"bgkit set the listener of {self.where} back to {keep}, "
@@ -338,10 +338,10 @@ class OvhCloudLbProvider:
         attempt = 0
         while True:
             balancer, listener = self._loadbalancer(), self._listener()
-            if not _busy(balancer, listener):
-                if _failed(balancer, listener):
+            if not cmd.busy(balancer, listener):
+                if cmd.failed(balancer, listener):
                     return "error", balancer, listener
-                return (_statuses(balancer, listener) or "active"), balancer, listener
+                return (cmd.statuses(balancer, listener) or "active"), balancer, listener
             if time.monotonic() >= deadline:
                 return "busy", balancer, listener
             self.pause(deadline, attempt)
@@ -388,7 +388,7 @@ class _Switch:
         if outcome == "busy":
             raise ApplyPending(
                 f"{self.head} did not finish in {timeout_s:g} s: it is still being "
-                f"provisioned ({_statuses(balancer, listener)}); {self._left()}")
+                f"provisioned ({cmd.statuses(balancer, listener)}); {self._left()}")
         if listener.default_pool_id != self.target:
             raise LoadBalancerError(
                 f"{self.head}: the listener now names pool {listener.default_pool_id}, not "
@@ -398,7 +398,7 @@ class _Switch:
             raise self._undo(balancer, listener)
         if outcome != "active":
             raise LoadBalancerError(f"{self.head}: the load balancer is now {outcome}; "
-                                    f"{_what_to_do(balancer, listener)}")
+                                    f"{cmd.what_to_do(balancer, listener)}")
 
     def _left(self) -> str:
         return (f"Octavia may still apply it and no change is possible meanwhile, so bgkit "
@@ -414,7 +414,7 @@ class _Switch:
         """The provisioning ended in error: set the previous pool back; say where that
         leaves traffic."""
         head = (f"{self.head} failed: its provisioning ended in error "
-                f"({_statuses(balancer, listener)})")
+                f"({cmd.statuses(balancer, listener)})")
         back = self.lb.pools[self.previous]
         try:
             self.lb.put_default_pool(self.previous)
@@ -428,43 +428,10 @@ class _Switch:
         if outcome != "active":
             return LoadBalancerError(
                 f"{head}; bgkit set the listener back to pool {back} ({self.previous}) but "
-                f"that provisioning {_outcome_words(outcome)} ({_statuses(balancer, listener)})"
-                f": the live pool is unknown; {_what_to_do(balancer, listener)}")
+                f"that provisioning {cmd.outcome_words(outcome)} "
+                f"({cmd.statuses(balancer, listener)}): the live pool is unknown; "
+                f"{cmd.what_to_do(balancer, listener)}")
         return LoadBalancerError(
             f"{head}; bgkit set the listener back to pool {back} ({self.previous}) and the "
             f"load balancer is active again: {self.previous} serves traffic; give OVHcloud "
             "support the load balancer id if it happens again")
-
-
-def _busy(balancer: cmd.LoadBalancerInfo, listener: cmd.Listener) -> bool:
-    return balancer.provisioning in cmd.BUSY_STATUSES or \
-        listener.provisioning in cmd.BUSY_STATUSES
-
-
-def _failed(balancer: cmd.LoadBalancerInfo, listener: cmd.Listener) -> bool:
-    return "error" in (balancer.provisioning, listener.provisioning)
-
-
-def _statuses(balancer: cmd.LoadBalancerInfo, listener: cmd.Listener) -> str:
-    """``""`` when both are active, else what each is."""
-    if balancer.provisioning == listener.provisioning == "active":
-        return ""
-    return (f"load balancer provisioningStatus {balancer.provisioning}, listener "
-            f"{listener.provisioning}")
-
-
-def _outcome_words(outcome: str) -> str:
-    return {"error": "ended in error", "busy": "did not end in time"}.get(
-        outcome, f"left it {outcome}")
-
-
-def _what_to_do(balancer: cmd.LoadBalancerInfo, listener: cmd.Listener) -> str:
-    if _busy(balancer, listener):
-        return ("wait until it is active again (a change is being applied) and retry; `bgkit "
-                "status` tells once it settles")
-    if _failed(balancer, listener):
-        return ("its last provisioning ended in error: set the listener's defaultPoolId "
-                "again (`bgkit switch` or `bgkit rollback` do so when they converge a change "
-                "of theirs) or check the load balancer in the control panel, and give "
-                "OVHcloud support its id if it stays in error")
-    return "it is being deleted or is deleted: check [lb.ovh_cloud_lb].loadbalancer_id"
