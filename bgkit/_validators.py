@@ -294,6 +294,18 @@ def http_url(value: object) -> str:
     return text
 
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def uuid(value: object) -> str:
+    """An OpenStack/OVHcloud object id, normalised to lower case."""
+    expected = "a uuid such as 3f0e2a64-1b2c-4d5e-8f90-a1b2c3d4e5f6"
+    text = _string(value, expected)
+    if not _UUID.fullmatch(text):
+        raise _fail(expected, value)
+    return text.lower()
+
+
 def ovh_endpoint(value: object) -> str:
     expected = f"one of {', '.join(_OVH_ENDPOINTS)} or an http(s):// URL"
     text = _string(value, expected)

@@ -40,6 +40,7 @@ __all__ = [
     "IncludeConfig",
     "LbConfig",
     "LockConfig",
+    "OvhCloudLbSettings",
     "OvhIplbSettings",
     "PoolConfig",
     "PoolsConfig",
@@ -72,6 +73,7 @@ Seconds = Annotated[float, BeforeValidator(v.positive_seconds)]
 Ratio = Annotated[float, BeforeValidator(v.ratio)]
 PositiveNumber = Annotated[float, BeforeValidator(v.positive_number)]
 Count = Annotated[int, BeforeValidator(v.count)]
+Uuid = Annotated[str, BeforeValidator(v.uuid)]
 LoopbackOrUrl = Annotated[str, BeforeValidator(v.http_url)]
 
 
@@ -317,6 +319,37 @@ class OvhIplbSettings(_Model):
     config_file: AnyPath | None = None
 
 
+class PoolIds(_Model):
+    blue: Uuid
+    green: Uuid
+
+
+class OvhCloudLbSettings(_Model):
+    """``[lb.ovh_cloud_lb]``: which Public Cloud Load Balancer (Octavia), listener and pools.
+
+    ``service_name`` is the Public Cloud project id (OVHcloud's ``serviceName``),
+    ``region`` the load balancer's region (e.g. ``GRA11``); the listener's
+    ``defaultPoolId`` names the live pool, one of ``pool_ids``. ``endpoint`` and
+    ``config_file`` are as for ``[lb.ovh_iplb]``: keys come only from the ``OVH_*``
+    variables or python-ovh's ovh.conf files.
+    """
+
+    endpoint: Annotated[str, BeforeValidator(v.ovh_endpoint)] = "ovh-eu"
+    service_name: Name
+    region: Name
+    loadbalancer_id: Uuid
+    listener_id: Uuid
+    pool_ids: PoolIds
+    config_file: AnyPath | None = None
+
+    @model_validator(mode="after")
+    def _two_pools(self) -> OvhCloudLbSettings:
+        if self.pool_ids.blue == self.pool_ids.green:
+            raise ValueError(f"pool_ids: blue and green must be two different pools, both "
+                             f"are {self.pool_ids.blue}")
+        return self
+
+
 class LbConfig(_Model):
     """``[lb]``: the load balancer provider and its settings (never secrets).
 
@@ -330,6 +363,7 @@ class LbConfig(_Model):
     pool_header: HeaderName = "X-Bgkit-Pool"
     haproxy: HaproxySettings | None = None
     ovh_iplb: OvhIplbSettings | None = None
+    ovh_cloud_lb: OvhCloudLbSettings | None = None
 
     @model_validator(mode="after")
     def _provider_has_settings(self) -> LbConfig:

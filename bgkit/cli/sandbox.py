@@ -20,6 +20,7 @@ from bgkit.sandbox.fleet import (
     sandbox_up,
 )
 from bgkit.sandbox.results import SandboxStatus
+from bgkit.words import PROVIDERS
 
 __all__ = ["sandbox_group"]
 
@@ -33,7 +34,7 @@ dir_option = click.option(
 @click.group("sandbox")
 def sandbox_group() -> None:
     """A local fleet on this machine: sshd hosts on loopback addresses behind HAProxy
-    (and, with --lb ovh-iplb, the OVH API emulator)."""
+    (and, with --lb ovh-iplb or ovh-cloud-lb, the OVH API emulator)."""
 
 
 @sandbox_group.command("up")
@@ -50,10 +51,11 @@ def sandbox_group() -> None:
               default=DEFAULT_SOURCE, show_default=True, help="The sample service's sources.")
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run archive for the written bgkit.toml (default: <dir>/runs).")
-@click.option("--lb", type=click.Choice(["haproxy", "ovh-iplb"]), default="haproxy",
-              show_default=True,
+@click.option("--lb", type=click.Choice(PROVIDERS),
+              default="haproxy", show_default=True,
               help="What bgkit switches through: HAProxy directly, or the OVH API emulator "
-                   "(IP Load Balancing) in front of it.")
+                   "in front of it as IP Load Balancing (ovh-iplb) or as a Public Cloud "
+                   "Load Balancer (ovh-cloud-lb).")
 @click.option("--manager", type=click.Choice(["sandbox", "systemd"]), default="sandbox",
               show_default=True,
               help="How hosts run the service: start-stop-daemon, or each host a "

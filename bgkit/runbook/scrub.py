@@ -73,7 +73,8 @@ def archive_secrets(config: Config | None, *, notebooks_dir: Path | None = None)
     folder (where the kernel runs, and python-ovh would read one)."""
     ovh_conf = identity = None
     if config is not None:
-        settings = config.lb.ovh_iplb
+        settings = (config.lb.ovh_cloud_lb if config.lb.provider == "ovh-cloud-lb"
+                    else config.lb.ovh_iplb)
         if settings and settings.config_file:
             ovh_conf = config.resolve(settings.config_file)
         identity = config.identity_file

@@ -2,7 +2,8 @@
 
 ``sandbox_up`` writes every file into one state directory, then starts what is not
 running yet: the sshd shard(s) serving every host address, then HAProxy, then (with
-``lb="ovh-iplb"``) the OVH API emulator in front of HAProxy, see ``bgkit.sandbox.ovh``.
+``lb="ovh-iplb"`` or ``"ovh-cloud-lb"``) the OVH API emulator in front of HAProxy, see
+``bgkit.sandbox.ovh``.
 It is idempotent: with the same options and everything running it starts nothing. Each host
 is a loopback address with its own deploy root; bgkit's deploy starts the service
 there with ``start-stop-daemon`` (pid file ``<root>/shared/run/service.pid``), exactly
@@ -30,6 +31,7 @@ from bgkit.sandbox.processes import (
 )
 from bgkit.sandbox.render import (
     AppFacts,
+    CloudFacts,
     OvhFacts,
     app_facts,
     render_bgkit_toml,
@@ -38,6 +40,7 @@ from bgkit.sandbox.render import (
 )
 from bgkit.sandbox.results import SandboxHostStatus, SandboxInfo, SandboxStatus
 from bgkit.sandbox.state import (
+    OVH_PROVIDERS,
     Layout,
     SandboxHost,
     SandboxOptions,
@@ -71,8 +74,9 @@ def sandbox_up(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *, hosts: 
                bastion: bool = False) -> SandboxInfo:
     """Bring the fleet up (or find it up) and return how to reach it.
 
-    ``lb`` is what the written bgkit.toml talks to: ``haproxy``, or ``ovh-iplb`` (the
-    OVH API emulator, with HAProxy behind it as its data plane). ``manager`` is
+    ``lb`` is what the written bgkit.toml talks to: ``haproxy``, or ``ovh-iplb`` /
+    ``ovh-cloud-lb`` (the OVH API emulator as IP Load Balancing or as a Public Cloud
+    Load Balancer, with HAProxy behind it as its data plane). ``manager`` is
     ``sandbox`` (start-stop-daemon, hosts share one sshd) or ``systemd`` (each host a
     systemd-nspawn container with its own systemd and sshd, set up by ``bgkit host
     setup``'s script; needs root), see :mod:`bgkit.sandbox.systemd_hosts`. ``bastion``
@@ -184,7 +188,7 @@ def _refuse_other_shape(layout: Layout, options: SandboxOptions,
 
 def _ovh_port(layout: Layout, options: SandboxOptions, extra: dict[str, object]) -> int | None:
     """The emulator's port: kept while it runs, else a free one; None without it."""
-    if options.lb != "ovh-iplb":
+    if options.lb not in OVH_PROVIDERS:
         return None
     previous = extra.get("ovh_api_port")
     if isinstance(previous, int) and probe(ovh.emulator_spec(layout)).alive:
@@ -229,7 +233,7 @@ def _write_files(layout: Layout, options: SandboxOptions, fleet: list[SandboxHos
         app_port=options.app_port, hosts=fleet, health_path=facts.health_path))
     if not layout.map_file.exists():  # it holds the live pool: never reset it
         write_if_changed(layout.map_file, "live blue\n")
-    ovh_facts: OvhFacts | None = None
+    ovh_facts: OvhFacts | CloudFacts | None = None
     if ovh_port is not None:
         ovh_facts = ovh.write_ovh_files(layout, options=options, hosts=fleet, port=ovh_port,
                                         runtime_api=runtime_api, health_path=facts.health_path)
@@ -316,7 +320,7 @@ def _start_missing(layout: Layout, options: SandboxOptions, fleet: list[SandboxH
 
 def _core_specs(layout: Layout, options: SandboxOptions) -> list[ProcessSpec]:
     fleet = fleet_hosts(layout, options.hosts)
-    emulator = [ovh.emulator_spec(layout)] if options.lb == "ovh-iplb" else []
+    emulator = [ovh.emulator_spec(layout)] if options.lb in OVH_PROVIDERS else []
     if options.manager == "systemd":
         return [*(systemd_hosts.container_spec(layout, h) for h in fleet),
                 proxy.haproxy_spec(layout), *emulator]

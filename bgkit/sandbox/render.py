@@ -18,6 +18,7 @@ from bgkit.sandbox.state import Layout, SandboxHost, SandboxOptions
 
 __all__ = [
     "AppFacts",
+    "CloudFacts",
     "OvhFacts",
     "app_facts",
     "render_bgkit_toml",
@@ -47,6 +48,19 @@ class AppFacts:
     ctest: bool = True
     ctest_args: tuple[str, ...] = ()
     systemd_user: str = "bgkit-svc"
+
+
+@dataclass(frozen=True, slots=True)
+class CloudFacts:
+    """What ``[lb.ovh_cloud_lb]`` of the sandbox's bgkit.toml names (never a secret)."""
+
+    endpoint: str
+    service_name: str
+    region: str
+    loadbalancer_id: str
+    listener_id: str
+    pool_ids: Mapping[str, str]
+    config_file: str  # the ovh.conf holding the keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,14 +172,25 @@ def _host_entry(options: SandboxOptions, host: SandboxHost, facts: AppFacts) -> 
 
 
 def render_bgkit_toml(*, layout: Layout, options: SandboxOptions, hosts: Sequence[SandboxHost],
-                      runtime_api: str, facts: AppFacts, ovh: OvhFacts | None = None) -> str:
+                      runtime_api: str, facts: AppFacts,
+                      ovh: OvhFacts | CloudFacts | None = None) -> str:
     """A complete bgkit.toml for the fleet (``load_config`` must accept it).
 
-    With ``ovh``, bgkit talks to the OVH API emulator (``[lb.ovh_iplb]``) and never to
+    With ``ovh``, bgkit talks to the OVH API emulator (``[lb.ovh_iplb]`` for
+    :class:`OvhFacts`, ``[lb.ovh_cloud_lb]`` for :class:`CloudFacts`) and never to
     HAProxy directly; else to HAProxy (``[lb.haproxy]``).
     """
     public_url = f"http://127.0.0.1:{options.public_port}"
-    if ovh is None:
+    if isinstance(ovh, CloudFacts):
+        lb_tables = [
+            _table("[lb]", {"provider": "ovh-cloud-lb", "public_url": public_url}),
+            "# Keys come from OVH_* variables or config_file (python-ovh's ovh.conf), never\n"
+            "# from this file.\n" + _table("[lb.ovh_cloud_lb]", {
+                "endpoint": ovh.endpoint, "service_name": ovh.service_name,
+                "region": ovh.region, "loadbalancer_id": ovh.loadbalancer_id,
+                "listener_id": ovh.listener_id, "pool_ids": dict(ovh.pool_ids),
+                "config_file": ovh.config_file})]
+    elif ovh is None:
         lb_tables = [
             _table("[lb]", {"provider": "haproxy", "public_url": public_url}),
             _table("[lb.haproxy]", {

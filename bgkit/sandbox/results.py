@@ -29,7 +29,7 @@ class SandboxInfo:
     processes: tuple[ProcessState, ...]
     hosts: tuple[SandboxHost, ...]
     started: tuple[str, ...]  # roles this call started; () when all was already running
-    ovh_api: str | None = None  # the OVH API emulator's endpoint URL, with --lb ovh-iplb
+    ovh_api: str | None = None  # the OVH API emulator's endpoint URL, with --lb ovh-*
 
     def usage(self) -> str:
         """How to use the fleet, for a person at a terminal."""

@@ -6,8 +6,9 @@ Everything lives in one state directory::
     bgkit.toml              the config bgkit uses against this fleet
     ssh/                    host key, client key, authorized_keys, known_hosts, sshd-<n>.conf
     haproxy/                haproxy.cfg, live.map
-    ovh/emulator.json       with --lb ovh-iplb: the OVH API emulator's config (0600)
-    ovh.conf                with --lb ovh-iplb: python-ovh credentials for it (0600)
+    ovh/emulator.json       with --lb ovh-iplb or ovh-cloud-lb: the OVH API emulator's
+                            config (0600)
+    ovh.conf                with either: python-ovh credentials for it (0600)
     run/                    pid files, the runtime API socket
     log/                    sshd and haproxy output
     hosts/<pool>-<i>/       one deploy root per host: shared/{config.ini,run,log}, releases/
@@ -29,7 +30,9 @@ from bgkit.words import PROVIDERS as LB_PROVIDERS
 from bgkit.words import PoolName
 
 __all__ = [
+    "LB_PROVIDERS",
     "MAX_HOSTS",
+    "OVH_PROVIDERS",
     "Layout",
     "SandboxHost",
     "SandboxOptions",
@@ -40,6 +43,7 @@ __all__ = [
 ]
 
 MAX_HOSTS = 254
+OVH_PROVIDERS = ("ovh-iplb", "ovh-cloud-lb")  # the ones the OVH API emulator stands for
 POOL_SUBNETS: dict[PoolName, str] = {"blue": "127.0.1", "green": "127.0.2"}
 # Paths go unquoted into haproxy.cfg, sshd_config and HAProxy's runtime API.
 _SAFE_PATH = re.compile(r"/[A-Za-z0-9._/+@=-]*")

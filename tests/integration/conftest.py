@@ -55,6 +55,21 @@ def ovh_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Con
 
 
 @pytest.fixture
+def cloud_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Config]:
+    """The same fleet with the OVH API emulator in front of HAProxy as a Public Cloud
+    Load Balancer (provider ovh-cloud-lb)."""
+    for name in [name for name in os.environ if name.startswith("OVH_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    state = tmp_path / "sbx-cloud"
+    info = sandbox_up(state, hosts=2, lb="ovh-cloud-lb", **sandbox_ports())
+    try:
+        yield load_config(info.config_file)
+    finally:
+        sandbox_down(state)
+
+
+@pytest.fixture
 def ready(sandbox: Config, releases: dict[str, BuildResult]) -> Config:
     """HAProxy sandbox: blue live on 1.0.0, green idle on 2.0.0, both healthy."""
     return make_ready(sandbox, releases)
@@ -64,3 +79,9 @@ def ready(sandbox: Config, releases: dict[str, BuildResult]) -> Config:
 def ready_ovh(ovh_sandbox: Config, releases: dict[str, BuildResult]) -> Config:
     """The same through the OVH API emulator."""
     return make_ready(ovh_sandbox, releases)
+
+
+@pytest.fixture
+def ready_cloud(cloud_sandbox: Config, releases: dict[str, BuildResult]) -> Config:
+    """The same through the emulator as a Public Cloud Load Balancer."""
+    return make_ready(cloud_sandbox, releases)
