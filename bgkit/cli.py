@@ -425,15 +425,15 @@ def lock_group() -> None:
 @config_option
 def lock_status(config_path: Path | None) -> None:
     """Who holds the lock, why, and until when."""
-    from bgkit.lock import read_lock
+    from bgkit.lock import read_lock, store_for
 
-    config = load_config(config_path)
-    info = read_lock(config.lock_path)
+    store = store_for(load_config(config_path))
+    info = read_lock(store)
     if info is None:
-        out.print(f"free: nobody holds {config.lock_path}")
+        out.print(f"free: nobody holds {escape(store.location)}")
         return
     stale = info.stale()
-    out.print(f"{config.lock_path}: {escape(info.describe())}")
+    out.print(f"{escape(store.location)}: {escape(info.describe())}")
     if info.renewed_at:
         out.print(f"  renewed every {info.ttl_s / 3:g} s while held; TTL {info.ttl_s:g} s")
     unfinished = info.unfinished()
@@ -453,10 +453,10 @@ def lock_status(config_path: Path | None) -> None:
 @click.option("--force", is_flag=True, help="Release even if this process does not hold it.")
 def lock_release(config_path: Path | None, force: bool) -> None:
     """Release the lock (with --force: whoever holds it)."""
-    from bgkit.lock import force_release, read_lock
+    from bgkit.lock import force_release, read_lock, store_for
 
-    config = load_config(config_path)
-    info = read_lock(config.lock_path)
+    store = store_for(load_config(config_path))
+    info = read_lock(store)
     if info is None:
         out.print("the lock was free")
         return
@@ -467,8 +467,8 @@ def lock_release(config_path: Path | None, force: bool) -> None:
         raise UsageError(f"the lock was left in the middle of {unfinished}; run `bgkit switch` "
                          "or `bgkit rollback` to finish or undo it, or pass --force to drop "
                          "that record")
-    force_release(config.lock_path)
-    out.print(f"released the lock {escape(info.describe())}")
+    force_release(store)
+    out.print(f"released the lock {escape(store.location)}, {escape(info.describe())}")
 
 
 def _runs_dir(config_path: Path | None, runs_dir: Path | None) -> Path:

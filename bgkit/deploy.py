@@ -150,7 +150,7 @@ def deploy(config: Config, *, release: Path | None = None, pool: PoolName | None
     checked = check_release(release or latest_release(config.dist_dir),
                             max_unpacked_mb=config.deploy.max_unpacked_mb)
     check_matches_config(checked, name=config.app.name, executable=config.service.executable)
-    with locking.held(config.lock_path, message=f"deploy {checked.release}",
+    with locking.held(locking.store_for(config), message=f"deploy {checked.release}",
                       ttl_s=config.lock.ttl_s) as lease:
         result = _deploy(config, checked, pool=pool, lb=lb or _provider(config),
                          progress=progress)

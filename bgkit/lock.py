@@ -20,7 +20,9 @@ semantics of S3's ``If-None-Match: *`` and ``If-Match: <etag>``; the revision is
 store's own version of the lease (an S3 store would use the ETag). :class:`FileLeaseStore`
 (the default, ``[lock].path``) runs each one under an ``flock`` of a guard file beside
 the lease, writes a fresh revision into the file and publishes with an atomic rename; a
-crashed writer's draft is removed by the next writer.
+crashed writer's draft is removed by the next writer. ``S3LeaseStore``
+(:mod:`bgkit.lock_s3`, ``[lock] url = "s3://bucket/key"``) maps them onto conditional
+requests to S3-compatible object storage; :func:`store_for` picks one from the config.
 """
 
 from __future__ import annotations
@@ -37,13 +39,16 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from bgkit.errors import LeaseLost, LockHeld, UsageError
+from bgkit.errors import LeaseLost, LockHeld, StorageError, UsageError
 from bgkit.identity import operator
 
+if TYPE_CHECKING:
+    from bgkit.config import Config
+
 __all__ = ["FileLeaseStore", "Lease", "LeaseInfo", "LeaseStore", "Machine", "acquire",
-           "force_release", "held", "read_lock", "release", "this_machine"]
+           "force_release", "held", "read_lock", "release", "store_for", "this_machine"]
 
 GUARD_TIMEOUT_S = 10.0
 MIN_RENEW_INTERVAL_S = 0.05
@@ -310,6 +315,19 @@ def _store(where: Path | LeaseStore) -> LeaseStore:
     return FileLeaseStore(where) if isinstance(where, Path) else where
 
 
+def store_for(config: Config) -> LeaseStore:
+    """The lease store ``[lock]`` names: a file (``path``, or ``url = "file:///..."``) or
+    an object in S3-compatible storage (``url = "s3://bucket/key"``)."""
+    url = config.lock_url
+    if not url.startswith("s3://"):
+        return FileLeaseStore(config.lock_path)
+    from bgkit.lock_s3 import S3LeaseStore
+    from bgkit.objectstore import StoreSettings, open_store, split_url
+
+    return S3LeaseStore(open_store(url, StoreSettings.of(config.lock, config)),
+                        split_url(url)[1])
+
+
 # --- the lease as held --------------------------------------------------------------------
 
 @dataclass(slots=True)
@@ -478,7 +496,7 @@ class _Renewer:
                 self.lease.renew()
             except LeaseLost:
                 return
-            except (OSError, LockHeld, UsageError):
+            except (OSError, LockHeld, UsageError, StorageError):
                 continue  # the store hiccuped: retry; verify() fails once it expires
 
 
