@@ -10,7 +10,7 @@ import re
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -21,6 +21,10 @@ from bgkit import __version__
 from bgkit.config import Config, load_config
 from bgkit.errors import BgkitError, ConfigError, StepFailed, UsageError
 from bgkit.lb.base import PoolName
+
+if TYPE_CHECKING:
+    from bgkit.runbook.backends import Archive
+    from bgkit.runbook.index import Finding
 
 __all__ = ["EXIT_CODES", "app", "exit_code_for", "main"]
 
@@ -78,7 +82,8 @@ def config_check(path: Path | None) -> None:
     table.add_row("gates", f">= {gates.min_samples_per_host} samples/host, errors <= "
                   f"{gates.max_error_ratio:.2%}, p99 <= {gates.max_p99_ms:g} ms, "
                   f"p95 ratio <= {gates.max_p95_ratio:g}")
-    table.add_row("runs", str(config.runs_dir))
+    table.add_row("runs", config.runs_url or str(config.runs_dir))
+    table.add_row("lock", f"{config.lock_url} (TTL {config.lock.ttl_s:g} s)")
     out.print(table)
 
 
@@ -245,12 +250,13 @@ def host_setup(config_path: Path | None, pool: str | None, address: str | None,
 def status(config_path: Path | None) -> None:
     """Show the live pool and every host's release, service and health."""
     from bgkit.lb import get_provider
+    from bgkit.runbook.backends import open_archive
     from bgkit.status import fleet_status
 
     config = load_config(config_path)
     result = fleet_status(config, lb=get_provider(config))
     _print_frame(result.table(), title=f"live pool: {result.live_pool}")
-    _runs_in_progress(config.runs_dir)
+    _runs_in_progress(open_archive(config))
 
 
 @app.command()
@@ -471,11 +477,15 @@ def lock_release(config_path: Path | None, force: bool) -> None:
     out.print(f"released the lock {escape(store.location)}, {escape(info.describe())}")
 
 
-def _runs_dir(config_path: Path | None, runs_dir: Path | None) -> Path:
-    if runs_dir is not None:
-        return runs_dir
-    config: Config = load_config(config_path)
-    return config.runs_dir
+def _archive(config_path: Path | None, runs_dir: Path | None, *,
+             fresh: bool = False) -> tuple[Archive, list[Finding]]:
+    """The archive to read (``--runs-dir``, else bgkit.toml's), its local folder brought up
+    to date (``fresh``: every object read again); findings the folder cannot show."""
+    from bgkit.runbook.backends import open_archive
+
+    config = None if runs_dir is not None else load_config(config_path)
+    archive = open_archive(config, runs_dir=runs_dir)
+    return archive, archive.refresh(fresh=fresh)
 
 
 @app.group("runs")
@@ -501,17 +511,18 @@ def runs_list(config_path: Path | None, runs_dir: Path | None, step: str | None,
     from bgkit.runbook.archive import list_runs
     from bgkit.runbook.filters import has_pipelines, parse_since, select_runs, with_pipeline
     since_time = parse_since(since) if since is not None else None
-    folder = _runs_dir(config_path, runs_dir)
-    _runs_in_progress(folder)
+    archive, _ = _archive(config_path, runs_dir)
+    folder = archive.folder
+    _runs_in_progress(archive)
     everything = with_pipeline(list_runs(folder))
     runs = select_runs(everything, step=step, outcome=outcome, release=release,
                        since=since_time, pipeline=pipeline)
     if runs.empty:
         matching = " match" if len(everything) else ""
-        out.print(f"no runs in {folder}{matching}")
+        out.print(f"no runs in {escape(archive.location)}{matching}")
         return
     pipelines = has_pipelines(runs)
-    table = Table(title=f"runs in {folder}")
+    table = Table(title=f"runs in {escape(archive.location)}")
     for column in ("time", "step", "run id", "outcome", "duration", "operator", "release"):
         table.add_column(column)
     if pipelines:
@@ -530,12 +541,13 @@ def runs_list(config_path: Path | None, runs_dir: Path | None, step: str | None,
     out.print(table)
 
 
-def _runs_in_progress(folder: Path) -> None:
+def _runs_in_progress(archive: Archive) -> None:
     """Archive runs whose runner was killed (as interrupted), and name those still running."""
     from bgkit.runbook.runner import recover_interrupted
     from bgkit.runbook.staging import pending
 
-    recovery = recover_interrupted(folder)
+    folder = archive.folder
+    recovery = recover_interrupted(archive)
     for recovered in recovery.archived:
         err.print(f"[yellow]finalised[/] {recovered.step} run {recovered.run_id} as "
                   f"interrupted: {escape(recovered.reason or '')}")
@@ -561,7 +573,7 @@ def runs_show(run_id: str, config_path: Path | None, runs_dir: Path | None) -> N
     """Print one run's parameters, outcome and recorded results."""
     from bgkit.runbook.archive import find_run, show_run
 
-    details = show_run(find_run(_runs_dir(config_path, runs_dir), run_id))
+    details = show_run(find_run(_archive(config_path, runs_dir)[0].folder, run_id))
     meta = details.metadata
     out.print(f"[bold]{meta.get('step')} run {meta.get('run_id')}[/]  {details.path}")
     for key in ("outcome", "reason", "operator", "started_at", "finished_at", "duration_s",
@@ -599,16 +611,20 @@ def runs_verify(config_path: Path | None, runs_dir: Path | None,
     if expect_head is not None and not re.fullmatch(r"[0-9a-f]{64}", expect_head):
         raise UsageError(f"--expect-head {expect_head!r}: expected the 64 hex digits a run "
                          "printed as its archive head")
-    check = verify_archive(_runs_dir(config_path, runs_dir), expect_head=expect_head)
-    for finding in check.findings:
+    archive, outside = _archive(config_path, runs_dir, fresh=True)
+    check = verify_archive(archive.folder, expect_head=expect_head)
+    findings = [*outside, *check.findings]
+    for finding in findings:
         out.print(f"[red]{finding.kind}[/] {escape(finding.subject)}: {escape(finding.detail)}")
-    state = "[green]in order[/]" if check.ok else f"[red]{len(check.findings)} problem(s)[/]"
-    out.print(f"{check.runs_dir}: {state}; {check.entries} indexed run(s), "
+    state = "[green]in order[/]" if not findings else f"[red]{len(findings)} problem(s)[/]"
+    out.print(f"{escape(archive.location)}: {state}; {check.entries} indexed run(s), "
               f"{check.notebooks} notebook(s); index head {check.head or '(empty)'}")
+    if archive.location != str(archive.folder):
+        out.print(escape(archive.describe()))
     keyed_head = keyed(check.head) if check.head else None
     if keyed_head:
         out.print(f"keyed head {keyed_head}")
-    if not check.ok:
+    if findings:
         raise click.exceptions.Exit(1)
 
 
@@ -623,12 +639,14 @@ def runs_html(run_id: str, config_path: Path | None, runs_dir: Path | None, no_i
               output: Path | None) -> None:
     """Render one archived run to a self-contained HTML report that needs no network."""
     from bgkit.runbook.archive import find_run
+    from bgkit.runbook.backends import open_archive
     from bgkit.runbook.html import default_report_path, external_sources, write_report
     from bgkit.runbook.scrub import archive_secrets
 
     config = _config_if_any(config_path) if runs_dir is None or config_path else None
-    folder = runs_dir if runs_dir is not None else (config.runs_dir if config else
-                                                    _runs_dir(config_path, None))
+    archive = open_archive(config, runs_dir=runs_dir)
+    archive.refresh()
+    folder = archive.folder
     path = find_run(folder, run_id)
     target = write_report(path, output or default_report_path(folder, path),
                           no_input=no_input, runs_dir=folder,

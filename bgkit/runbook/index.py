@@ -42,7 +42,8 @@ from typing import IO, Any, Literal
 from bgkit.errors import BgkitError, UsageError
 
 __all__ = ["GENESIS", "INDEX_NAME", "KEY_ENV", "ArchiveCheck", "Finding", "IndexEntry",
-           "append", "entry_hash", "keyed", "read_entries", "run_notebooks", "verify_archive"]
+           "append", "appended", "entry_hash", "indexed_paths", "keyed", "next_entry",
+           "read_entries", "run_notebooks", "verify_archive"]
 
 INDEX_NAME = "index.jsonl"
 KEY_ENV = "BGKIT_ARCHIVE_KEY"
@@ -136,23 +137,43 @@ def append(runs_dir: Path, path: Path, *, now: datetime | None = None) -> IndexE
     with _locked(runs_dir / INDEX_NAME, "a+b", fcntl.LOCK_EX) as handle:
         handle.seek(0)
         raw = handle.read()
-        lines = raw.splitlines()
-        if any(entry is not None and entry["path"] == relative
-               for entry in (_parse(line) for line in lines)):
-            raise UsageError(f"{relative} is already in {runs_dir / INDEX_NAME}")
-        next_seq, prev = _tail(lines)
-        fields: dict[str, Any] = {
-            "seq": next_seq, "run_id": PurePosixPath(relative).stem.rsplit("_", 1)[-1],
-            "path": relative, "sha256": digest,
-            "recorded_at": (now or datetime.now(UTC)).isoformat(), "prev": prev,
-        }
-        digest_of_entry = entry_hash(fields)
-        entry = IndexEntry(**fields, hash=digest_of_entry, mac=keyed(digest_of_entry))
-        # A line cut short by a crash stays a (reported) line of its own.
-        handle.write((b"\n" if raw and not raw.endswith(b"\n") else b"") + entry.to_line())
+        entry = next_entry(raw, relative, digest, now=now, index_name=runs_dir / INDEX_NAME)
+        handle.write(appended(raw, entry)[len(raw):])
         handle.flush()
         os.fsync(handle.fileno())
     return entry
+
+
+def next_entry(raw: bytes, relative: str, digest: str, *, now: datetime | None = None,
+               index_name: str | Path = INDEX_NAME) -> IndexEntry:
+    """The entry that enters ``relative`` (sha256 ``digest``) after the index ``raw``.
+
+    Raises:
+        UsageError: ``relative`` is already indexed.
+    """
+    lines = raw.splitlines()
+    if any(entry is not None and entry["path"] == relative
+           for entry in (_parse(line) for line in lines)):
+        raise UsageError(f"{relative} is already in {index_name}")
+    next_seq, prev = _tail(lines)
+    fields: dict[str, Any] = {
+        "seq": next_seq, "run_id": PurePosixPath(relative).stem.rsplit("_", 1)[-1],
+        "path": relative, "sha256": digest,
+        "recorded_at": (now or datetime.now(UTC)).isoformat(), "prev": prev,
+    }
+    digest_of_entry = entry_hash(fields)
+    return IndexEntry(**fields, hash=digest_of_entry, mac=keyed(digest_of_entry))
+
+
+def appended(raw: bytes, entry: IndexEntry) -> bytes:
+    """The index ``raw`` with ``entry`` as its new last line. A line cut short by a crash
+    stays a (reported) line of its own."""
+    return raw + (b"\n" if raw and not raw.endswith(b"\n") else b"") + entry.to_line()
+
+
+def indexed_paths(raw: bytes) -> set[str]:
+    """The paths the index ``raw`` holds."""
+    return {entry["path"] for entry in map(_parse, raw.splitlines()) if entry is not None}
 
 
 def read_entries(runs_dir: Path) -> list[IndexEntry]:
