@@ -516,9 +516,9 @@ class Config(_Model):
         if url.startswith("file://"):
             return Path(url.removeprefix("file://"))
         if self.runs.cache_dir is not None:
-            return self.resolve(str(Path(self.runs.cache_dir).expanduser())) / "runs"
+            return self.resolve(str(Path(self.runs.cache_dir).expanduser())) / "archive"
         return _cache_home() / "bgkit" / "archives" / _cache_slug(url, self.runs.endpoint) \
-            / "runs"
+            / "archive"
 
     @property
     def lock_url(self) -> str:

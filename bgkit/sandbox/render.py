@@ -19,6 +19,7 @@ from bgkit.sandbox.state import Layout, SandboxHost, SandboxOptions
 __all__ = [
     "AppFacts",
     "OvhFacts",
+    "S3Facts",
     "app_facts",
     "render_bgkit_toml",
     "render_known_hosts",
@@ -158,7 +159,8 @@ def _host_entry(options: SandboxOptions, host: SandboxHost, facts: AppFacts) -> 
 
 
 def render_bgkit_toml(*, layout: Layout, options: SandboxOptions, hosts: Sequence[SandboxHost],
-                      runtime_api: str, facts: AppFacts, ovh: OvhFacts | None = None) -> str:
+                      runtime_api: str, facts: AppFacts, ovh: OvhFacts | None = None,
+                      s3: S3Facts | None = None) -> str:
     """A complete bgkit.toml for the fleet (``load_config`` must accept it).
 
     With ``ovh``, bgkit talks to the OVH API emulator (``[lb.ovh_iplb]``) and never to
@@ -205,6 +207,28 @@ def render_bgkit_toml(*, layout: Layout, options: SandboxOptions, hosts: Sequenc
                          "identity_file": str(layout.client_key),
                          **({"config_file": str(layout.root / "ssh" / "config")}
                             if options.bastion else {})}),
-        _table("[runs]", {"dir": options.runs_dir}),
+        *(_shared_tables(s3, facts) if s3 is not None
+          else [_table("[runs]", {"dir": options.runs_dir})]),
     ]
     return "\n".join(tables)
+
+
+@dataclass(frozen=True, slots=True)
+class S3Facts:
+    """The sandbox's S3 store as bgkit.toml names it (never its keys)."""
+
+    endpoint: str
+    bucket: str
+    credentials_file: str
+    profile: str
+
+
+def _shared_tables(s3: S3Facts, facts: AppFacts) -> list[str]:
+    """[lock] and [runs] in the sandbox's S3 store: the keys stay in credentials_file."""
+    access = {"endpoint": s3.endpoint, "profile": s3.profile,
+              "credentials_file": s3.credentials_file}
+    return [
+        "# The lock and the archive live in the sandbox's S3 store (SeaweedFS), as they\n"
+        "# would in OVHcloud Object Storage; its keys are in credentials_file, never here.\n"
+        + _table("[lock]", {"url": f"s3://{s3.bucket}/locks/{facts.name}.lock", **access}),
+        _table("[runs]", {"url": f"s3://{s3.bucket}/runs", **access, "retain_days": 1})]
