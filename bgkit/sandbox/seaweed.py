@@ -5,7 +5,7 @@ Everything lives in one folder (mode 0700)::
     identities.json   the server's S3 identity: one access key and secret (0600)
     credentials       the same keys as an AWS shared credentials file, profile
                       ``bgkit-sandbox`` (0600): bgkit.toml names its path, never the keys
-    data/             master, volume and filer data
+    data/             master, volume and filer data (master.toml: one volume per bucket)
     weed.pid          written here (weed does not write one), weed.log its output
 
 ``start`` picks free loopback ports for the S3 API and the master, volume and filer
@@ -133,6 +133,10 @@ def start(folder: Path, *, s3_port: int | None = None,
     port = s3_port or free_port()
     data = folder / "data"
     data.mkdir(parents=True, exist_ok=True)
+    # weed reads master.toml from its working directory: one volume per new bucket (its
+    # default grows seven, and every bucket is a collection of its own).
+    write_if_changed(folder / "master.toml", "[master.volume_growth]\ncopy_1 = 1\n"
+                     "copy_2 = 2\ncopy_3 = 3\ncopy_other = 1\n")
     pid = _spawn(folder, _argv(folder, port))
     (folder / "s3.port").write_text(f"{port}\n")
     server = S3Server(folder=folder, endpoint=_endpoint(port), pid=pid)
@@ -161,14 +165,18 @@ def _argv(folder: Path, s3_port: int) -> list[str]:
     ports = [free_port() for _ in range(7)]
     master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3_grpc = ports
     data = folder / "data"
+    # Its unix sockets go beside the data unless that path is too long for one (108 bytes);
+    # then weed's own default, /tmp/seaweedfs-*-<port>.sock.
+    sockets = [f"-filer.localSocket={data}/filer.sock", f"-s3.localSocket={data}/s3.sock"] \
+        if len(str(data)) < 90 else []
     return [str(weed_binary()), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-dir={data}", f"-master.port={master}", f"-master.port.grpc={master_grpc}",
             f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
-            f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
-            f"-filer.localSocket={data}/filer.sock", "-master.volumeSizeLimitMB=64",
-            "-volume.preStopSeconds=0", "-s3", f"-s3.port={s3_port}",
-            f"-s3.port.grpc={s3_grpc}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-            f"-s3.localSocket={data}/s3.sock", f"-s3.config={folder / 'identities.json'}"]
+            f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}", *sockets,
+            "-master.volumeSizeLimitMB=64", "-volume.max=200", "-volume.preStopSeconds=0",
+            "-s3",
+            f"-s3.port={s3_port}", f"-s3.port.grpc={s3_grpc}", "-s3.port.iceberg=0",
+            "-s3.port.lance=0", f"-s3.config={folder / 'identities.json'}"]
 
 
 def _spawn(folder: Path, argv: list[str]) -> int:
