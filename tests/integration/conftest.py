@@ -81,14 +81,18 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[seaweed.S3Se
 
 
 @pytest.fixture
-def s3_bucket(s3_server: seaweed.S3Server, tmp_path: Path,
-              monkeypatch: pytest.MonkeyPatch) -> str:
-    """A new, empty bucket of the session's S3 server; this process's AWS settings are
-    only what bgkit.toml names (never the user's ~/.aws)."""
+def aws_isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process's AWS settings are only what bgkit.toml names: none of the user's
+    variables, ~/.aws files or instance metadata."""
     for name in AWS_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     for name, value in isolated_aws_env(tmp_path, {}).items():
         monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def s3_bucket(s3_server: seaweed.S3Server, aws_isolated: None) -> str:
+    """A new, empty bucket of the session's S3 server."""
     bucket = f"t-{secrets.token_hex(6)}"
     seaweed.create_bucket(s3_server, bucket)
     return bucket
