@@ -359,7 +359,7 @@ class Lease:
             LeaseLost: it was taken over, released by force, or expired unrenewed.
         """
         with self._mutex:
-            self._check(self.store.read())
+            self._check(self._read_or_stop())
 
     def record_intent(self, intent: dict[str, Any] | None) -> None:
         """Write what this holder is about to do (or None: nothing in progress).
@@ -390,11 +390,26 @@ class Lease:
                 raise LeaseLost(f"the deployment lock {self.store.location} is no longer "
                                 f"ours ({self.lost}); nothing more is changed")
             updated = change(self.info)
-            revision = self.store.replace(updated, revision=self.info.revision)
+            try:
+                revision = self.store.replace(updated, revision=self.info.revision)
+            except StorageError as error:
+                raise self._unchecked(error) from error
             if revision is None:
-                self._check(self.store.read())  # raises with who holds it now
+                self._check(self._read_or_stop())  # raises with who holds it now
                 raise LeaseLost(f"the deployment lock {self.store.location} changed under us")
             self.info = replace(updated, revision=revision)
+
+    def _read_or_stop(self) -> LeaseInfo | None:
+        try:
+            return self.store.read()
+        except StorageError as error:
+            raise self._unchecked(error) from error
+
+    def _unchecked(self, error: StorageError) -> LeaseLost:
+        """Ownership that cannot be checked is not ownership: stop (the lease is not marked
+        lost, so a later renewal may still succeed)."""
+        return LeaseLost(f"the deployment lock {self.store.location} cannot be checked "
+                         f"({error}); bgkit stops before changing the load balancer")
 
     def _check(self, current: LeaseInfo | None) -> None:
         """Raise LeaseLost unless ``current`` is our lease, unexpired (mutex held)."""
@@ -495,7 +510,8 @@ class _Renewer:
             try:
                 self.lease.renew()
             except LeaseLost:
-                return
+                if self.lease.lost is not None:
+                    return
             except (OSError, LockHeld, UsageError, StorageError):
                 continue  # the store hiccuped: retry; verify() fails once it expires
 
@@ -516,4 +532,7 @@ def held(where: Path | LeaseStore, *, message: str, ttl_s: float,
     finally:
         renewer.stop.set()
         renewer.thread.join()
-        lease.release()
+        # A store out of reach now leaves the lease to expire within its TTL; the next
+        # holder then takes it over and records that.
+        with contextlib.suppress(StorageError):
+            lease.release()
