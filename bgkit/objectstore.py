@@ -11,6 +11,8 @@ exactly four things from a store, each one request:
 plus listing a prefix. A store that ignores ``If-None-Match`` or ``If-Match`` would make
 two writers both "win": :meth:`ObjectStore.check_conditional_writes` tries it once per
 bucket and process and refuses such a store with a :class:`~bgkit.errors.StorageError`.
+(A store that enforces them on writes but ignores ``If-Match`` on ``DELETE`` is used with
+a compare-then-delete instead.)
 
 Credentials come from where every AWS tool reads them (environment, shared credentials
 file, profile), never from bgkit.toml; ``endpoint`` (an S3-compatible service such as
@@ -40,7 +42,9 @@ __all__ = ["ObjectStore", "Retention", "StoreSettings", "open_store", "split_url
 
 DEFAULT_REGION = "us-east-1"  # S3-compatible stores accept any; AWS needs the bucket's own
 _PROBE_PREFIX = ".bgkit-probe-"
-_checked: set[tuple[str, str]] = set()
+_WRONG_ETAG = '"0123456789abcdef0123456789abcdef"'
+# (endpoint, bucket) checked -> whether it also enforces If-Match on DELETE
+_checked: dict[tuple[str, str], bool] = {}
 _checked_lock = threading.Lock()
 
 
@@ -149,6 +153,12 @@ class ObjectStore:
         the condition failed or there was nothing to remove."""
         with self._translated(f"delete {self.url(key)}"):
             try:
+                if etag is not None and not _checked.get(self._marker, True):
+                    # A store that ignores If-Match on DELETE: compare, then delete (only a
+                    # takeover in between could be lost, and it was due to expire anyway).
+                    if self.get_etag(key) != etag:
+                        return False
+                    etag = None
                 if etag is None:
                     if self.get_etag(key) is None:
                         return False
@@ -205,9 +215,8 @@ class ObjectStore:
         Raises:
             StorageError: it does not: a lock or an index there would not be safe.
         """
-        marker = (str(self.settings.endpoint), self.bucket)
         with _checked_lock:
-            if marker in _checked:
+            if self._marker in _checked:
                 return
         key = f"{prefix.rstrip('/') + '/' if prefix.strip('/') else ''}" \
               f"{_PROBE_PREFIX}{os.urandom(6).hex()}"
@@ -217,7 +226,9 @@ class ObjectStore:
                 raise StorageError(f"{self.url(key)}: the store refused to create a new object "
                                    "with If-None-Match: *; it cannot hold a lock")
             second = self.create(key, b"2")
-            wrong = self.replace(key, b"3", etag='"0123456789abcdef0123456789abcdef"')
+            wrong = self.replace(key, b"3", etag=_WRONG_ETAG)
+            self.delete(key, etag=_WRONG_ETAG)
+            deletes_checked = self.get_etag(key) is not None
         finally:
             self.delete(key, etag=None)
         if second is not None or wrong is not None:
@@ -230,7 +241,11 @@ class ObjectStore:
                 "Use a store that enforces conditional writes (AWS S3, OVHcloud Object "
                 "Storage, SeaweedFS, MinIO...)")
         with _checked_lock:
-            _checked.add(marker)
+            _checked[self._marker] = deletes_checked
+
+    @property
+    def _marker(self) -> tuple[str, str]:
+        return (str(self.settings.endpoint), self.bucket)
 
     # --- plumbing ----------------------------------------------------------------------
 

@@ -135,6 +135,7 @@ class _CarelessStore(BaseHTTPRequestHandler):
     If-Match are ignored, as some stores (and older proxies) do."""
 
     objects: ClassVar[dict[str, bytes]] = {}
+    honour_puts = False  # True: conditional PUTs enforced, only DELETE's If-Match ignored
 
     def log_message(self, *_: object) -> None:
         return
@@ -154,7 +155,18 @@ class _CarelessStore(BaseHTTPRequestHandler):
 
     def do_PUT(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.objects[self.path.split("?")[0]] = body
+        key = self.path.split("?")[0]
+        if self.honour_puts:
+            current = self.objects.get(key)
+            etag = None if current is None else f'"{hashlib.md5(current).hexdigest()}"'
+            wanted = self.headers.get("If-Match")
+            if (self.headers.get("If-None-Match") == "*" and current is not None) or \
+                    (wanted is not None and wanted != etag):
+                self._send(412, b"<?xml version='1.0'?><Error><Code>PreconditionFailed"
+                           b"</Code><Message>no</Message></Error>",
+                           {"Content-Type": "application/xml"})
+                return
+        self.objects[key] = body
         self._send(200, b"", {"ETag": f'"{hashlib.md5(body).hexdigest()}"'})
 
     def do_GET(self) -> None:
@@ -172,10 +184,11 @@ class _CarelessStore(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def careless_store() -> Iterator[str]:
-    """An S3 endpoint on loopback that ignores conditional headers; its URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Careless", (_CarelessStore,),
-                                                        {"objects": {}}))
+def careless_store(*, honour_puts: bool = False) -> Iterator[str]:
+    """An S3 endpoint on loopback that ignores conditional headers (with ``honour_puts``,
+    only on DELETE); its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type(
+        "Careless", (_CarelessStore,), {"objects": {}, "honour_puts": honour_puts}))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -119,6 +120,24 @@ def test_a_store_that_ignores_conditional_writes_is_refused(
             locking.acquire(locking.store_for(config), message="switch", ttl_s=30)
         with pytest.raises(StorageError, match="refusing the archive s3://careless/runs"):
             open_archive(config).publish(run_name(1, "a" * 12), notebook_text("a" * 12))
+
+
+def test_a_store_ignoring_if_match_on_delete_gets_compare_then_delete_and_keeps_a_takeover(
+        write_config: WriteConfig, s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "careless-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "careless-secret")
+    with careless_store(honour_puts=True) as endpoint:
+        config = with_tables(write_config(), {"lock": {
+            "url": "s3://careless/locks/app.lock", "endpoint": endpoint}}, name="half.toml")
+        lease = locking.acquire(locking.store_for(config), message="switch", ttl_s=30)
+        taker = locking.store_for(config)
+        current = taker.read()
+        assert current is not None
+        assert taker.replace(dataclasses.replace(current, owner="root@elsewhere"),
+                             revision=current.revision) is not None
+        lease.release()  # its ETag is stale: the taker's lease stays
+        left = locking.read_lock(taker)
+        assert left is not None and left.owner == "root@elsewhere"
 
 
 def test_published_runs_are_write_once_and_every_machine_reads_one_chain(
