@@ -620,7 +620,7 @@ def runs_verify(config_path: Path | None, runs_dir: Path | None,
     out.print(f"{escape(archive.location)}: {state}; {check.entries} indexed run(s), "
               f"{check.notebooks} notebook(s); index head {check.head or '(empty)'}")
     if archive.location != str(archive.folder):
-        out.print(escape(archive.describe()))
+        out.print(escape(archive.describe()), soft_wrap=True)
     keyed_head = keyed(check.head) if check.head else None
     if keyed_head:
         out.print(f"keyed head {keyed_head}")

@@ -8,6 +8,7 @@ for the file backend, the lock file, as a shared file system would).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -68,8 +69,10 @@ def test_a_watch_longer_than_the_ttl_keeps_its_lease_and_a_second_switch_is_refu
         ready: Config, releases: dict[str, BuildResult], s3_server: seaweed.S3Server,
         s3_bucket: str, tmp_path: Path) -> None:
     needs_machines()
+    # A watch of ten TTLs: the second switch (a new process, seconds to start on a busy
+    # machine) certainly comes while it runs.
     config = on_s3(ready, s3_server, s3_bucket, name="long-watch.toml",
-                   lock={"ttl_s": 2}, switch={"watch_s": 8})
+                   lock={"ttl_s": 2}, switch={"watch_s": 20})
     store = locking.store_for(config)
     first, second = Workstation(tmp_path, "machine-a"), Workstation(tmp_path, "machine-b")
     holder = first.start(*switch_args(config, releases))
@@ -84,7 +87,8 @@ def test_a_watch_longer_than_the_ttl_keeps_its_lease_and_a_second_switch_is_refu
     assert during is not None and during.token == began.token
     assert during.expires_at > began.expires_at and during.stale() is None
     refused = second.run(*switch_args(config, releases), timeout_s=120)
-    assert refused.returncode == 1
+    assert holder.poll() is None, "the holder is still watching"
+    assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "held by" in refused.stderr and "on machine-a)" in refused.stderr
     out, err = holder.communicate(timeout=120)
     assert holder.returncode == 0, out + err
@@ -175,6 +179,14 @@ def test_sandbox_shared_s3_gives_two_working_directories_one_lock_and_one_archiv
         assert "in order; 8 indexed run(s), 8 notebook(s)" in verified.stdout, \
             verified.stdout + verified.stderr
         assert "retained 1 day(s)" in verified.stdout
+        switch_run = next(found.group(1) for line in listed.stdout.splitlines()
+                          if "root@ci-runner" in line and
+                          (found := re.search(r"04_switch\W+([0-9a-f]{12})", line)))
+        shown = reviewer.run("runs", "show", switch_run, "--config", str(info.config_file))
+        assert "outcome       succeeded" in shown.stdout, shown.stdout + shown.stderr
+        page = reviewer.run("runs", "html", switch_run, "--config", str(info.config_file),
+                            "--output", str(tmp_path / "switch.html"))
+        assert page.returncode == 0 and (tmp_path / "switch.html").stat().st_size > 0
         assert reviewer.run("lock", "status", "--config",
                             str(info.config_file)).stdout.startswith("free: nobody holds")
     finally:
