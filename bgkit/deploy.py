@@ -150,7 +150,7 @@ def deploy(config: Config, *, artifact: Path | None = None,
             with a load-balancer change unfinished (run the switch again first).
     """
     checked = release or artifact_for(config, artifact)
-    with locking.held(config.lock_path, message=f"deploy {checked.release}",
+    with locking.held(locking.store_for(config), message=f"deploy {checked.release}",
                       ttl_s=config.lock.ttl_s) as lease:
         result = _deploy(config, checked, pool=pool, lb=lb or _provider(config),
                          progress=progress)

@@ -71,7 +71,7 @@ def switch(config: Config, *, lb: LoadBalancer, expected_version: str, approve: 
         LoadBalancerError: the live pool could not even be read (nothing was changed).
     """
     on_step("taking the deployment lock")
-    with locking.held(config.lock_path, message=message, ttl_s=config.lock.ttl_s,
+    with locking.held(locking.store_for(config), message=message, ttl_s=config.lock.ttl_s,
                       accept_intent=True) as lease:
         run = _Run(config, lb, lease, "switch", on_step, release=release)
         ended = run.converge()
@@ -100,7 +100,7 @@ def rollback(config: Config, *, lb: LoadBalancer, approve: bool,
     """Move all traffic back to the other pool, if it is healthy (and, with
     ``expected_version`` and ``expected_live``, still what the operator was shown)."""
     on_step("taking the deployment lock")
-    with locking.held(config.lock_path, message=message, ttl_s=config.lock.ttl_s,
+    with locking.held(locking.store_for(config), message=message, ttl_s=config.lock.ttl_s,
                       accept_intent=True) as lease:
         run = _Run(config, lb, lease, "rollback", on_step)
         ended = run.converge()
