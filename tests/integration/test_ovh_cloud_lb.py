@@ -187,10 +187,10 @@ def test_release_switch_and_rollback_under_load_fail_no_request(
         assert second.ok, second.failed
         assert lb.live_pool() == "blue"
         back = rollback(config, lb=lb, approve=True)
-        assert back.outcome == "rolled back", back.reason
+        assert back.ended == "rolled back", back.reason
         assert lb.live_pool() == "green"
         again = switch(config, lb=lb, expected_version="2.0.0", approve=True)
-        assert again.outcome == "switched", again.reason
+        assert again.ended == "switched", again.reason
         time.sleep(0.5)
     assert load.failures == []
     assert len(load.answers) > 200
@@ -234,7 +234,7 @@ def test_each_fault_ends_on_a_healthy_pool_with_the_reason_recorded_and_no_faile
     config = fast(ready_cloud, name="fault.toml")
     emulator_faults(config, faults)
     with Load(config) as load:
-        done = cli(config, "switch", "--approve", "--release",
+        done = cli(config, "switch", "--approve", "--artifact",
                    str(releases["2.0.0"].artifact))
         time.sleep(0.3)
     assert done.returncode == (0 if outcome == "switched" else 1), done.stdout + done.stderr
@@ -253,7 +253,7 @@ def test_a_provisioning_slower_than_the_timeout_is_followed_then_watched(
     with Load(config) as load:
         done = switch(config, lb=get_provider(config), expected_version="2.0.0",
                       approve=True)
-    assert done.outcome == "switched", done.reason
+    assert done.ended == "switched", done.reason
     assert "followed it until green was live" in done.converged
     assert done.watch is not None and done.watch.ok
     assert_live_and_healthy(config, "green")
@@ -278,7 +278,7 @@ def test_a_runner_killed_mid_switch_converges_when_run_again(
     config = fast(ready_cloud, name="killed.toml")
     emulator_faults(config, faults)
     command = [sys.executable, "-m", "bgkit.cli", "switch", "--approve", "--config",
-               str(config.path), "--release", str(releases["2.0.0"].artifact)]
+               str(config.path), "--artifact", str(releases["2.0.0"].artifact)]
     with Load(config) as load:
         running = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
@@ -287,7 +287,7 @@ def test_a_runner_killed_mid_switch_converges_when_run_again(
         running.kill()
         running.communicate()
         emulator_faults(config, {"provisioning_delay_s": 0.5})
-        again = cli(config, "switch", "--approve", "--release",
+        again = cli(config, "switch", "--approve", "--artifact",
                     str(releases["2.0.0"].artifact))
         time.sleep(0.3)
     output = again.stdout + again.stderr
