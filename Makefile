@@ -12,6 +12,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := build-essential cmake git openssh-server openssh-client haproxy systemd systemd-container chromium sudo
 SANDBOX := .sandbox
 SANDBOX_CONFIG := $(SANDBOX)/bgkit.toml
+# What `make demo` switches through: ovh-iplb (default), ovh-cloud-lb or haproxy.
+LB ?= ovh-iplb
 
 .PHONY: help deps apt venv demo test lint typecheck pytest bench clean
 
@@ -44,8 +46,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Two releases go live through the OVH API emulator, then a rollback drill, under load.
+# `make demo LB=ovh-cloud-lb` (or LB=haproxy) runs it through another provider.
 demo: deps
-	$(BIN)/python -m bgkit.demo $(SANDBOX)-demo $(CURDIR)/runs
+	$(BIN)/python -m bgkit.demo $(SANDBOX)-demo $(CURDIR)/runs --lb $(LB)
 
 lint: venv
 	$(BIN)/ruff check bgkit tests benchmarks

@@ -1,14 +1,20 @@
 """Zero downtime under load, and how fast a failing new pool is switched back, per provider.
 
     .venv/bin/python benchmarks/switch_bench.py [--seconds 6] [--workers 4] [--faults 3]
+        [--repeat 5] [--providers haproxy ovh-iplb ovh-cloud-lb]
 
-For each provider (HAProxy runtime API; OVH IP Load Balancing through the emulator), a
-fresh sandbox serves 1.0.0 on green (live) and 2.0.0 on blue (idle).
+For each provider (HAProxy runtime API; OVH IP Load Balancing and the Public Cloud Load
+Balancer through the emulator), a fresh sandbox serves 1.0.0 on green (live) and 2.0.0
+on blue (idle).
 
-1. **Healthy switch.** A load generator (keep-alive workers plus one worker opening a
-   new connection per request) runs through the public address while the provider
-   switches to blue and, later, back to green. Switch latency is from the switch call
-   to the moment after which every request sent was served by the new pool.
+1. **Healthy switch** (``--repeat`` rounds). A load generator (keep-alive workers plus
+   one worker opening a new connection per request) runs through the public address
+   while the provider switches to blue and, later, back to green. "Applied" is the
+   provider's own answer (call to applied); "beyond the emulated delay" subtracts what
+   the emulator is configured to take (the IPLB refresh task's ``refresh_delay_s``, the
+   Public Cloud provisioning's ``provisioning_delay_s``): what bgkit's polling and the
+   API calls add. Switch latency is from the switch call to the moment after which every
+   request sent was served by the new pool.
 2. **Failing new pool** (``--faults`` rounds). ``bgkit.switch.switch`` moves traffic to
    blue with a 10 s watch; one second after the flip every blue host starts answering
    500 on the health path (hello-c's ``health_status`` knob, reloaded with SIGHUP), and
@@ -24,6 +30,7 @@ Loopback only; the load stops by itself.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -31,6 +38,7 @@ import tempfile
 import threading
 import time
 import tomllib
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -143,23 +151,58 @@ def with_watch(config: Config, name: str) -> Config:
     return load_config(target)
 
 
-def healthy_switch(config: Config, workers: int, seconds: float) -> dict[str, float]:
+# A request sent just before the next switch call may be routed after it: the windows in
+# which old answers are counted end this long before the next call.
+MARGIN_S = 0.05
+
+
+def emulated_delay_s(config: Config) -> float:
+    """What the emulator is configured to take to apply a change (0 for HAProxy)."""
+    settings = config.lb.ovh_iplb or config.lb.ovh_cloud_lb
+    if settings is None:
+        return 0.0
+    root = settings.endpoint.removesuffix("/1.0")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"{root}/_emulator/faults", timeout=5) as answer:
+        faults = json.loads(answer.read())
+    key = "refresh_delay_s" if config.lb.ovh_iplb else "provisioning_delay_s"
+    return float(faults[key])
+
+
+def healthy_switch(config: Config, workers: int, seconds: float,
+                   repeat: int) -> list[dict[str, float]]:
+    """``repeat`` rounds of a switch to blue and back to green, under one load."""
     lb = get_provider(config)
-    load = Load(f"{config.lb.public_url}/", workers, seconds).start()
+    delay = emulated_delay_s(config)
+    load = Load(f"{config.lb.public_url}/", workers, seconds * repeat + 30).start()
+    rounds = []
+    for _ in range(repeat):
+        time.sleep(seconds / 3)
+        switch_called = time.monotonic()
+        switched = lb.switch("blue", timeout_s=30)
+        time.sleep(seconds / 3)
+        back_called = time.monotonic()
+        back = lb.switch("green", timeout_s=30)
+        rounds.append({"switch_called": switch_called, "back_called": back_called,
+                       "switched": switched.applied_s, "back": back.applied_s})
     time.sleep(seconds / 3)
-    switch_called = time.monotonic()
-    switched = lb.switch("blue", timeout_s=30)
-    time.sleep(seconds / 3)
-    back_called = time.monotonic()
-    back = lb.switch("green", timeout_s=30)
     load.join()
-    return {
-        "requests": len(load.sent) + load.failed, "failed": load.failed,
-        "switch_applied_ms": switched.applied_s * 1000,
-        "switch_latency_ms": load.latency(switch_called, "1.0.0", back_called) * 1000,
-        "rollback_applied_ms": back.applied_s * 1000,
-        "rollback_latency_ms": load.latency(back_called, "2.0.0", float("inf")) * 1000,
-    }
+    rows = []
+    for index, done in enumerate(rounds):
+        following = rounds[index + 1]["switch_called"] if index + 1 < len(rounds) else \
+            float("inf")
+        rows.append({
+            "switch_applied_ms": done["switched"] * 1000,
+            "switch_beyond_ms": (done["switched"] - delay) * 1000,
+            "switch_latency_ms": load.latency(done["switch_called"], "1.0.0",
+                                              done["back_called"] - MARGIN_S) * 1000,
+            "rollback_applied_ms": done["back"] * 1000,
+            "rollback_beyond_ms": (done["back"] - delay) * 1000,
+            "rollback_latency_ms": load.latency(done["back_called"], "2.0.0",
+                                                following - MARGIN_S) * 1000,
+            "requests": len(load.sent) + load.failed, "failed": load.failed,
+            "delay_ms": delay * 1000})
+    return rows
 
 
 def failing_pool(config: Config, workers: int) -> dict[str, float]:
@@ -192,7 +235,8 @@ def failing_pool(config: Config, workers: int) -> dict[str, float]:
 
 
 def one_provider(scratch: Path, lb_name: str, workers: int, seconds: float,
-                 faults: int) -> tuple[dict[str, float], list[dict[str, float]]]:
+                 faults: int, repeat: int) -> tuple[list[dict[str, float]],
+                                                    list[dict[str, float]]]:
     state = scratch / f"sbx-{lb_name}"
     for attempt in range(5):  # a port free on 127.0.0.1 may be taken on 127.0.1.x
         app, public, ssh = free_ports(3)
@@ -213,16 +257,17 @@ def one_provider(scratch: Path, lb_name: str, workers: int, seconds: float,
         get_provider(config).switch("green", timeout_s=30)
         deploy(config, artifact=two)  # now blue, the idle pool
         wait_healthy(config, "blue")
-        healthy = healthy_switch(config, workers, seconds)
+        healthy = healthy_switch(config, workers, seconds, repeat)
         watched = with_watch(config, "bench-watch.toml")
         return healthy, [failing_pool(watched, workers) for _ in range(faults)]
     finally:
         sandbox_down(state, purge=True)
 
 
-def median(rows: list[dict[str, float]], key: str) -> str:
+def median(rows: list[dict[str, float]], key: str, digits: int = 0) -> str:
     values = [row[key] for row in rows]
-    return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
+    return (f"{statistics.median(values):.{digits}f} "
+            f"({min(values):.{digits}f}-{max(values):.{digits}f})")
 
 
 def main() -> None:
@@ -230,20 +275,32 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--faults", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--providers", nargs="+", default=["haproxy", "ovh-iplb",
+                                                           "ovh-cloud-lb"],
+                        choices=["haproxy", "ovh-iplb", "ovh-cloud-lb"])
     args = parser.parse_args()
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
     results = {}
     with tempfile.TemporaryDirectory(prefix="bgkit-switch-") as folder:
-        for name in ("haproxy", "ovh-iplb"):
+        for name in args.providers:
             results[name] = one_provider(Path(folder), name, args.workers, args.seconds,
-                                         args.faults)
-    print("| provider | requests | failed | switch: applied (ms) | switch: every new request "
-          "on the new pool after (ms) | rollback: applied (ms) | rollback: all new after (ms) |")
-    print("|---|---|---|---|---|---|---|")
-    for name, (row, _) in results.items():
-        print(f"| {name} | {row['requests']:.0f} | {row['failed']:.0f} | "
-              f"{row['switch_applied_ms']:.1f} | {row['switch_latency_ms']:.1f} | "
-              f"{row['rollback_applied_ms']:.1f} | {row['rollback_latency_ms']:.1f} |")
+                                         args.faults, args.repeat)
+    print(f"Healthy switch and rollback, median (min-max) of {args.repeat} rounds:")
+    print()
+    print("| provider | requests | failed | emulated delay (ms) | switch: applied (ms) | "
+          "switch: beyond the emulated delay (ms) | switch: every new request on the new "
+          "pool after (ms) | rollback: applied (ms) | rollback: beyond the emulated delay "
+          "(ms) | rollback: all new after (ms) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, (rows, _) in results.items():
+        print(f"| {name} | {rows[-1]['requests']:.0f} | {rows[-1]['failed']:.0f} | "
+              f"{rows[-1]['delay_ms']:.0f} | {median(rows, 'switch_applied_ms', 1)} | "
+              f"{median(rows, 'switch_beyond_ms', 1)} | "
+              f"{median(rows, 'switch_latency_ms', 1)} | "
+              f"{median(rows, 'rollback_applied_ms', 1)} | "
+              f"{median(rows, 'rollback_beyond_ms', 1)} | "
+              f"{median(rows, 'rollback_latency_ms', 1)} |")
     print()
     print(f"Failing new pool, median (min-max) of {args.faults} rounds:")
     print()

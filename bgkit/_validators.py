@@ -294,6 +294,74 @@ def http_url(value: object) -> str:
     return text
 
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def uuid(value: object) -> str:
+    """An OpenStack/OVHcloud object id, normalised to lower case."""
+    expected = "a uuid such as 3f0e2a64-1b2c-4d5e-8f90-a1b2c3d4e5f6"
+    text = _string(value, expected)
+    if not _UUID.fullmatch(text):
+        raise _fail(expected, value)
+    return text.lower()
+
+
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_OBJECT_KEY = re.compile(r"[A-Za-z0-9!_.*'()=+@,-]+(/[A-Za-z0-9!_.*'()=+@,-]+)*")
+
+
+def store_endpoint(value: object) -> str:
+    """An S3 endpoint URL, without credentials in it (``https://user:key@...``)."""
+    expected = "an http:// or https:// URL such as https://s3.gra.io.cloud.ovh.net"
+    text = http_url(value)
+    if "@" in text.split("/")[2]:
+        raise _said("credentials never belong in bgkit.toml, not even in a URL: give the "
+                    "endpoint without them (AWS keys come from AWS_* variables, the shared "
+                    "credentials file or a profile)")
+    if not re.fullmatch(r"https?://[^\s/?#]+/?", text):
+        raise _fail(expected, value)
+    return text.rstrip("/")
+
+
+def retention_days(value: object) -> int:
+    return _integer(value, 1, 36500, "a whole number of days 1-36500")
+
+
+def lock_url(value: object) -> str:
+    """``file:///absolute/path`` or ``s3://bucket/key``."""
+    return _store_url(value, expected="file:///absolute/path or s3://bucket/key",
+                      key_required=True)
+
+
+def runs_url(value: object) -> str:
+    """``file:///absolute/folder`` or ``s3://bucket`` / ``s3://bucket/prefix``."""
+    text = _store_url(value, expected="file:///absolute/folder, s3://bucket or "
+                      "s3://bucket/prefix", key_required=False)
+    return text.rstrip("/") if text.startswith("s3://") else text
+
+
+def _store_url(value: object, *, expected: str, key_required: bool) -> str:
+    text = _string(value, expected)
+    if text.startswith("file://"):
+        path = text.removeprefix("file://")
+        if not path.startswith("/") or ".." in path.split("/") or path == "/":
+            raise _fail(expected, value)
+        return text
+    if not text.startswith("s3://"):
+        raise _fail(expected, value)
+    bucket, _, key = text.removeprefix("s3://").partition("/")
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+        raise _said(f"expected {expected}, got {show(value)}: the bucket name must be 3-63 "
+                    "lowercase letters, digits, '.' or '-'")
+    key = key if key_required else key.rstrip("/")
+    if (key_required and not key) or (key and (not _OBJECT_KEY.fullmatch(key)
+                                               or {".", ".."} & set(key.split("/")))):
+        raise _said(f"expected {expected}, got {show(value)}: the object key must be "
+                    "letters, digits and !_.*'()=+@,- in '/'-separated parts, no '.' or "
+                    "'..' parts")
+    return text
+
+
 def ovh_endpoint(value: object) -> str:
     expected = f"one of {', '.join(_OVH_ENDPOINTS)} or an http(s):// URL"
     text = _string(value, expected)
@@ -361,7 +429,9 @@ def _describe(error: Any, root: type[BaseModel]) -> str:
         leaf = str(loc[-1]).lower()
         if looks_secret(leaf):
             return ("unknown key; secrets never belong in bgkit.toml (OVH keys come from "
-                    "OVH_* variables or ovh.conf, SSH keys from your SSH agent or config)")
+                    "OVH_* variables or ovh.conf, SSH keys from your SSH agent or config, "
+                    "S3 keys from AWS_* variables, the shared credentials file or a "
+                    "profile)")
         parent = _model_at(root, loc[:-1])
         valid = sorted(field.alias or key for key, field in parent.model_fields.items()
                        if key != "path") if parent else []

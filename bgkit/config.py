@@ -40,6 +40,7 @@ __all__ = [
     "IncludeConfig",
     "LbConfig",
     "LockConfig",
+    "OvhCloudLbSettings",
     "OvhIplbSettings",
     "PoolConfig",
     "PoolsConfig",
@@ -47,6 +48,7 @@ __all__ = [
     "ServiceConfig",
     "ServiceFile",
     "SshConfig",
+    "StoreAccess",
     "SwitchConfig",
     "SystemdConfig",
     "find_config",
@@ -72,7 +74,12 @@ Seconds = Annotated[float, BeforeValidator(v.positive_seconds)]
 Ratio = Annotated[float, BeforeValidator(v.ratio)]
 PositiveNumber = Annotated[float, BeforeValidator(v.positive_number)]
 Count = Annotated[int, BeforeValidator(v.count)]
+Uuid = Annotated[str, BeforeValidator(v.uuid)]
 LoopbackOrUrl = Annotated[str, BeforeValidator(v.http_url)]
+StoreEndpoint = Annotated[str, BeforeValidator(v.store_endpoint)]
+LockUrl = Annotated[str, BeforeValidator(v.lock_url)]
+RunsUrl = Annotated[str, BeforeValidator(v.runs_url)]
+RetentionDays = Annotated[int, BeforeValidator(v.retention_days)]
 
 
 class _Model(BaseModel):
@@ -324,6 +331,37 @@ class OvhIplbSettings(_Model):
     config_file: AnyPath | None = None
 
 
+class PoolIds(_Model):
+    blue: Uuid
+    green: Uuid
+
+
+class OvhCloudLbSettings(_Model):
+    """``[lb.ovh_cloud_lb]``: which Public Cloud Load Balancer (Octavia), listener and pools.
+
+    ``service_name`` is the Public Cloud project id (OVHcloud's ``serviceName``),
+    ``region`` the load balancer's region (e.g. ``GRA11``); the listener's
+    ``defaultPoolId`` names the live pool, one of ``pool_ids``. ``endpoint`` and
+    ``config_file`` are as for ``[lb.ovh_iplb]``: keys come only from the ``OVH_*``
+    variables or python-ovh's ovh.conf files.
+    """
+
+    endpoint: Annotated[str, BeforeValidator(v.ovh_endpoint)] = "ovh-eu"
+    service_name: Name
+    region: Name
+    loadbalancer_id: Uuid
+    listener_id: Uuid
+    pool_ids: PoolIds
+    config_file: AnyPath | None = None
+
+    @model_validator(mode="after")
+    def _two_pools(self) -> OvhCloudLbSettings:
+        if self.pool_ids.blue == self.pool_ids.green:
+            raise ValueError(f"pool_ids: blue and green must be two different pools, both "
+                             f"are {self.pool_ids.blue}")
+        return self
+
+
 class LbConfig(_Model):
     """``[lb]``: the load balancer provider and its settings (never secrets).
 
@@ -337,6 +375,7 @@ class LbConfig(_Model):
     pool_header: HeaderName = "X-Bgkit-Pool"
     haproxy: HaproxySettings | None = None
     ovh_iplb: OvhIplbSettings | None = None
+    ovh_cloud_lb: OvhCloudLbSettings | None = None
 
     @model_validator(mode="after")
     def _provider_has_settings(self) -> LbConfig:
@@ -375,21 +414,54 @@ class SwitchConfig(_Model):
     apply_grace_s: Seconds = 120.0
 
 
-class LockConfig(_Model):
+class StoreAccess(_Model):
+    """How bgkit reaches S3-compatible object storage, for an ``s3://`` ``url``.
+
+    Credentials never go here: boto3 reads them where every AWS tool does
+    (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``, the shared
+    credentials file, a profile). ``endpoint`` (OVHcloud:
+    ``https://s3.<region>.io.cloud.ovh.net``) wins over ``AWS_ENDPOINT_URL``; without
+    either, AWS itself. ``credentials_file`` names a shared credentials file (its path,
+    never its keys), else ``AWS_SHARED_CREDENTIALS_FILE`` or ``~/.aws/credentials``;
+    ``profile`` a section of it, else ``AWS_PROFILE``.
+    """
+
+    endpoint: StoreEndpoint | None = None
+    region: Name | None = None
+    profile: Name | None = None
+    credentials_file: AnyPath | None = None
+
+
+class LockConfig(StoreAccess):
     """``[lock]``: the deployment lease every operator and CI job shares.
 
-    ``path`` must be on storage all of them reach (the machine they run bgkit on, or a
-    shared file system). The holder renews the lease every ``ttl_s / 3`` while it works;
-    a lease not renewed for ``ttl_s`` may be taken over (never while its process is seen
-    alive on the same machine), and that is recorded in the new lease.
+    ``url`` is ``file:///absolute/path`` or ``s3://bucket/key`` (a lease object in
+    S3-compatible storage, written only with conditional requests). Without it, ``path``
+    (default ``bgkit.lock`` beside bgkit.toml) is the lease file: ``path = "x"`` and
+    ``url = "file:///abs/x"`` are the same backend; give one. The holder renews the lease
+    every ``ttl_s / 3`` while it works; a lease not renewed for ``ttl_s`` may be taken over
+    (never while its process is seen alive on the same machine), and that is recorded in
+    the new lease.
     """
 
     path: AnyPath = "bgkit.lock"
+    url: LockUrl | None = None
     ttl_s: Seconds = 60.0
 
+    @model_validator(mode="after")
+    def _one_place(self) -> LockConfig:
+        _one_of(self, "path", "lock")
+        return self
 
-class RunsConfig(_Model):
+
+class RunsConfig(StoreAccess):
     """``[runs]``: where executed notebooks are archived and how long a cell may run.
+
+    ``url``: ``s3://bucket/prefix`` puts the archive in S3-compatible object storage
+    (published write-once, the index appended by compare-and-swap), read through a local
+    copy in ``cache_dir`` (default ``~/.cache/bgkit/archives/<endpoint>/<bucket>/<prefix>``);
+    ``file:///folder`` is the same as ``dir``. ``retain_days``: on a bucket with Object
+    Lock, every new run (and index version) is retained that long, in ``retain_mode``.
 
     ``iopub_timeout_s`` is how long, after a cell finished, its remaining output may take
     to arrive (a cell that prints a flood of output on a busy machine). Notebooks always
@@ -397,8 +469,34 @@ class RunsConfig(_Model):
     """
 
     dir: AnyPath = "runs"
+    url: RunsUrl | None = None
+    cache_dir: AnyPath | None = None
+    retain_days: RetentionDays | None = None
+    retain_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
     cell_timeout_s: Seconds = 1800.0
     iopub_timeout_s: Seconds = 120.0
+
+    @model_validator(mode="after")
+    def _one_place(self) -> RunsConfig:
+        _one_of(self, "dir", "runs")
+        remote = bool(self.url and self.url.startswith("s3://"))
+        for key in ("cache_dir", "retain_days"):
+            if key in self.model_fields_set and not remote:
+                raise ValueError(f"{key}: only for an archive in object storage "
+                                 "(url = \"s3://bucket/prefix\")")
+        return self
+
+
+def _one_of(table: LockConfig | RunsConfig, local_key: str, name: str) -> None:
+    if table.url is not None and local_key in table.model_fields_set:
+        raise ValueError(f"{local_key} and url both say where the "
+                         f"{'lock' if name == 'lock' else 'archive'} is: give one")
+    if table.url is None or table.url.startswith("file://"):
+        accessed = sorted(key for key in StoreAccess.model_fields
+                          if key in table.model_fields_set)
+        if accessed:
+            raise ValueError(f"{accessed[0]}: only for object storage "
+                             "(url = \"s3://...\")")
 
 
 class Config(_Model):
@@ -444,11 +542,37 @@ class Config(_Model):
         return self.resolve(self.app.dist_dir)
 
     @property
+    def runs_url(self) -> str | None:
+        """The archive in object storage (``s3://bucket/prefix``), or None for a folder."""
+        url = self.runs.url
+        return url if url is not None and url.startswith("s3://") else None
+
+    @property
     def runs_dir(self) -> Path:
-        return self.resolve(self.runs.dir)
+        """The archive folder bgkit reads: the archive itself, or for ``s3://`` its local
+        copy (see :func:`bgkit.runbook.backends.open_archive`)."""
+        url = self.runs.url
+        if url is None:
+            return self.resolve(self.runs.dir)
+        if url.startswith("file://"):
+            return Path(url.removeprefix("file://"))
+        if self.runs.cache_dir is not None:
+            return self.resolve(str(Path(self.runs.cache_dir).expanduser())) / "archive"
+        return _cache_home() / "bgkit" / "archives" / _cache_slug(url, self.runs.endpoint) \
+            / "archive"
+
+    @property
+    def lock_url(self) -> str:
+        """Where the lease is: ``file:///...`` (the default, from ``[lock].path``) or
+        ``s3://bucket/key``."""
+        return self.lock.url or f"file://{self.resolve(self.lock.path)}"
 
     @property
     def lock_path(self) -> Path:
+        """The lease file of the file backend (``[lock].path`` or a ``file://`` url)."""
+        url = self.lock.url
+        if url is not None and url.startswith("file://"):
+            return Path(url.removeprefix("file://"))
         return self.resolve(self.lock.path)
 
     @property
@@ -467,6 +591,21 @@ class Config(_Model):
             return None
         return self.resolve(str(Path(self.ssh.config_file).expanduser()))
 
+
+
+def _cache_home() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME")
+    return Path(cache) if cache and Path(cache).is_absolute() else Path.home() / ".cache"
+
+
+def _cache_slug(url: str, endpoint: str | None) -> Path:
+    """``<endpoint host>/<bucket>/<prefix>``: one local copy per archive."""
+    where = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or \
+        os.environ.get("AWS_ENDPOINT_URL") or "aws"
+    host = where.split("://", 1)[-1].split("/", 1)[0]
+    safe = "".join(c if c.isalnum() or c in ".-" else "_" for c in host) or "aws"
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    return Path(safe) / bucket / (prefix.replace("/", "_") or "_")
 
 
 def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:

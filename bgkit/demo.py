@@ -5,10 +5,15 @@ for version 1, then for version 2 while a load generator runs through the public
 then a rollback drill (``05_rollback``) under load, back to the release the previous pool
 served when it was live (it names it); prints the failed-request count, the archived runs
 and how to open them, and stops the sandbox.
+
+``python -m bgkit.demo [STATE_DIR [RUNS_DIR]] [--lb PROVIDER]``: the emulator stands for
+OVH IP Load Balancing by default (``ovh-iplb``); ``--lb ovh-cloud-lb`` makes it a Public
+Cloud Load Balancer, ``--lb haproxy`` switches HAProxy directly (``make demo LB=...``).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -31,14 +36,24 @@ __all__ = ["main"]
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
+TITLES = {"ovh-iplb": "the OVH API emulator (IP Load Balancing) in front of HAProxy",
+          "ovh-cloud-lb": "the OVH API emulator (Public Cloud Load Balancer) in front of "
+                          "HAProxy",
+          "haproxy": "HAProxy switched directly"}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = argv if argv is not None else sys.argv[1:]
-    state = Path(args[0] if args else ".sandbox-demo").resolve()
-    runs = Path(args[1] if len(args) > 1 else "runs").resolve()
+    parser = argparse.ArgumentParser(prog="python -m bgkit.demo")
+    parser.add_argument("state", nargs="?", default=".sandbox-demo")
+    parser.add_argument("runs", nargs="?", default="runs")
+    parser.add_argument("--lb", choices=list(TITLES), default="ovh-iplb",
+                        help="what the demo switches through (default: ovh-iplb)")
+    args = parser.parse_args(argv if argv is not None else sys.argv[1:])
+    state, runs = Path(args.state).resolve(), Path(args.runs).resolve()
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
     started = time.monotonic()
-    console.rule("bgkit demo: the local sandbox with the OVH API emulator in front of HAProxy")
-    info = sandbox_up(state, lb="ovh-iplb", runs_dir=runs)
+    console.rule(f"bgkit demo: the local sandbox with {TITLES[args.lb]}")
+    info = sandbox_up(state, lb=args.lb, runs_dir=runs)
     try:
         return _drill(info.config_file, started)
     except BgkitError as error:

@@ -179,7 +179,7 @@ def deploy(config: Config, *, artifact: Path | None = None,
     """
     checked = release or (None if kept else artifact_for(config, artifact))
     name = checked.release if checked else check_release_name(f"{kept}.tar.gz")
-    with locking.held(config.lock_path, message=f"deploy {name}",
+    with locking.held(locking.store_for(config), message=f"deploy {name}",
                       ttl_s=config.lock.ttl_s) as lease:
         result = _deploy(config, checked, name, pool=pool, lb=lb or _provider(config),
                          progress=progress)

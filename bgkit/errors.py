@@ -12,6 +12,7 @@
     ├── SandboxError            the local sandbox fleet could not be started or read (exit 1)
     ├── HostError               one host could not be reached or a command on it failed
     ├── DeployError             a deploy failed on some hosts; carries every host's result
+    ├── StorageError            the object store (S3) refused, failed or cannot be used
     └── LockHeld                someone else holds the deployment lock (exit 1)
         └── LeaseLost           the lock this process held is no longer its own
 
@@ -38,6 +39,7 @@ __all__ = [
     "SandboxError",
     "SecretParameterError",
     "StepFailed",
+    "StorageError",
     "UsageError",
 ]
 
@@ -123,6 +125,11 @@ class DeployError(BgkitError):
     def __init__(self, message: str, *, results: Sequence[object] = ()) -> None:
         self.results = tuple(results)
         super().__init__(message)
+
+
+class StorageError(BgkitError):
+    """An S3-compatible object store could not be reached, refused a request, or does
+    not enforce conditional writes; the message names the bucket and says what to do."""
 
 
 class LockHeld(BgkitError):

@@ -20,7 +20,9 @@ semantics of S3's ``If-None-Match: *`` and ``If-Match: <etag>``; the revision is
 store's own version of the lease (an S3 store would use the ETag). :class:`FileLeaseStore`
 (the default, ``[lock].path``) runs each one under an ``flock`` of a guard file beside
 the lease, writes a fresh revision into the file and publishes with an atomic rename; a
-crashed writer's draft is removed by the next writer.
+crashed writer's draft is removed by the next writer. ``S3LeaseStore``
+(:mod:`bgkit.lock_s3`, ``[lock] url = "s3://bucket/key"``) maps them onto conditional
+requests to S3-compatible object storage; :func:`store_for` picks one from the config.
 """
 
 from __future__ import annotations
@@ -36,14 +38,17 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from bgkit.errors import LeaseLost, LockHeld, UsageError
+from bgkit.errors import LeaseLost, LockHeld, StorageError, UsageError
 from bgkit.flock import lock_within
 from bgkit.identity import operator
 
+if TYPE_CHECKING:
+    from bgkit.config import Config
+
 __all__ = ["FileLeaseStore", "Lease", "LeaseInfo", "LeaseStore", "Machine", "acquire",
-           "force_release", "held", "read_lock", "release", "this_machine"]
+           "force_release", "held", "read_lock", "release", "store_for", "this_machine"]
 
 GUARD_TIMEOUT_S = 10.0
 MIN_RENEW_INTERVAL_S = 0.05
@@ -303,6 +308,19 @@ def _store(where: Path | LeaseStore) -> LeaseStore:
     return FileLeaseStore(where) if isinstance(where, Path) else where
 
 
+def store_for(config: Config) -> LeaseStore:
+    """The lease store ``[lock]`` names: a file (``path``, or ``url = "file:///..."``) or
+    an object in S3-compatible storage (``url = "s3://bucket/key"``)."""
+    url = config.lock_url
+    if not url.startswith("s3://"):
+        return FileLeaseStore(config.lock_path)
+    from bgkit.lock_s3 import S3LeaseStore
+    from bgkit.objectstore import StoreSettings, open_store, split_url
+
+    return S3LeaseStore(open_store(url, StoreSettings.of(config.lock, config)),
+                        split_url(url)[1])
+
+
 # --- the lease as held --------------------------------------------------------------------
 
 @dataclass(slots=True)
@@ -334,7 +352,7 @@ class Lease:
             LeaseLost: it was taken over, released by force, or expired unrenewed.
         """
         with self._mutex:
-            self._check(self.store.read())
+            self._check(self._read_or_stop())
 
     def record_intent(self, intent: dict[str, Any] | None) -> None:
         """Write what this holder is about to do (or None: nothing in progress).
@@ -365,11 +383,26 @@ class Lease:
                 raise LeaseLost(f"the deployment lock {self.store.location} is no longer "
                                 f"ours ({self.lost}); nothing more is changed")
             updated = change(self.info)
-            revision = self.store.replace(updated, revision=self.info.revision)
+            try:
+                revision = self.store.replace(updated, revision=self.info.revision)
+            except StorageError as error:
+                raise self._unchecked(error) from error
             if revision is None:
-                self._check(self.store.read())  # raises with who holds it now
+                self._check(self._read_or_stop())  # raises with who holds it now
                 raise LeaseLost(f"the deployment lock {self.store.location} changed under us")
             self.info = replace(updated, revision=revision)
+
+    def _read_or_stop(self) -> LeaseInfo | None:
+        try:
+            return self.store.read()
+        except StorageError as error:
+            raise self._unchecked(error) from error
+
+    def _unchecked(self, error: StorageError) -> LeaseLost:
+        """Ownership that cannot be checked is not ownership: stop (the lease is not marked
+        lost, so a later renewal may still succeed)."""
+        return LeaseLost(f"the deployment lock {self.store.location} cannot be checked "
+                         f"({error}); bgkit stops before changing the load balancer")
 
     def _check(self, current: LeaseInfo | None) -> None:
         """Raise LeaseLost unless ``current`` is our lease, unexpired (mutex held)."""
@@ -470,8 +503,9 @@ class _Renewer:
             try:
                 self.lease.renew()
             except LeaseLost:
-                return
-            except (OSError, LockHeld, UsageError):
+                if self.lease.lost is not None:
+                    return
+            except (OSError, LockHeld, UsageError, StorageError):
                 continue  # the store hiccuped: retry; verify() fails once it expires
 
 
@@ -491,4 +525,7 @@ def held(where: Path | LeaseStore, *, message: str, ttl_s: float,
     finally:
         renewer.stop.set()
         renewer.thread.join()
-        lease.release()
+        # A store out of reach now leaves the lease to expire within its TTL; the next
+        # holder then takes it over and records that.
+        with contextlib.suppress(StorageError):
+            lease.release()

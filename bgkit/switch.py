@@ -82,7 +82,7 @@ def switch(config: Config, *, lb: LoadBalancer, expected_version: str, approve: 
         LoadBalancerError: the live pool could not even be read (nothing was changed).
     """
     on_step("taking the deployment lock")
-    with locking.held(config.lock_path, message=message, ttl_s=config.lock.ttl_s,
+    with locking.held(locking.store_for(config), message=message, ttl_s=config.lock.ttl_s,
                       accept_intent=True) as lease:
         run = _Run(config, lb, lease, "switch", on_step, release=release,
                    ledger=ledger or SshLedger(config))
@@ -116,7 +116,7 @@ def rollback(config: Config, *, lb: LoadBalancer, approve: bool,
     ``expected_release``/``expected_version`` and ``expected_live``, still what the
     operator was shown)."""
     on_step("taking the deployment lock")
-    with locking.held(config.lock_path, message=message, ttl_s=config.lock.ttl_s,
+    with locking.held(locking.store_for(config), message=message, ttl_s=config.lock.ttl_s,
                       accept_intent=True) as lease:
         run = _Run(config, lb, lease, "rollback", on_step, ledger=ledger or SshLedger(config))
         ended = run.converge()

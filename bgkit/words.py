@@ -21,7 +21,7 @@ __all__ = ["EXIT_CODES", "POOLS", "PROVIDERS", "Outcome", "PoolName", "ProviderN
 PoolName = Literal["blue", "green"]
 POOLS: tuple[PoolName, ...] = get_args(PoolName)
 
-ProviderName = Literal["haproxy", "ovh-iplb"]
+ProviderName = Literal["haproxy", "ovh-iplb", "ovh-cloud-lb"]
 PROVIDERS: tuple[ProviderName, ...] = get_args(ProviderName)
 
 

@@ -325,5 +325,13 @@ def _lb_gate(idle_pool: str, servers: Sequence[BackendServer] | None) -> GateRes
         return GateResult("lb_health", "fail", observed, "all healthy",
                           f"the load balancer does not see idle servers as healthy: "
                           f"{listing(sick)}")
+    blind = [s.name for s in mine if not s.monitored]
+    if blind:
+        return GateResult("lb_health", "pass", f"{observed}, {len(blind)} unmonitored",
+                          "all healthy",
+                          f"warning: the load balancer does not check {listing(blind)} "
+                          "(no health monitor on the pool), so this gate has no "
+                          "load-balancer view of them and only the samples vouch for them; "
+                          "add a health monitor to the pool")
     return GateResult("lb_health", "pass", observed, "all healthy",
                       f"the load balancer sees all {len(mine)} {idle_pool} servers healthy")

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from bgkit.errors import BgkitError, ConfigError, StepFailed, UsageError
+from bgkit.errors import BgkitError, ConfigError, StepFailed, StorageError, UsageError
 from bgkit.words import exit_code
 
 __all__ = ["ERROR_EXIT_CODES", "LazyGroup", "app", "exit_code_for", "main"]
@@ -25,6 +25,7 @@ __all__ = ["ERROR_EXIT_CODES", "LazyGroup", "app", "exit_code_for", "main"]
 ERROR_EXIT_CODES: tuple[tuple[type[BgkitError], int], ...] = (
     (UsageError, 2),
     (ConfigError, 2),
+    (StorageError, 1),  # the object store (S3) refused, failed or cannot be used
     (BgkitError, 1),
 )
 

@@ -1,4 +1,5 @@
-"""``bgkit lock status | release``: the deployment lease shared by operators and CI."""
+"""``bgkit lock status | release``: the deployment lease shared by operators and CI (a
+file, or an object in S3-compatible storage: :func:`bgkit.lock.store_for`)."""
 
 from __future__ import annotations
 
@@ -20,15 +21,15 @@ def lock_group() -> None:
 def lock_status(config_path: Path | None) -> None:
     """Who holds the lock, why, and until when."""
     from bgkit.config import load_config
-    from bgkit.lock import read_lock
+    from bgkit.lock import read_lock, store_for
 
-    config = load_config(config_path)
-    info = read_lock(config.lock_path)
+    store = store_for(load_config(config_path))
+    info = read_lock(store)
     if info is None:
-        out.print(f"free: nobody holds {config.lock_path}")
+        out.print(f"free: nobody holds {escape(store.location)}")
         return
     stale = info.stale()
-    out.print(f"{config.lock_path}: {escape(info.describe())}")
+    out.print(f"{escape(store.location)}: {escape(info.describe())}")
     if info.renewed_at:
         out.print(f"  renewed every {info.ttl_s / 3:g} s while held; TTL {info.ttl_s:g} s")
     unfinished = info.unfinished()
@@ -49,10 +50,10 @@ def lock_status(config_path: Path | None) -> None:
 def lock_release(config_path: Path | None, force: bool) -> None:
     """Release the lock (with --force: whoever holds it)."""
     from bgkit.config import load_config
-    from bgkit.lock import force_release, read_lock
+    from bgkit.lock import force_release, read_lock, store_for
 
-    config = load_config(config_path)
-    info = read_lock(config.lock_path)
+    store = store_for(load_config(config_path))
+    info = read_lock(store)
     if info is None:
         out.print("the lock was free")
         return
@@ -63,5 +64,5 @@ def lock_release(config_path: Path | None, force: bool) -> None:
         raise UsageError(f"the lock was left in the middle of {unfinished}; run `bgkit switch` "
                          "or `bgkit rollback` to finish or undo it, or pass --force to drop "
                          "that record")
-    force_release(config.lock_path)
-    out.print(f"released the lock {escape(info.describe())}")
+    force_release(store)
+    out.print(f"released the lock {escape(store.location)}, {escape(info.describe())}")

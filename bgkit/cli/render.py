@@ -18,10 +18,12 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from bgkit.config import Config
+    from bgkit.runbook.backends import Archive
+    from bgkit.runbook.index import Finding
 
-__all__ = ["cell", "config_if_any", "config_option", "err", "error_line", "escape", "now",
-           "out", "print_frame", "print_head", "print_outcome", "print_record",
-           "print_takeover", "runs_dir_of", "runs_dir_option", "runs_in_progress"]
+__all__ = ["archive_of", "cell", "config_if_any", "config_option", "err", "error_line",
+           "escape", "now", "out", "print_frame", "print_head", "print_outcome",
+           "print_record", "print_takeover", "runs_dir_option", "runs_in_progress"]
 
 # Piped output (CI logs, tests) gets wide lines instead of rich's 80-column default.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -137,21 +139,29 @@ def config_if_any(config_path: Path | None) -> Config | None:
         return None
 
 
-def runs_dir_of(config_path: Path | None, runs_dir: Path | None) -> Path:
-    """``--runs-dir``, else the archive of the config."""
-    if runs_dir is not None:
-        return runs_dir
-    from bgkit.config import load_config
+def archive_of(config_path: Path | None, runs_dir: Path | None, *,
+               fresh: bool = False) -> tuple[Archive, list[Finding]]:
+    """The archive to read (``--runs-dir``, else bgkit.toml's: a folder or a bucket), its
+    local folder brought up to date (``fresh``: every object read again); findings the
+    folder cannot show."""
+    from bgkit.runbook.backends import open_archive
 
-    return load_config(config_path).runs_dir
+    config = None
+    if runs_dir is None:
+        from bgkit.config import load_config
+
+        config = load_config(config_path)
+    archive = open_archive(config, runs_dir=runs_dir)
+    return archive, archive.refresh(fresh=fresh)
 
 
-def runs_in_progress(folder: Path) -> None:
+def runs_in_progress(archive: Archive) -> None:
     """Archive runs whose runner was killed (as interrupted), and name those still running."""
     from bgkit.runbook.runner import recover_interrupted
     from bgkit.runbook.staging import pending
 
-    recovery = recover_interrupted(folder)
+    folder = archive.folder
+    recovery = recover_interrupted(archive)
     for recovered in recovery.archived:
         err.print(f"[yellow]finalised[/] {recovered.step} run {recovered.run_id} as "
                   f"interrupted: {escape(recovered.reason or '')}")

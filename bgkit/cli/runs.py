@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from bgkit.cli.render import (
+    archive_of,
     cell,
     config_if_any,
     config_option,
@@ -16,7 +17,6 @@ from bgkit.cli.render import (
     escape,
     out,
     print_record,
-    runs_dir_of,
     runs_dir_option,
     runs_in_progress,
 )
@@ -50,8 +50,9 @@ def runs_list(config_path: Path | None, runs_dir: Path | None, step: str | None,
     from bgkit.runbook.filters import has_pipelines, parse_since, select_runs, with_pipeline
 
     since_time = parse_since(since) if since is not None else None
-    folder = runs_dir_of(config_path, runs_dir)
-    runs_in_progress(folder)
+    archive, _ = archive_of(config_path, runs_dir)
+    folder = archive.folder
+    runs_in_progress(archive)
     everything = with_pipeline(list_runs(folder))
     runs = select_runs(everything, step=step, outcome=outcome, release=release,
                        since=since_time, pipeline=pipeline)
@@ -61,10 +62,10 @@ def runs_list(config_path: Path | None, runs_dir: Path | None, step: str | None,
         return
     if runs.empty:
         matching = " match" if len(everything) else ""
-        out.print(f"no runs in {folder}{matching}")
+        out.print(f"no runs in {escape(archive.location)}{matching}")
         return
     pipelines = has_pipelines(runs)
-    table = Table(title=f"runs in {folder}")
+    table = Table(title=f"runs in {escape(archive.location)}")
     for column in ("time", "step", "run id", "outcome", "duration", "operator", "release"):
         table.add_column(column)
     if pipelines:
@@ -97,7 +98,7 @@ def runs_show(run_id: str, config_path: Path | None, runs_dir: Path | None) -> N
     """Print one run's parameters, outcome and recorded results."""
     from bgkit.runbook.archive import find_run, show_run
 
-    details = show_run(find_run(runs_dir_of(config_path, runs_dir), run_id))
+    details = show_run(find_run(archive_of(config_path, runs_dir)[0].folder, run_id))
     meta = details.metadata
     out.print(f"[bold]{escape(str(meta.get('step')))} run {escape(str(meta.get('run_id')))}[/]"
               f"  {details.path}")
@@ -136,16 +137,20 @@ def runs_verify(config_path: Path | None, runs_dir: Path | None,
     if expect_head is not None and not re.fullmatch(r"[0-9a-f]{64}", expect_head):
         raise UsageError(f"--expect-head {expect_head!r}: expected the 64 hex digits a run "
                          "printed as its archive head")
-    check = verify_archive(runs_dir_of(config_path, runs_dir), expect_head=expect_head)
-    for finding in check.findings:
+    archive, outside = archive_of(config_path, runs_dir, fresh=True)
+    check = verify_archive(archive.folder, expect_head=expect_head)
+    findings = [*outside, *check.findings]
+    for finding in findings:
         out.print(f"[red]{finding.kind}[/] {escape(finding.subject)}: {escape(finding.detail)}")
-    state = "[green]in order[/]" if check.ok else f"[red]{len(check.findings)} problem(s)[/]"
-    out.print(f"{check.runs_dir}: {state}; {check.entries} indexed run(s), "
+    state = "[green]in order[/]" if not findings else f"[red]{len(findings)} problem(s)[/]"
+    out.print(f"{escape(archive.location)}: {state}; {check.entries} indexed run(s), "
               f"{check.notebooks} notebook(s); index head {check.head or '(empty)'}")
+    if archive.location != str(archive.folder):
+        out.print(escape(archive.describe()), soft_wrap=True)
     keyed_head = keyed(check.head) if check.head else None
     if keyed_head:
         out.print(f"keyed head {keyed_head}")
-    if not check.ok:
+    if findings:
         raise click.exceptions.Exit(1)
 
 
@@ -160,12 +165,14 @@ def runs_html(run_id: str, config_path: Path | None, runs_dir: Path | None, no_i
               output: Path | None) -> None:
     """Render one archived run to a self-contained HTML report that needs no network."""
     from bgkit.runbook.archive import find_run
+    from bgkit.runbook.backends import open_archive
     from bgkit.runbook.html import default_report_path, external_sources, write_report
     from bgkit.runbook.scrub import archive_secrets
 
     config = config_if_any(config_path) if runs_dir is None or config_path else None
-    folder = runs_dir if runs_dir is not None else (config.runs_dir if config else
-                                                    runs_dir_of(config_path, None))
+    archive = open_archive(config, runs_dir=runs_dir)
+    archive.refresh()
+    folder = archive.folder
     path = find_run(folder, run_id)
     target = write_report(path, output or default_report_path(folder, path),
                           no_input=no_input, runs_dir=folder,

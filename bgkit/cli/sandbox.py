@@ -20,6 +20,7 @@ from bgkit.sandbox.fleet import (
     sandbox_up,
 )
 from bgkit.sandbox.results import SandboxStatus
+from bgkit.words import PROVIDERS
 
 __all__ = ["sandbox_group"]
 
@@ -33,7 +34,7 @@ dir_option = click.option(
 @click.group("sandbox")
 def sandbox_group() -> None:
     """A local fleet on this machine: sshd hosts on loopback addresses behind HAProxy
-    (and, with --lb ovh-iplb, the OVH API emulator)."""
+    (and, with --lb ovh-iplb or ovh-cloud-lb, the OVH API emulator)."""
 
 
 @sandbox_group.command("up")
@@ -50,10 +51,11 @@ def sandbox_group() -> None:
               default=DEFAULT_SOURCE, show_default=True, help="The sample service's sources.")
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run archive for the written bgkit.toml (default: <dir>/runs).")
-@click.option("--lb", type=click.Choice(["haproxy", "ovh-iplb"]), default="haproxy",
-              show_default=True,
+@click.option("--lb", type=click.Choice(PROVIDERS),
+              default="haproxy", show_default=True,
               help="What bgkit switches through: HAProxy directly, or the OVH API emulator "
-                   "(IP Load Balancing) in front of it.")
+                   "in front of it as IP Load Balancing (ovh-iplb) or as a Public Cloud "
+                   "Load Balancer (ovh-cloud-lb).")
 @click.option("--manager", type=click.Choice(["sandbox", "systemd"]), default="sandbox",
               show_default=True,
               help="How hosts run the service: start-stop-daemon, or each host a "
@@ -61,12 +63,17 @@ def sandbox_group() -> None:
 @click.option("--bastion", is_flag=True,
               help="Reach the hosts only through a bastion sshd on 127.0.9.1 (ProxyJump in "
                    "the written ssh/config; hosts accept the deploy key only from it).")
+@click.option("--shared", type=click.Choice(["file", "s3"]), default="file",
+              show_default=True,
+              help="Where the lock and the run archive live: files in the state directory, or "
+                   "a local S3 server (SeaweedFS) that every working directory shares, as "
+                   "OVHcloud Object Storage would.")
 @click.option("--free-ports", is_flag=True,
               help="Pick app, public and SSH ports that are free on every sandbox address "
                    "(for a second sandbox beside yours, e.g. the tests').")
 def up(state_dir: Path, hosts: int, app_port: int, public_port: int, ssh_port: int,
        source: Path, runs_dir: Path | None, lb: str, manager: str, bastion: bool,
-       free_ports: bool) -> None:
+       shared: str, free_ports: bool) -> None:
     """Start the fleet (or find it running) and write <dir>/bgkit.toml."""
     if free_ports:
         from bgkit.sandbox.ports import free_ports as pick
@@ -74,7 +81,7 @@ def up(state_dir: Path, hosts: int, app_port: int, public_port: int, ssh_port: i
         app_port, public_port, ssh_port = pick(3, hosts=hosts)
     info = sandbox_up(state_dir, hosts=hosts, app_port=app_port, public_port=public_port,
                       ssh_port=ssh_port, source=source, runs_dir=runs_dir, lb=lb,
-                      manager=manager, bastion=bastion)
+                      manager=manager, bastion=bastion, shared=shared)
     out.print(escape(info.usage()))
 
 

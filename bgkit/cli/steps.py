@@ -79,7 +79,8 @@ def config_check(path: Path | None) -> None:
     table.add_row("gates", f">= {gates.min_samples_per_host} samples/host, errors <= "
                   f"{gates.max_error_ratio:.2%}, p99 <= {gates.max_p99_ms:g} ms, "
                   f"p95 ratio <= {gates.max_p95_ratio:g}")
-    table.add_row("runs", str(config.runs_dir))
+    table.add_row("runs", config.runs_url or str(config.runs_dir))
+    table.add_row("lock", f"{config.lock_url} (TTL {config.lock.ttl_s:g} s)")
     out.print(table)
 
 
@@ -249,13 +250,14 @@ def status(config_path: Path | None) -> None:
     """Show the live pool, every host's release, service and health, and the release each
     pool last served live."""
     from bgkit.lb import get_provider
+    from bgkit.runbook.backends import open_archive
     from bgkit.status import fleet_status
 
     config = _load(config_path)
     result = fleet_status(config, lb=get_provider(config))
     print_frame(result.table(), title=f"live pool: {result.live_pool}")
     print_frame(result.pools_table(), title="last live, per pool (what a rollback goes back to)")
-    runs_in_progress(config.runs_dir)
+    runs_in_progress(open_archive(config))
 
 
 @click.command()

@@ -56,9 +56,28 @@ def _ovh_iplb(config: Config) -> LoadBalancer:
     return OvhIplbProvider.from_settings(settings, config_file=config_file)
 
 
+def _ovh_cloud_lb(config: Config) -> LoadBalancer:
+    from pathlib import Path
+
+    from bgkit.lb.ovh_cloud_lb import OvhCloudLbProvider
+
+    settings = config.lb.ovh_cloud_lb
+    if settings is None:  # load_config already refuses this
+        raise UsageError('provider "ovh-cloud-lb" needs a [lb.ovh_cloud_lb] table in '
+                         "bgkit.toml")
+    config_file = (config.resolve(str(Path(settings.config_file).expanduser()))
+                   if settings.config_file else None)
+    hosts: dict[PoolName, tuple[tuple[str, int], ...]] = {
+        pool: tuple((host.address, config.service.port) for host in config.pools.get(pool).hosts)
+        for pool in ("blue", "green")}
+    return OvhCloudLbProvider.from_settings(settings, hosts=hosts, config_file=config_file,
+                                            apply_timeout_s=config.switch.timeout_s)
+
+
 _PROVIDERS: dict[str, Factory] = {
     "haproxy": _haproxy,
     "ovh-iplb": _ovh_iplb,
+    "ovh-cloud-lb": _ovh_cloud_lb,
 }
 
 

@@ -30,9 +30,10 @@ class BackendServer:
     name: str
     address: str
     port: int
-    status: str  # the provider's own word: UP, DOWN, MAINT, NOLB...; OVH: active/...
+    status: str  # the provider's own word: UP, DOWN, MAINT, NOLB...; Octavia: online...
     healthy: bool
     detail: str = ""
+    monitored: bool = True  # False: the load balancer does not check it (no monitor)
 
 
 # Open sessions per server of one pool, by (address, port) as ``backend_health`` names them.
@@ -53,8 +54,10 @@ class LbState:
     """What the load balancer says now, without guessing.
 
     ``live`` is None when it cannot be known: a change is staged but not applied
-    (``staged`` names the pool it would make live, ``pending`` counts the staged changes)
-    or an application is in progress (``applying`` says which). ``detail`` says what was
+    (``staged`` names the pool it would make live, ``pending`` counts the staged changes;
+    OVH IPLB: a frontend PUT without its refresh; Octavia: a listener change whose
+    provisioning ended in error) or an application is in progress (``applying`` says
+    which: an IPLB refresh task, an Octavia provisioning). ``detail`` says what was
     read, and any repair the provider made (HAProxy: a runtime entry set back to its map
     file after an interrupted switch).
     """
@@ -77,7 +80,7 @@ class LbState:
                 f" (staged: {self.staged})" if self.staged else "")
         else:
             text = f"unknown: {self.pending} change(s) staged but not applied" + (
-                f", the frontend staged to {self.staged}" if self.staged else "")
+                f" ({self.staged} staged)" if self.staged else "")
         return text + (f"; {self.detail}" if self.detail else "")
 
 

@@ -1,6 +1,10 @@
 """The OVHcloud API through the official ``ovh`` package: endpoint, credentials, errors.
 
-**Endpoint.** ``[lb.ovh_iplb].endpoint`` is a python-ovh endpoint name (``ovh-eu``,
+Shared by both OVHcloud providers, ``ovh-iplb`` and ``ovh-cloud-lb``; a :class:`Product`
+says which one a message is about (its bgkit.toml table, what its service is called).
+
+**Endpoint.** ``[lb.ovh_iplb].endpoint`` (or ``[lb.ovh_cloud_lb].endpoint``) is a
+python-ovh endpoint name (``ovh-eu``,
 ``ovh-ca``, ``ovh-us``...) or the http(s) URL of an API root such as
 ``http://127.0.0.1:8765/1.0`` (the sandbox's emulator, or a proxy). python-ovh only
 takes names from its module-level ``ovh.client.ENDPOINTS`` table, so a URL is added to
@@ -11,7 +15,7 @@ the ``ovh.conf`` section that holds its credentials.
 **Credentials** come only from python-ovh's own places, read with its own
 ``ovh.config.ConfigurationManager``: ``OVH_APPLICATION_KEY``, ``OVH_APPLICATION_SECRET``
 and ``OVH_CONSUMER_KEY``, else the endpoint's section of ``./ovh.conf``,
-``~/.ovh.conf``, ``/etc/ovh.conf`` or the optional ``[lb.ovh_iplb].config_file``. They
+``~/.ovh.conf``, ``/etc/ovh.conf`` or the optional ``config_file`` of the table. They
 are never read from bgkit.toml and no message ever quotes them.
 
 **Errors.** :meth:`OvhApi.call` is the one place where ``ovh`` exceptions become
@@ -22,6 +26,7 @@ failed, OVHcloud's own words, what to do, and OVHcloud's query id.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,17 +36,39 @@ import ovh.config
 import ovh.exceptions
 import requests.exceptions
 
-from bgkit.commands.ovh_iplb import ApiRequest, access_rules
-from bgkit.errors import LoadBalancerError, UsageError
+from bgkit.commands.ovh_iplb import ApiRequest
+from bgkit.errors import LoadBalancerError
 
-__all__ = ["ConsumerKeyGrant", "Credentials", "OvhApi", "explain", "find_credentials",
-           "make_client", "register_endpoint", "request_consumer_key"]
+__all__ = ["CLOUD_LB", "IPLB", "ConsumerKeyGrant", "Credentials", "OvhApi", "Product",
+           "explain", "find_credentials", "make_client", "register_endpoint",
+           "request_consumer_key"]
 
 CONNECT_TIMEOUT_S = 5.0
 _ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")]+")
 
 
-def register_endpoint(endpoint: str) -> str:
+@dataclass(frozen=True, slots=True)
+class Product:
+    """How messages name one OVHcloud product bgkit drives."""
+
+    table: str  # the bgkit.toml table of its settings
+    kind: str  # what its service_name names: "IPLB lb-1", "Public Cloud project 0123..."
+    lister: str  # the call that lists the account's services
+    key_options: str = ""  # `bgkit ovh consumer-key` options before --service
+
+    def service(self, service_name: str) -> str:
+        return f"{self.kind} {service_name}"
+
+    def key_command(self, service_name: str) -> str:
+        return f"bgkit ovh consumer-key {self.key_options}--service {service_name}"
+
+
+IPLB = Product(table="lb.ovh_iplb", kind="IPLB", lister="GET /ipLoadbalancing")
+CLOUD_LB = Product(table="lb.ovh_cloud_lb", kind="Public Cloud project",
+                   lister="GET /cloud/project", key_options="--provider ovh-cloud-lb ")
+
+
+def register_endpoint(endpoint: str, *, product: Product = IPLB) -> str:
     """The python-ovh endpoint name for ``endpoint``; a URL is registered as its own name.
 
     Raises:
@@ -52,7 +79,7 @@ def register_endpoint(endpoint: str) -> str:
         return endpoint
     if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", endpoint):
         raise LoadBalancerError(
-            f"[lb.ovh_iplb].endpoint {endpoint!r} is neither an OVHcloud endpoint name "
+            f"[{product.table}].endpoint {endpoint!r} is neither an OVHcloud endpoint name "
             f"({', '.join(table)}) nor an http(s) URL of an API root")
     url = endpoint.rstrip("/")
     table.setdefault(url, url)
@@ -95,20 +122,21 @@ def find_credentials(section: str, *, config_file: Path | None = None) -> Creden
 
 
 def make_client(endpoint: str, *, config_file: Path | None = None, timeout_s: float = 30.0,
-                need_consumer_key: bool = True, service_name: str = "SERVICE") -> Any:
+                need_consumer_key: bool = True, service_name: str = "SERVICE",
+                product: Product = IPLB) -> Any:
     """An ``ovh.Client`` for ``endpoint`` with credentials from the standard places.
 
     Raises:
         LoadBalancerError: a credential is missing (the message names the variables and
             the ovh.conf section to set) or python-ovh refuses the configuration.
     """
-    name = register_endpoint(endpoint)
+    name = register_endpoint(endpoint, product=product)
     credentials = find_credentials(name, config_file=config_file)
     missing = credentials.missing(consumer_key=need_consumer_key)
     if missing:
         where = f"the [{name}] section of ovh.conf (./ovh.conf, ~/.ovh.conf, /etc/ovh.conf"
         where += f" or {config_file})" if config_file else ")"
-        hint = (f"; get a consumer key with `bgkit ovh consumer-key --service {service_name}`"
+        hint = (f"; get a consumer key with `{product.key_command(service_name)}`"
                 if "consumer_key" in missing else "")
         raise LoadBalancerError(
             f"no OVHcloud {', '.join(missing)} found for endpoint {name}: set "
@@ -125,12 +153,15 @@ def make_client(endpoint: str, *, config_file: Path | None = None, timeout_s: fl
 
 
 class OvhApi:
-    """Signed calls to one IPLB service; every failure is a LoadBalancerError."""
+    """Signed calls to one service (an IPLB, a Public Cloud project); every failure is a
+    LoadBalancerError."""
 
-    def __init__(self, client: Any, *, endpoint: str, service_name: str) -> None:
+    def __init__(self, client: Any, *, endpoint: str, service_name: str,
+                 product: Product = IPLB) -> None:
         self.client = client
         self.endpoint = endpoint
         self.service_name = service_name
+        self.product = product
 
     @property
     def endpoint_url(self) -> str:
@@ -148,7 +179,8 @@ class OvhApi:
             return self.client.call(request.method, request.target, request.body, True)
         except ovh.exceptions.APIError as error:
             raise explain(error, request, endpoint=self.endpoint_url,
-                          service_name=self.service_name, config_key=config_key) from error
+                          service_name=self.service_name, config_key=config_key,
+                          product=self.product) from error
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,43 +196,42 @@ class ConsumerKeyGrant:
         return f"ConsumerKeyGrant(endpoint={self.endpoint!r}, rules={len(self.rules)})"
 
 
-def request_consumer_key(*, endpoint: str, service_name: str, frontend_id: int | None = None,
-                         farm_ids: tuple[int, ...] = (), config_file: Path | None = None,
+def request_consumer_key(*, endpoint: str, service_name: str,
+                         rules: Sequence[Mapping[str, str]], product: Product = IPLB,
+                         config_file: Path | None = None,
                          redirect_url: str | None = None) -> ConsumerKeyGrant:
-    """Ask OVHcloud for a consumer key limited to bgkit's calls on one IPLB service.
+    """Ask OVHcloud for a consumer key limited to ``rules`` (a provider's
+    ``access_rules``: exactly the calls it makes on one service).
 
     The application key and secret come from the standard places (as for the provider).
 
     Raises:
-        UsageError: a service name or id bgkit cannot put in a rule.
         LoadBalancerError: no application key/secret, or OVHcloud refused the request.
     """
-    try:
-        rules = access_rules(service_name, frontend_id=frontend_id, farm_ids=farm_ids)
-    except ValueError as error:
-        raise UsageError(str(error)) from error
-    name = register_endpoint(endpoint)
+    name = register_endpoint(endpoint, product=product)
     client = make_client(name, config_file=config_file, need_consumer_key=False,
-                         service_name=service_name)
+                         service_name=service_name, product=product)
     request = ApiRequest("POST", "/auth/credential", "a consumer key")
+    granted = [dict(rule) for rule in rules]
     try:
-        answer = client.request_consumerkey(rules, redirect_url=redirect_url)
+        answer = client.request_consumerkey(granted, redirect_url=redirect_url)
     except ovh.exceptions.APIError as error:
         raise explain(error, request, endpoint=str(ovh.client.ENDPOINTS[name]),
-                      service_name=service_name) from error
+                      service_name=service_name, product=product) from error
     return ConsumerKeyGrant(endpoint=name, consumer_key=str(answer["consumerKey"]),
                             validation_url=str(answer["validationUrl"]),
-                            rules=tuple((rule["method"], rule["path"]) for rule in rules))
+                            rules=tuple((rule["method"], rule["path"]) for rule in granted))
 
 
 def explain(error: Any, request: ApiRequest, *, endpoint: str, service_name: str,
-            config_key: str | None = None) -> LoadBalancerError:
+            config_key: str | None = None, product: Product = IPLB) -> LoadBalancerError:
     """The LoadBalancerError for one ``ovh`` exception raised by ``request``."""
     call = f"{request.method} {request.path}"
     said = _said(error)
     errors = ovh.exceptions
-    new_key = (f"create a consumer key with the rules bgkit needs (`bgkit ovh consumer-key "
-               f"--service {service_name}`), validate it and set OVH_CONSUMER_KEY")
+    new_key = (f"create a consumer key with the rules bgkit needs "
+               f"(`{product.key_command(service_name)}`), validate it and set "
+               "OVH_CONSUMER_KEY")
     if isinstance(error, errors.NotGrantedCall):
         text = (f"OVHcloud refused {call} ({said}): the consumer key has no access rule "
                 f"`{request.method} {request.path}`; {new_key}")
@@ -215,9 +246,9 @@ def explain(error: Any, request: ApiRequest, *, endpoint: str, service_name: str
                 "OVH_APPLICATION_KEY or ovh.conf")
     elif isinstance(error, errors.Forbidden):
         text = (f"OVHcloud forbids {call} ({said}): the account behind these keys must own "
-                f"IPLB {service_name} and its IAM policies must allow the call")
+                f"{product.service(service_name)} and its IAM policies must allow the call")
     elif isinstance(error, errors.ResourceNotFoundError):
-        text = _not_found(request, said, service_name, config_key)
+        text = _not_found(request, said, service_name, config_key, product)
     elif isinstance(error, errors.BadParametersError):
         text = _bad_parameters(call, said)
     elif isinstance(error, errors.ResourceConflictError):
@@ -225,7 +256,7 @@ def explain(error: Any, request: ApiRequest, *, endpoint: str, service_name: str
                 "may be under way on this service: retry in a moment")
     elif isinstance(error, errors.HTTPError):
         text = (f"cannot reach the OVHcloud API at {endpoint} for {call}: "
-                f"{_network_cause(error)}; check the network and [lb.ovh_iplb].endpoint")
+                f"{_network_cause(error)}; check the network and [{product.table}].endpoint")
     elif isinstance(error, errors.InvalidResponse):
         text = (f"the OVHcloud API at {endpoint} answered {call} with something that is not "
                 "JSON (a proxy or an outage?); retry later")
@@ -245,12 +276,13 @@ def _said(error: Any) -> str:
 
 
 def _not_found(request: ApiRequest, said: str, service_name: str,
-               config_key: str | None) -> str:
+               config_key: str | None, product: Product) -> str:
     if "service" in said.lower():
-        return (f"OVHcloud has no IPLB service {service_name} for these credentials ({said}); "
-                "check [lb.ovh_iplb].service_name (`GET /ipLoadbalancing` lists yours) and "
+        kind = "IPLB service" if product == IPLB else product.kind
+        return (f"OVHcloud has no {kind} {service_name} for these credentials ({said}); "
+                f"check [{product.table}].service_name (`{product.lister}` lists yours) and "
                 "that the keys belong to the account that owns it")
-    key = f"[lb.ovh_iplb].{config_key}" if config_key else "[lb.ovh_iplb]"
+    key = f"[{product.table}].{config_key}" if config_key else f"[{product.table}]"
     return f"OVHcloud has no {request.subject} ({said}); check {key}"
 
 

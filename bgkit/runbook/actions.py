@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import nbformat
 
 from bgkit.config import Config
+from bgkit.runbook.backends import open_archive
 from bgkit.runbook.record import RECORD_MIME, to_jsonable
 from bgkit.runbook.runner import RUN_ID_ENV, RunResult, archive_path, publish_run, run_metadata
 
@@ -80,7 +81,7 @@ def archive_action(config: Config, *, step: str, front_door: str, started: datet
     nb.cells = [title, body]
     name = archive_path(Path(), started, step, run_id).as_posix()
     duration = (datetime.now(UTC) - started).total_seconds()
-    return publish_run(config.runs_dir, name, nb, outcome=outcome, reason=reason,
+    return publish_run(open_archive(config), name, nb, outcome=outcome, reason=reason,
                        duration_s=duration, config=config)
 
 

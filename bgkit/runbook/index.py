@@ -44,7 +44,8 @@ from bgkit.tarball import sha256_file
 from bgkit.words import parse_run_name
 
 __all__ = ["GENESIS", "INDEX_NAME", "KEY_ENV", "ArchiveCheck", "Finding", "IndexEntry",
-           "append", "entry_hash", "keyed", "read_entries", "run_notebooks", "verify_archive"]
+           "append", "appended", "entry_hash", "indexed_paths", "keyed", "next_entry",
+           "read_entries", "run_notebooks", "verify_archive"]
 
 INDEX_NAME = "index.jsonl"
 KEY_ENV = "BGKIT_ARCHIVE_KEY"
@@ -141,25 +142,47 @@ def append(runs_dir: Path, path: Path, *, now: datetime | None = None,
     with _locked(runs_dir / INDEX_NAME, "a+b", fcntl.LOCK_EX) as handle:
         handle.seek(0)
         raw = handle.read()
-        lines = raw.splitlines()
-        if any(entry is not None and entry["path"] == relative
-               for entry in (_parse(line) for line in lines)):
-            raise UsageError(f"{relative} is already in {runs_dir / INDEX_NAME}")
-        next_seq, prev = _tail(lines)
-        fields: dict[str, Any] = {
-            "seq": next_seq, "run_id": parse_run_name(PurePosixPath(relative).stem).run_id,
-            "path": relative, "sha256": digest,
-            "recorded_at": (now or datetime.now(UTC)).isoformat(), "prev": prev,
-        }
-        if release:
-            fields["release"] = release
-        digest_of_entry = entry_hash(fields)
-        entry = IndexEntry(**fields, hash=digest_of_entry, mac=keyed(digest_of_entry))
-        # A line cut short by a crash stays a (reported) line of its own.
-        handle.write((b"\n" if raw and not raw.endswith(b"\n") else b"") + entry.to_line())
+        entry = next_entry(raw, relative, digest, now=now, release=release,
+                           index_name=runs_dir / INDEX_NAME)
+        handle.write(appended(raw, entry)[len(raw):])
         handle.flush()
         os.fsync(handle.fileno())
     return entry
+
+
+def next_entry(raw: bytes, relative: str, digest: str, *, now: datetime | None = None,
+               release: str | None = None, index_name: str | Path = INDEX_NAME) -> IndexEntry:
+    """The entry that enters ``relative`` (sha256 ``digest``, about ``release`` when given)
+    after the index ``raw``.
+
+    Raises:
+        UsageError: ``relative`` is already indexed.
+    """
+    lines = raw.splitlines()
+    if any(entry is not None and entry["path"] == relative
+           for entry in (_parse(line) for line in lines)):
+        raise UsageError(f"{relative} is already in {index_name}")
+    next_seq, prev = _tail(lines)
+    fields: dict[str, Any] = {
+        "seq": next_seq, "run_id": parse_run_name(PurePosixPath(relative).stem).run_id,
+        "path": relative, "sha256": digest,
+        "recorded_at": (now or datetime.now(UTC)).isoformat(), "prev": prev,
+    }
+    if release:
+        fields["release"] = release
+    digest_of_entry = entry_hash(fields)
+    return IndexEntry(**fields, hash=digest_of_entry, mac=keyed(digest_of_entry))
+
+
+def appended(raw: bytes, entry: IndexEntry) -> bytes:
+    """The index ``raw`` with ``entry`` as its new last line. A line cut short by a crash
+    stays a (reported) line of its own."""
+    return raw + (b"\n" if raw and not raw.endswith(b"\n") else b"") + entry.to_line()
+
+
+def indexed_paths(raw: bytes) -> set[str]:
+    """The paths the index ``raw`` holds."""
+    return {entry["path"] for entry in map(_parse, raw.splitlines()) if entry is not None}
 
 
 def read_entries(runs_dir: Path) -> list[IndexEntry]:

@@ -26,8 +26,8 @@ from matplotlib.figure import Figure
 
 __all__ = ["STOPPED_OUTCOMES", "SUCCEEDED", "as_png", "deployments_per_week", "describe",
            "failure_rate_by_step", "figure_deployments", "figure_failure_rate",
-           "figure_switch_latency", "figure_time_to_recover", "load_switch_records",
-           "step_name", "switch_latency", "time_to_recover"]
+           "figure_switch_latency", "figure_time_to_recover", "load_runs",
+           "load_switch_records", "step_name", "switch_latency", "time_to_recover"]
 
 SUCCEEDED = "succeeded"
 STOPPED_OUTCOMES = frozenset({"not approved", "refused", "inconclusive"})
@@ -44,6 +44,30 @@ def step_name(step: object) -> str:
     text = str(step or "")
     head, _, rest = text.partition("_")
     return rest if head.isdigit() and rest else text
+
+
+def load_runs(*, runs_dir: str = "", config_path: str = "") -> tuple[pd.DataFrame, str]:
+    """The run table to review and where it comes from: the folder ``runs_dir``, else the
+    archive of ``config_path`` (else ``$BGKIT_CONFIG``, else ./bgkit.toml) — for an
+    ``s3://`` archive, its bucket, read through the local copy — else ``../runs``.
+
+    Raises:
+        ConfigError: the config given is missing or invalid.
+        StorageError: the bucket could not be read.
+    """
+    import os
+
+    from bgkit.config import CONFIG_ENV, DEFAULT_NAME, load_config
+    from bgkit.runbook.archive import list_runs
+    from bgkit.runbook.backends import open_archive
+
+    if runs_dir:
+        return list_runs(Path(runs_dir)), runs_dir
+    if not (config_path or os.environ.get(CONFIG_ENV) or Path(DEFAULT_NAME).exists()):
+        return list_runs(Path("../runs")), "../runs"
+    archive = open_archive(load_config(config_path or None))
+    archive.refresh()
+    return list_runs(archive.folder), archive.location
 
 
 def describe(runs: pd.DataFrame, runs_dir: Path | str) -> str:

@@ -36,6 +36,7 @@ from bgkit.config import Config
 from bgkit.errors import SecretParameterError, StepFailed, UsageError
 from bgkit.identity import git_info, operator
 from bgkit.runbook import index, notebooks, staging
+from bgkit.runbook.backends import Archive, LocalArchive, open_archive
 from bgkit.runbook.parameters import Declared, convert_text, declared_parameters, typed_value
 from bgkit.words import Outcome
 
@@ -128,13 +129,13 @@ def run_step(step: str, *, config: Config, parameters: Mapping[str, Any] | None 
     for name in HEADLESS_OFF:
         if name in declared:
             given[name] = False  # papermill has no one to click a button
-    archive = runs_dir or config.runs_dir
+    archive = open_archive(config, runs_dir=runs_dir)
     recover_interrupted(archive, config=config)
 
     run_id = secrets.token_hex(6)
     started = datetime.now(UTC)
     name = archive_path(Path(), started, source.stem, run_id).as_posix()
-    staged = staging.stage(archive, archive_name=name, run_id=run_id, step=source.stem,
+    staged = staging.stage(archive.folder, archive_name=name, run_id=run_id, step=source.stem,
                            source=source, config=config.path, started_at=started.isoformat())
     metadata = _metadata(config, source, run_id, started, pipeline_id)
     begun = time.monotonic()
@@ -170,18 +171,22 @@ class Recovery:
     skipped: tuple[str, ...]  # one sentence each
 
 
-def recover_interrupted(runs_dir: Path, *, config: Config | None = None) -> Recovery:
-    """Finalise every staged run of ``runs_dir`` whose runner is gone: scrub it, archive
-    it as ``interrupted`` with what is known of where it stopped, and index it. Runs whose
-    runner still runs are left alone; nothing here ever stops the command that calls it
-    (a staged run it cannot finish is reported in ``skipped``)."""
+def recover_interrupted(archive: Archive | Path, *,
+                        config: Config | None = None) -> Recovery:
+    """Finalise every staged run of ``archive`` (or of the archive folder given) whose
+    runner is gone: scrub it, archive it as ``interrupted`` with what is known of where it
+    stopped, and index it. Runs whose runner still runs are left alone; nothing here ever
+    stops the command that calls it (a staged run it cannot finish is reported in
+    ``skipped``)."""
+    archive = LocalArchive(archive) if isinstance(archive, Path) else archive
     archived: list[RunResult] = []
-    skipped = [f"{path.name}: {problem}" for path, problem in staging.ignored(runs_dir)]
-    for staged in staging.pending(runs_dir):
+    skipped = [f"{path.name}: {problem}" for path, problem in
+               staging.ignored(archive.folder)]
+    for staged in staging.pending(archive.folder):
         if staging.runner_alive(staged):
             continue
         try:
-            result = _recover(runs_dir, staged, config)
+            result = _recover(archive, staged, config)
         except Exception as error:  # one bad entry must never break every later command
             skipped.append(f"{staged.archive_name}: {type(error).__name__}: {error}")
             continue
@@ -192,25 +197,23 @@ def recover_interrupted(runs_dir: Path, *, config: Config | None = None) -> Reco
     return Recovery(tuple(archived), tuple(skipped))
 
 
-def _recover(runs_dir: Path, staged: staging.StagedRun,
+def _recover(archive: Archive, staged: staging.StagedRun,
              config: Config | None) -> RunResult | str | None:
     _remove_kernel_folders(staged.run_id)
-    published = runs_dir / staged.archive_name
-    if published.exists():  # published, then killed before the index or clean-up
-        digest = hashlib.sha256(published.read_bytes()).hexdigest()
+    digest = archive.published_sha256(staged.archive_name)
+    if digest is not None:  # published, then killed before the index or clean-up
         staged.discard()
         if digest != staged.published_sha256:
             return (f"{staged.archive_name}: a file is archived under this run's name but it "
                     "is not the one its runner published; left out of the index")
-        if not any(e.path == staged.archive_name for e in index.read_entries(runs_dir)):
-            index.append(runs_dir, published)
+        archive.index_published(staged.archive_name)
         return None
     nb = _read_or_source(staged.notebook_path, Path(staged.source),
                          {"run_id": staged.run_id, "step": staged.step,
                           "started_at": staged.started_at})
     reason = _interrupted_reason(nb, staged)
     owner = config if config is not None else _config_or_none(Path(staged.config))
-    return _publish(runs_dir, staged, nb, outcome=INTERRUPTED, reason=reason,
+    return _publish(archive, staged, nb, outcome=INTERRUPTED, reason=reason,
                     duration_s=None, config=owner)
 
 
@@ -221,26 +224,28 @@ def _remove_kernel_folders(run_id: str) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _publish(runs_dir: Path, staged: staging.StagedRun, nb: Any, *, outcome: str,
+def _publish(archive: Archive, staged: staging.StagedRun, nb: Any, *, outcome: str,
              reason: str | None, duration_s: float | None, config: Config | None,
              already_scrubbed: int = 0) -> RunResult:
     text = _final_text(nb, staged.archive_name, outcome=outcome, reason=reason,
                        duration_s=duration_s, config=config, already_scrubbed=already_scrubbed)
     staged = staged.with_digest(hashlib.sha256(text.encode()).hexdigest())
-    result = _publish_text(runs_dir, staged.archive_name, text, outcome=outcome,
+    result = _publish_text(archive, staged.archive_name, text, outcome=outcome,
                            reason=reason, duration_s=duration_s)
     staged.discard()
     return result
 
 
-def publish_run(runs_dir: Path, name: str, nb: Any, *, outcome: str, reason: str | None,
-                duration_s: float | None, config: Config | None,
+def publish_run(archive: Archive | Path, name: str, nb: Any, *, outcome: str,
+                reason: str | None, duration_s: float | None, config: Config | None,
                 already_scrubbed: int = 0) -> RunResult:
     """Finalise ``nb`` (outcome, banner, secrets scrubbed), publish it write-once into
-    ``runs_dir`` at ``name`` and enter it into the index; the archived run."""
+    ``archive`` (or the archive folder given) at ``name`` and enter it into the index; the
+    archived run."""
     text = _final_text(nb, name, outcome=outcome, reason=reason, duration_s=duration_s,
                        config=config, already_scrubbed=already_scrubbed)
-    return _publish_text(runs_dir, name, text, outcome=outcome, reason=reason,
+    target = LocalArchive(archive) if isinstance(archive, Path) else archive
+    return _publish_text(target, name, text, outcome=outcome, reason=reason,
                          duration_s=duration_s)
 
 
@@ -255,15 +260,12 @@ def _final_text(nb: Any, name: str, *, outcome: str, reason: str | None,
     return str(nbformat.writes(final))
 
 
-def _publish_text(runs_dir: Path, name: str, text: str, *, outcome: str, reason: str | None,
-                  duration_s: float | None) -> RunResult:
+def _publish_text(archive: Archive, name: str, text: str, *, outcome: str,
+                  reason: str | None, duration_s: float | None) -> RunResult:
     import json
 
-    from bgkit.runbook.archive import publish
-
     meta = json.loads(text).get("metadata", {}).get("bgkit", {})
-    path = publish(runs_dir, name, text)
-    entry = index.append(runs_dir, path, release=meta.get("release"))
+    path, entry = archive.publish(name, text, release=meta.get("release"))
     return RunResult(run_id=str(meta.get("run_id", "")), step=str(meta.get("step", "")),
                      path=path, outcome=outcome, reason=reason, duration_s=duration_s or 0.0,
                      head=entry.hash, keyed_head=index.keyed(entry.hash))

@@ -5,9 +5,10 @@ refused; OVH and SSH credentials are read inside the library). This is the secon
 before a run is published, every cell source, output, metadata string and key is
 searched for the values of secret-looking environment variables (names that
 :func:`looks_secret`, the one rule bgkit uses for parameter names, config keys and
-environment variables alike), the keys in the configured ``ovh.conf``, and the lines of
-the configured SSH private key — each also in its escaped forms (JSON, Python repr,
-HTML) — and each is replaced by ``***``.
+environment variables alike: ``AWS_SECRET_ACCESS_KEY`` too), the keys in the configured
+``ovh.conf`` and, for an ``s3://`` lock or archive, in the AWS shared credentials and
+config files, and the lines of the configured SSH private key — each also in its escaped
+forms (JSON, Python repr, HTML) — and each is replaced by ``***``.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bgkit.config import Config
 
-__all__ = ["MASK", "MIN_LENGTH", "archive_secrets", "looks_secret", "notebook_scrub", "scrub",
-           "secret_values"]
+__all__ = ["MASK", "MIN_LENGTH", "archive_secrets", "aws_credential_values", "looks_secret",
+           "notebook_scrub", "scrub", "secret_values"]
 
 MASK = "***"
 MIN_LENGTH = 6  # shorter values ("1", "true") would mask ordinary text: never scrubbed
@@ -73,14 +74,50 @@ def archive_secrets(config: Config | None, *, notebooks_dir: Path | None = None)
     folder (where the kernel runs, and python-ovh would read one)."""
     ovh_conf = identity = None
     if config is not None:
-        settings = config.lb.ovh_iplb
+        settings = (config.lb.ovh_cloud_lb if config.lb.provider == "ovh-cloud-lb"
+                    else config.lb.ovh_iplb)
         if settings and settings.config_file:
             ovh_conf = config.resolve(settings.config_file)
         identity = config.identity_file
     found = secret_values(ovh_conf=ovh_conf, identity_file=identity)
+    if config is not None:
+        found |= aws_credential_values(config)
     if notebooks_dir is not None:
         found |= secret_values(environ={}, ovh_conf=notebooks_dir / "ovh.conf")
     return found
+
+
+_AWS_KEYS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token",
+             "aws_security_token")
+
+
+def aws_credential_values(config: Config) -> set[str]:
+    """The keys in the AWS shared credentials and config files an ``s3://`` lock or
+    archive of ``config`` would use (``[lock]``/``[runs]`` ``credentials_file``,
+    ``AWS_SHARED_CREDENTIALS_FILE``, ``AWS_CONFIG_FILE``, ``~/.aws/``); none when neither
+    is in object storage. (The ``AWS_*`` variables are secret-looking names: always
+    scrubbed.)"""
+    tables = [table for table, url in ((config.lock, config.lock_url),
+                                       (config.runs, config.runs_url or ""))
+              if url.startswith("s3://")]
+    if not tables:
+        return set()
+    home = Path.home() / ".aws"
+    paths = {Path(os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or home / "credentials"),
+             Path(os.environ.get("AWS_CONFIG_FILE") or home / "config")}
+    paths |= {config.resolve(str(Path(table.credentials_file).expanduser()))
+              for table in tables if table.credentials_file}
+    values: set[str] = set()
+    for path in paths:
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read(path)
+        except (configparser.Error, OSError, UnicodeDecodeError):
+            continue
+        for section in parser.sections():
+            values |= {parser[section][key].strip() for key in _AWS_KEYS
+                       if key in parser[section]}
+    return {value for value in values if len(value) >= MIN_LENGTH}
 
 
 def _ovh_conf_values(paths: Iterable[Path]) -> set[str]:

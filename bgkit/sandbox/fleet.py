@@ -2,7 +2,8 @@
 
 ``sandbox_up`` writes every file into one state directory, then starts what is not
 running yet: the sshd shard(s) serving every host address, then HAProxy, then (with
-``lb="ovh-iplb"``) the OVH API emulator in front of HAProxy, see ``bgkit.sandbox.ovh``.
+``lb="ovh-iplb"`` or ``"ovh-cloud-lb"``) the OVH API emulator in front of HAProxy, see
+``bgkit.sandbox.ovh``.
 It is idempotent: with the same options and everything running it starts nothing. Each host
 is a loopback address with its own deploy root; bgkit's deploy starts the service
 there with ``start-stop-daemon`` (pid file ``<root>/shared/run/service.pid``), exactly
@@ -16,8 +17,8 @@ import shutil
 from pathlib import Path
 
 from bgkit.config import load_config
-from bgkit.errors import ConfigError, SandboxError
-from bgkit.sandbox import bastion, ovh, sshd, systemd_hosts
+from bgkit.errors import ConfigError, SandboxError, UsageError
+from bgkit.sandbox import bastion, ovh, seaweed, sshd, systemd_hosts
 from bgkit.sandbox import haproxy as proxy
 from bgkit.sandbox.processes import (
     ProcessSpec,
@@ -30,7 +31,9 @@ from bgkit.sandbox.processes import (
 )
 from bgkit.sandbox.render import (
     AppFacts,
+    CloudFacts,
     OvhFacts,
+    S3Facts,
     app_facts,
     render_bgkit_toml,
     render_known_hosts,
@@ -38,6 +41,7 @@ from bgkit.sandbox.render import (
 )
 from bgkit.sandbox.results import SandboxHostStatus, SandboxInfo, SandboxStatus
 from bgkit.sandbox.state import (
+    OVH_PROVIDERS,
     Layout,
     SandboxHost,
     SandboxOptions,
@@ -59,6 +63,7 @@ __all__ = [
 
 DEFAULT_STATE_DIR = Path(".sandbox")
 DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "examples" / "hello-c"
+S3_BUCKET = "bgkit-sandbox"
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 15.0
 
@@ -68,15 +73,19 @@ def sandbox_up(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *, hosts: 
                source: str | os.PathLike[str] | None = None,
                runs_dir: str | os.PathLike[str] | None = None,
                lb: str = "haproxy", manager: str = "sandbox",
-               bastion: bool = False) -> SandboxInfo:
+               bastion: bool = False, shared: str = "file") -> SandboxInfo:
     """Bring the fleet up (or find it up) and return how to reach it.
 
-    ``lb`` is what the written bgkit.toml talks to: ``haproxy``, or ``ovh-iplb`` (the
-    OVH API emulator, with HAProxy behind it as its data plane). ``manager`` is
+    ``lb`` is what the written bgkit.toml talks to: ``haproxy``, or ``ovh-iplb`` /
+    ``ovh-cloud-lb`` (the OVH API emulator as IP Load Balancing or as a Public Cloud
+    Load Balancer, with HAProxy behind it as its data plane). ``manager`` is
     ``sandbox`` (start-stop-daemon, hosts share one sshd) or ``systemd`` (each host a
     systemd-nspawn container with its own systemd and sshd, set up by ``bgkit host
     setup``'s script; needs root), see :mod:`bgkit.sandbox.systemd_hosts`. ``bastion``
     puts a bastion sshd before the hosts, reached by ProxyJump (:mod:`bgkit.sandbox.bastion`).
+    ``shared="s3"`` starts a SeaweedFS S3 server (:mod:`bgkit.sandbox.seaweed`) with a
+    bucket ``bgkit-sandbox`` (Object Lock on) holding the lock and the run archive, as
+    OVHcloud Object Storage would for a team; the default keeps both as files here.
 
     Raises:
         UsageError: an option is out of range.
@@ -89,7 +98,11 @@ def sandbox_up(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *, hosts: 
         hosts=hosts, app_port=app_port, public_port=public_port, ssh_port=ssh_port,
         source=str(Path(source or DEFAULT_SOURCE).resolve()),
         runs_dir=str(Path(runs_dir).resolve()) if runs_dir else str(layout.runs_dir),
-        user=current_user(), lb=lb, manager=manager, bastion=bastion).validate()
+        user=current_user(), lb=lb, manager=manager, bastion=bastion,
+        shared=shared).validate()
+    if shared == "s3" and runs_dir:
+        raise UsageError("--runs-dir names a folder archive; with --shared s3 the archive is "
+                         "in the sandbox's S3 store")
     saved = read_options(layout)
     _refuse_other_shape(layout, options, saved[0] if saved else None)
     fleet = fleet_hosts(layout, options.hosts)
@@ -98,13 +111,17 @@ def sandbox_up(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *, hosts: 
         layout, previous=saved[1].get("runtime_api") if saved else None, keep=haproxy_running)
     facts = _read_facts(options)
     ovh_port = _ovh_port(layout, options, saved[1] if saved else {})
+    s3_port = _s3_port(layout, options, saved[1] if saved else {})
     extra: dict[str, object] = {"runtime_api": runtime_api}
     if ovh_port is not None:
         extra["ovh_api_port"] = ovh_port
+    if s3_port is not None:
+        extra["s3_port"] = s3_port
     write_options(layout, options, extra)
-    haproxy_changed = _write_files(layout, options, fleet, runtime_api, facts, ovh_port)
-    _preflight(layout, options, fleet, ovh_port)
-    started = _start_missing(layout, options, fleet, runtime_api, ovh_port)
+    haproxy_changed = _write_files(layout, options, fleet, runtime_api, facts, ovh_port,
+                                   s3_port)
+    _preflight(layout, options, fleet, ovh_port, s3_port)
+    started = _start_missing(layout, options, fleet, runtime_api, ovh_port, s3_port)
     if haproxy_running and haproxy_changed:
         proxy.reload_haproxy(layout, runtime_api=runtime_api, timeout_s=START_TIMEOUT_S)
         started.append("haproxy (reloaded with its new config)")
@@ -113,7 +130,8 @@ def sandbox_up(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *, hosts: 
         public_url=f"http://127.0.0.1:{options.public_port}", runtime_api=runtime_api,
         processes=tuple(probe(spec) for spec in _core_specs(layout, options)),
         hosts=tuple(fleet), started=tuple(started),
-        ovh_api=ovh.endpoint_url(ovh_port) if ovh_port is not None else None)
+        ovh_api=ovh.endpoint_url(ovh_port) if ovh_port is not None else None,
+        s3_endpoint=_s3_endpoint(s3_port) if s3_port is not None else None)
 
 
 def sandbox_down(state_dir: str | os.PathLike[str] = DEFAULT_STATE_DIR, *,
@@ -184,12 +202,26 @@ def _refuse_other_shape(layout: Layout, options: SandboxOptions,
 
 def _ovh_port(layout: Layout, options: SandboxOptions, extra: dict[str, object]) -> int | None:
     """The emulator's port: kept while it runs, else a free one; None without it."""
-    if options.lb != "ovh-iplb":
+    if options.lb not in OVH_PROVIDERS:
         return None
     previous = extra.get("ovh_api_port")
     if isinstance(previous, int) and probe(ovh.emulator_spec(layout)).alive:
         return previous
     return free_port()
+
+
+def _s3_port(layout: Layout, options: SandboxOptions, extra: dict[str, object]) -> int | None:
+    """SeaweedFS's S3 port: kept while it runs, else a free one; None without it."""
+    if options.shared != "s3":
+        return None
+    previous = extra.get("s3_port")
+    if isinstance(previous, int) and probe(seaweed.weed_spec(layout.s3_dir)).alive:
+        return previous
+    return free_port()
+
+
+def _s3_endpoint(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
 
 
 def _read_facts(options: SandboxOptions) -> AppFacts:
@@ -201,7 +233,8 @@ def _read_facts(options: SandboxOptions) -> AppFacts:
 
 
 def _write_files(layout: Layout, options: SandboxOptions, fleet: list[SandboxHost],
-                 runtime_api: str, facts: AppFacts, ovh_port: int | None) -> bool:
+                 runtime_api: str, facts: AppFacts, ovh_port: int | None,
+                 s3_port: int | None) -> bool:
     """Write every generated file; return whether haproxy.cfg changed."""
     for folder in (layout.run_dir, layout.log_dir, layout.dist_dir, Path(options.runs_dir)):
         folder.mkdir(parents=True, exist_ok=True)
@@ -229,13 +262,19 @@ def _write_files(layout: Layout, options: SandboxOptions, fleet: list[SandboxHos
         app_port=options.app_port, hosts=fleet, health_path=facts.health_path))
     if not layout.map_file.exists():  # it holds the live pool: never reset it
         write_if_changed(layout.map_file, "live blue\n")
-    ovh_facts: OvhFacts | None = None
+    ovh_facts: OvhFacts | CloudFacts | None = None
     if ovh_port is not None:
         ovh_facts = ovh.write_ovh_files(layout, options=options, hosts=fleet, port=ovh_port,
                                         runtime_api=runtime_api, health_path=facts.health_path)
+    s3_facts: S3Facts | None = None
+    if s3_port is not None:
+        seaweed.write_identity(layout.s3_dir)
+        s3_facts = S3Facts(endpoint=_s3_endpoint(s3_port), bucket=S3_BUCKET,
+                           credentials_file=str(layout.s3_dir / "credentials"),
+                           profile=seaweed.PROFILE)
     write_if_changed(layout.config_file, render_bgkit_toml(
         layout=layout, options=options, hosts=fleet, runtime_api=runtime_api, facts=facts,
-        ovh=ovh_facts))
+        ovh=ovh_facts, s3=s3_facts))
     try:
         load_config(layout.config_file)
     except ConfigError as error:
@@ -255,7 +294,7 @@ def _write_host(host: SandboxHost, options: SandboxOptions, facts: AppFacts) -> 
 
 
 def _preflight(layout: Layout, options: SandboxOptions, fleet: list[SandboxHost],
-               ovh_port: int | None) -> None:
+               ovh_port: int | None, s3_port: int | None) -> None:
     """Fail before starting anything if a port the fleet needs is taken."""
     addresses = [host.address for host in fleet]
     if options.manager == "systemd":
@@ -272,13 +311,16 @@ def _preflight(layout: Layout, options: SandboxOptions, fleet: list[SandboxHost]
         ensure_free([("127.0.0.1", options.public_port)], what="public, --public-port")
     if ovh_port is not None and not probe(ovh.emulator_spec(layout)).alive:
         ensure_free([("127.0.0.1", ovh_port)], what="OVH API emulator")
+    if s3_port is not None and not probe(seaweed.weed_spec(layout.s3_dir)).alive:
+        seaweed.weed_binary()  # says how to install it, before anything starts
+        ensure_free([("127.0.0.1", s3_port)], what="S3 (SeaweedFS)")
     idle = [host for host in fleet if not probe(_service_spec(host)).alive]
     ensure_free(((host.address, options.app_port) for host in idle),
                 what=f"the service of a sandbox host, --app-port {options.app_port}")
 
 
 def _start_missing(layout: Layout, options: SandboxOptions, fleet: list[SandboxHost],
-                   runtime_api: str, ovh_port: int | None) -> list[str]:
+                   runtime_api: str, ovh_port: int | None, s3_port: int | None) -> list[str]:
     """Start every sshd shard, HAProxy and the emulator not running; on failure stop them."""
     started: list[ProcessSpec] = []
     addresses = [host.address for host in fleet] if options.manager == "sandbox" else []
@@ -306,6 +348,12 @@ def _start_missing(layout: Layout, options: SandboxOptions, fleet: list[SandboxH
         if ovh_port is not None and not probe(spec).alive:
             started.append(spec)
             ovh.start_emulator(layout, port=ovh_port, timeout_s=START_TIMEOUT_S)
+        spec = seaweed.weed_spec(layout.s3_dir)
+        if s3_port is not None:
+            if not probe(spec).alive:
+                started.append(spec)
+            server = seaweed.start(layout.s3_dir, s3_port=s3_port)
+            seaweed.create_bucket(server, S3_BUCKET, object_lock=True)
     except BaseException:
         stop(started, timeout_s=STOP_TIMEOUT_S)
         raise
@@ -316,7 +364,9 @@ def _start_missing(layout: Layout, options: SandboxOptions, fleet: list[SandboxH
 
 def _core_specs(layout: Layout, options: SandboxOptions) -> list[ProcessSpec]:
     fleet = fleet_hosts(layout, options.hosts)
-    emulator = [ovh.emulator_spec(layout)] if options.lb == "ovh-iplb" else []
+    emulator = [ovh.emulator_spec(layout)] if options.lb in OVH_PROVIDERS else []
+    if options.shared == "s3":
+        emulator.append(seaweed.weed_spec(layout.s3_dir))
     if options.manager == "systemd":
         return [*(systemd_hosts.container_spec(layout, h) for h in fleet),
                 proxy.haproxy_spec(layout), *emulator]
@@ -393,7 +443,7 @@ def _all_specs(layout: Layout) -> list[ProcessSpec]:
                   for path in sorted(layout.run_dir.glob("nspawn-*.pid"))]
     return [ovh.emulator_spec(layout), *services, proxy.haproxy_spec(layout),
             *(sshd.sshd_spec(layout, shard) for shard in shards), *containers,
-            bastion.bastion_spec(layout)]
+            bastion.bastion_spec(layout), seaweed.weed_spec(layout.s3_dir)]
 
 
 def _host_status(host: SandboxHost) -> SandboxHostStatus:

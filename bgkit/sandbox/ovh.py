@@ -1,13 +1,21 @@
 """The sandbox's OVH API emulator: its config, ovh.conf, start and readiness.
 
-With ``--lb ovh-iplb``, ``up`` writes two files, both mode 0600:
+With ``--lb ovh-iplb`` or ``--lb ovh-cloud-lb``, ``up`` writes two files, both mode 0600:
 
 - ``ovh/emulator.json``, OVHcloud's side (``bgkit.sandbox.ovh_api.seed``): one
   application key and secret, one consumer key restricted to exactly the rules
-  ``bgkit ovh consumer-key`` asks for, and one IPLB service ``loadbalancer-sandbox``
-  laid out as OVHcloud's blue-green guide says: an HTTP frontend on the public port
-  whose ``defaultFarmId`` is the farm of the pool HAProxy's map says is live, and farms
-  blue and green holding the sandbox hosts. HAProxy stays the data plane.
+  ``bgkit ovh consumer-key`` asks for that provider, and the load balancer:
+
+  - ``ovh-iplb``: one IPLB service ``loadbalancer-sandbox`` laid out as OVHcloud's
+    blue-green guide says: an HTTP frontend on the public port whose ``defaultFarmId``
+    is the farm of the pool HAProxy's map says is live, and farms blue and green
+    holding the sandbox hosts;
+  - ``ovh-cloud-lb``: one Public Cloud project (``PROJECT``) with, in region ``GRA11``,
+    one load balancer, one HTTP listener on the public port whose ``defaultPoolId`` is
+    the pool of the colour HAProxy's map says is live, and pools blue and green holding
+    the sandbox hosts (fixed uuids, so a restarted emulator keeps them).
+
+  HAProxy stays the data plane.
 - ``ovh.conf``, bgkit's side, in python-ovh's format: one section named by the
   emulator's URL (see ``bgkit.lb.ovh_api``) with the three keys.
 
@@ -27,22 +35,32 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bgkit.commands import ovh_cloud_lb
 from bgkit.commands.ovh_iplb import access_rules
 from bgkit.errors import SandboxError
 from bgkit.lb.base import PoolName
 from bgkit.sandbox.ovh_api.auth import new_key
+from bgkit.sandbox.ovh_api.cloud_seed import blue_green_cloud, stable_id
 from bgkit.sandbox.ovh_api.seed import blue_green_service
 from bgkit.sandbox.processes import ProcessSpec, ensure_free, probe, wait_until
-from bgkit.sandbox.render import OvhFacts
+from bgkit.sandbox.render import CloudFacts, OvhFacts
 from bgkit.sandbox.state import Layout, SandboxHost, SandboxOptions, write_if_changed
 
-__all__ = ["FARM_IDS", "FRONTEND_ID", "SERVICE_NAME", "ZONE", "emulator_spec",
-           "endpoint_url", "render_ovh_conf", "start_emulator", "write_ovh_files"]
+__all__ = ["FARM_IDS", "FRONTEND_ID", "LISTENER_ID", "LOADBALANCER_ID", "POOL_IDS",
+           "PROJECT", "REGION", "SERVICE_NAME", "ZONE", "emulator_spec", "endpoint_url",
+           "render_ovh_conf", "start_emulator", "write_ovh_files"]
 
 SERVICE_NAME = "loadbalancer-sandbox"
 ZONE = "gra"
 FRONTEND_ID = 70089
 FARM_IDS: dict[PoolName, int] = {"blue": 77212, "green": 77213}
+PROJECT = "5a4db0c1e2f3a4b5c6d7e8f9a0b1c2d3"  # a Public Cloud project id's shape
+REGION = "GRA11"
+LOADBALANCER_ID = stable_id("sandbox/loadbalancer")
+LISTENER_ID = stable_id("sandbox/listener")
+POOL_IDS: dict[PoolName, str] = {"blue": stable_id("sandbox/pool/blue"),
+                                 "green": stable_id("sandbox/pool/green")}
+CREATED_AT = "2025-01-01T00:00:00Z"  # fixed, so that an unchanged fleet rewrites nothing
 LOG_TAIL = 15
 
 
@@ -57,10 +75,10 @@ def endpoint_url(port: int) -> str:
 
 
 def render_ovh_conf(endpoint: str, *, application_key: str, application_secret: str,
-                    consumer_key: str) -> str:
+                    consumer_key: str, lb: str = "ovh-iplb") -> str:
     """python-ovh's ovh.conf with one section, named by the endpoint."""
     return (f"; python-ovh credentials for the bgkit sandbox's OVH API emulator at {endpoint}.\n"
-            "; Written by `bgkit sandbox up --lb ovh-iplb`; the section is named by the\n"
+            f"; Written by `bgkit sandbox up --lb {lb}`; the section is named by the\n"
             "; endpoint URL, as bgkit registers it with python-ovh. Keep it private.\n"
             f"[{endpoint}]\n"
             f"application_key={application_key}\n"
@@ -69,35 +87,63 @@ def render_ovh_conf(endpoint: str, *, application_key: str, application_secret: 
 
 
 def write_ovh_files(layout: Layout, *, options: SandboxOptions, hosts: Sequence[SandboxHost],
-                    port: int, runtime_api: str, health_path: str) -> OvhFacts:
-    """Write ovh/emulator.json and ovh.conf; return what bgkit.toml names."""
+                    port: int, runtime_api: str,
+                    health_path: str) -> OvhFacts | CloudFacts:
+    """Write ovh/emulator.json and ovh.conf for ``options.lb``; return what bgkit.toml
+    names."""
     application_key, application_secret, consumer_key = _keys(layout)
-    service = blue_green_service(
-        service_name=SERVICE_NAME, zone=ZONE, frontend_id=FRONTEND_ID,
-        public_port=options.public_port, farm_ids=FARM_IDS, live=_live_pool(layout),
-        app_port=options.app_port, health_path=health_path,
-        hosts=[(host.pool, host.name, host.address) for host in hosts])
-    service["data_plane"] = {
-        "zone": ZONE, "frontend_id": FRONTEND_ID, "runtime_api": runtime_api,
-        "map_file": str(layout.map_file),
-        "farm_pools": {str(farm): pool for pool, farm in FARM_IDS.items()}}
+    endpoint = endpoint_url(port)
+    live = _live_pool(layout)
+    located = [(host.pool, host.name, host.address) for host in hosts]
+    facts: OvhFacts | CloudFacts
+    if options.lb == "ovh-cloud-lb":
+        region = blue_green_cloud(
+            service_name=PROJECT, region=REGION, loadbalancer_id=LOADBALANCER_ID,
+            listener_id=LISTENER_ID, pool_ids=POOL_IDS, live=live,
+            public_port=options.public_port, app_port=options.app_port, hosts=located,
+            created_at=CREATED_AT)
+        region["data_plane"] = {
+            "listener_id": LISTENER_ID, "runtime_api": runtime_api,
+            "map_file": str(layout.map_file),
+            "pool_colours": {pool_id: pool for pool, pool_id in POOL_IDS.items()}}
+        rules = ovh_cloud_lb.access_rules(PROJECT, region=REGION,
+                                          loadbalancer_id=LOADBALANCER_ID,
+                                          listener_id=LISTENER_ID,
+                                          pool_ids=list(POOL_IDS.values()))
+        lb: dict[str, Any] = {"services": [], "clouds": [region],
+                              "faults": {"provisioning_delay_s": 0.5}}
+        facts = CloudFacts(endpoint=endpoint, service_name=PROJECT, region=REGION,
+                           loadbalancer_id=LOADBALANCER_ID, listener_id=LISTENER_ID,
+                           pool_ids={pool: pool_id for pool, pool_id in POOL_IDS.items()},
+                           config_file=str(layout.ovh_conf))
+    else:
+        service = blue_green_service(
+            service_name=SERVICE_NAME, zone=ZONE, frontend_id=FRONTEND_ID,
+            public_port=options.public_port, farm_ids=FARM_IDS, live=live,
+            app_port=options.app_port, health_path=health_path, hosts=located)
+        service["data_plane"] = {
+            "zone": ZONE, "frontend_id": FRONTEND_ID, "runtime_api": runtime_api,
+            "map_file": str(layout.map_file),
+            "farm_pools": {str(farm): pool for pool, farm in FARM_IDS.items()}}
+        rules = access_rules(SERVICE_NAME, frontend_id=FRONTEND_ID,
+                             farm_ids=list(FARM_IDS.values()))
+        lb = {"services": [service], "faults": {"refresh_delay_s": 0.5}}
+        facts = OvhFacts(endpoint=endpoint, service_name=SERVICE_NAME,
+                         frontend_id=FRONTEND_ID,
+                         farm_ids={pool: farm for pool, farm in FARM_IDS.items()},
+                         config_file=str(layout.ovh_conf))
     config: dict[str, Any] = {
         "listen": {"host": "127.0.0.1", "port": port},
         "applications": {application_key: application_secret},
         "consumer_keys": [{"key": consumer_key, "application_key": application_key,
-                           "rules": access_rules(SERVICE_NAME, frontend_id=FRONTEND_ID,
-                                                 farm_ids=list(FARM_IDS.values()))}],
-        "time_window_s": 180, "faults": {"refresh_delay_s": 0.5},
-        "services": [service]}
+                           "rules": rules}],
+        "time_window_s": 180, **lb}
     write_if_changed(layout.ovh_emulator_config, json.dumps(config, indent=2) + "\n",
                      mode=0o600)
-    endpoint = endpoint_url(port)
     write_if_changed(layout.ovh_conf, render_ovh_conf(
         endpoint, application_key=application_key, application_secret=application_secret,
-        consumer_key=consumer_key), mode=0o600)
-    return OvhFacts(endpoint=endpoint, service_name=SERVICE_NAME, frontend_id=FRONTEND_ID,
-                    farm_ids={pool: farm for pool, farm in FARM_IDS.items()},
-                    config_file=str(layout.ovh_conf))
+        consumer_key=consumer_key, lb=options.lb), mode=0o600)
+    return facts
 
 
 def _keys(layout: Layout) -> tuple[str, str, str]:

@@ -18,7 +18,9 @@ from bgkit.sandbox.state import Layout, SandboxHost, SandboxOptions
 
 __all__ = [
     "AppFacts",
+    "CloudFacts",
     "OvhFacts",
+    "S3Facts",
     "app_facts",
     "render_bgkit_toml",
     "render_known_hosts",
@@ -47,6 +49,19 @@ class AppFacts:
     ctest: bool = True
     ctest_args: tuple[str, ...] = ()
     systemd_user: str = "bgkit-svc"
+
+
+@dataclass(frozen=True, slots=True)
+class CloudFacts:
+    """What ``[lb.ovh_cloud_lb]`` of the sandbox's bgkit.toml names (never a secret)."""
+
+    endpoint: str
+    service_name: str
+    region: str
+    loadbalancer_id: str
+    listener_id: str
+    pool_ids: Mapping[str, str]
+    config_file: str  # the ovh.conf holding the keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,14 +173,27 @@ def _host_entry(options: SandboxOptions, host: SandboxHost, facts: AppFacts) -> 
 
 
 def render_bgkit_toml(*, layout: Layout, options: SandboxOptions, hosts: Sequence[SandboxHost],
-                      runtime_api: str, facts: AppFacts, ovh: OvhFacts | None = None) -> str:
+                      runtime_api: str, facts: AppFacts,
+                      ovh: OvhFacts | CloudFacts | None = None,
+                      s3: S3Facts | None = None) -> str:
     """A complete bgkit.toml for the fleet (``load_config`` must accept it).
 
-    With ``ovh``, bgkit talks to the OVH API emulator (``[lb.ovh_iplb]``) and never to
-    HAProxy directly; else to HAProxy (``[lb.haproxy]``).
+    With ``ovh``, bgkit talks to the OVH API emulator (``[lb.ovh_iplb]`` for
+    :class:`OvhFacts`, ``[lb.ovh_cloud_lb]`` for :class:`CloudFacts`) and never to
+    HAProxy directly; else to HAProxy (``[lb.haproxy]``). With ``s3``, the lock and the
+    archive live in the sandbox's S3 store (``[lock]`` / ``[runs]`` ``url``), else as files.
     """
     public_url = f"http://127.0.0.1:{options.public_port}"
-    if ovh is None:
+    if isinstance(ovh, CloudFacts):
+        lb_tables = [
+            _table("[lb]", {"provider": "ovh-cloud-lb", "public_url": public_url}),
+            "# Keys come from OVH_* variables or config_file (python-ovh's ovh.conf), never\n"
+            "# from this file.\n" + _table("[lb.ovh_cloud_lb]", {
+                "endpoint": ovh.endpoint, "service_name": ovh.service_name,
+                "region": ovh.region, "loadbalancer_id": ovh.loadbalancer_id,
+                "listener_id": ovh.listener_id, "pool_ids": dict(ovh.pool_ids),
+                "config_file": ovh.config_file})]
+    elif ovh is None:
         lb_tables = [
             _table("[lb]", {"provider": "haproxy", "public_url": public_url}),
             _table("[lb.haproxy]", {
@@ -208,6 +236,28 @@ def render_bgkit_toml(*, layout: Layout, options: SandboxOptions, hosts: Sequenc
                          "identity_file": str(layout.client_key),
                          **({"config_file": str(layout.root / "ssh" / "config")}
                             if options.bastion else {})}),
-        _table("[runs]", {"dir": options.runs_dir}),
+        *(_shared_tables(s3, facts) if s3 is not None
+          else [_table("[runs]", {"dir": options.runs_dir})]),
     ]
     return "\n".join(tables)
+
+
+@dataclass(frozen=True, slots=True)
+class S3Facts:
+    """The sandbox's S3 store as bgkit.toml names it (never its keys)."""
+
+    endpoint: str
+    bucket: str
+    credentials_file: str
+    profile: str
+
+
+def _shared_tables(s3: S3Facts, facts: AppFacts) -> list[str]:
+    """[lock] and [runs] in the sandbox's S3 store: the keys stay in credentials_file."""
+    access = {"endpoint": s3.endpoint, "profile": s3.profile,
+              "credentials_file": s3.credentials_file}
+    return [
+        "# The lock and the archive live in the sandbox's S3 store (SeaweedFS), as they\n"
+        "# would in OVHcloud Object Storage; its keys are in credentials_file, never here.\n"
+        + _table("[lock]", {"url": f"s3://{s3.bucket}/locks/{facts.name}.lock", **access}),
+        _table("[runs]", {"url": f"s3://{s3.bucket}/runs", **access, "retain_days": 1})]

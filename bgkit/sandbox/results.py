@@ -29,7 +29,8 @@ class SandboxInfo:
     processes: tuple[ProcessState, ...]
     hosts: tuple[SandboxHost, ...]
     started: tuple[str, ...]  # roles this call started; () when all was already running
-    ovh_api: str | None = None  # the OVH API emulator's endpoint URL, with --lb ovh-iplb
+    ovh_api: str | None = None  # the OVH API emulator's endpoint URL, with --lb ovh-*
+    s3_endpoint: str | None = None  # SeaweedFS's S3 endpoint, with --shared s3
 
     def usage(self) -> str:
         """How to use the fleet, for a person at a terminal."""
@@ -38,6 +39,9 @@ class SandboxInfo:
         emulator = ([f"  OVH API emulator at {self.ovh_api} (keys in "
                      f"{self.state_dir / 'ovh.conf'}); bgkit switches through it"]
                     if self.ovh_api else [])
+        if self.s3_endpoint:
+            emulator.append(f"  S3 (SeaweedFS) at {self.s3_endpoint}: the lock and the run "
+                            f"archive live there (keys in {self.state_dir / 's3/credentials'})")
         return "\n".join([
             f"sandbox in {self.state_dir}: {state}",
             f"  {count} host(s) per pool: blue 127.0.1.1-{count}, green 127.0.2.1-{count}, "

@@ -6,10 +6,12 @@ Everything lives in one state directory::
     bgkit.toml              the config bgkit uses against this fleet
     ssh/                    host key, client key, authorized_keys, known_hosts, sshd-<n>.conf
     haproxy/                haproxy.cfg, live.map
-    ovh/emulator.json       with --lb ovh-iplb: the OVH API emulator's config (0600)
-    ovh.conf                with --lb ovh-iplb: python-ovh credentials for it (0600)
+    ovh/emulator.json       with --lb ovh-iplb or ovh-cloud-lb: the OVH API emulator's
+                            config (0600)
+    ovh.conf                with either: python-ovh credentials for it (0600)
     run/                    pid files, the runtime API socket
     log/                    sshd and haproxy output
+    s3/                     with --shared s3: SeaweedFS's data, config and credentials (0600)
     hosts/<pool>-<i>/       one deploy root per host: shared/{config.ini,run,log}, releases/
     dist/, runs/            build output and the run archive (kept by `down`)
 """
@@ -29,7 +31,10 @@ from bgkit.words import PROVIDERS as LB_PROVIDERS
 from bgkit.words import PoolName
 
 __all__ = [
+    "LB_PROVIDERS",
     "MAX_HOSTS",
+    "OVH_PROVIDERS",
+    "SHARED_STORES",
     "Layout",
     "SandboxHost",
     "SandboxOptions",
@@ -40,6 +45,8 @@ __all__ = [
 ]
 
 MAX_HOSTS = 254
+OVH_PROVIDERS = ("ovh-iplb", "ovh-cloud-lb")  # the ones the OVH API emulator stands for
+SHARED_STORES = ("file", "s3")  # where the lock and the archive live (--shared)
 POOL_SUBNETS: dict[PoolName, str] = {"blue": "127.0.1", "green": "127.0.2"}
 # Paths go unquoted into haproxy.cfg, sshd_config and HAProxy's runtime API.
 _SAFE_PATH = re.compile(r"/[A-Za-z0-9._/+@=-]*")
@@ -60,6 +67,7 @@ class SandboxOptions:
     lb: str = "haproxy"  # what bgkit talks to: HAProxy, or the OVH API emulator before it
     manager: str = "sandbox"  # start-stop-daemon, or "systemd": nspawn containers
     bastion: bool = False  # hosts reached only through a bastion sshd (ProxyJump)
+    shared: str = "file"  # lock and archive: files here, or "s3": a local SeaweedFS
 
     def validate(self) -> SandboxOptions:
         """Return self, or raise UsageError naming the bad option."""
@@ -67,6 +75,9 @@ class SandboxOptions:
             raise UsageError(f"--manager must be sandbox or systemd, got {self.manager!r}")
         if self.bastion and self.manager != "sandbox":
             raise UsageError("--bastion works with --manager sandbox only")
+        if self.shared not in SHARED_STORES:
+            raise UsageError(f"--shared must be one of {', '.join(SHARED_STORES)}, got "
+                             f"{self.shared!r}")
         if self.lb not in LB_PROVIDERS:
             raise UsageError(f"--lb must be one of {', '.join(LB_PROVIDERS)}, got {self.lb!r}")
         if not 1 <= self.hosts <= MAX_HOSTS:
@@ -209,6 +220,11 @@ class Layout:
     @property
     def haproxy_log(self) -> Path:
         return self.log_dir / "haproxy.log"
+
+    # s3/: the SeaweedFS of `--shared s3` (see bgkit.sandbox.seaweed)
+    @property
+    def s3_dir(self) -> Path:
+        return self.root / "s3"
 
     # ovh/
     @property

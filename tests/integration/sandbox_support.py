@@ -307,8 +307,9 @@ def emulator_faults(config: Config, faults: dict[str, object]) -> None:
     import json
     import urllib.request
 
-    assert config.lb.ovh_iplb is not None
-    root = config.lb.ovh_iplb.endpoint.removesuffix("/1.0")
+    settings = config.lb.ovh_iplb or config.lb.ovh_cloud_lb
+    assert settings is not None
+    root = settings.endpoint.removesuffix("/1.0")
     request = urllib.request.Request(f"{root}/_emulator/faults", method="POST",
                                      data=json.dumps(faults).encode())
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -48,7 +48,7 @@ def leaked(root: Path, secrets: list[str]) -> list[str]:
 
 def ovh_conf_secrets(config: Config) -> list[str]:
     """The OVH keys the sandbox wrote to its ovh.conf (empty for HAProxy)."""
-    settings = config.lb.ovh_iplb
+    settings = config.lb.ovh_iplb or config.lb.ovh_cloud_lb
     if settings is None or settings.config_file is None:
         return []
     parser = configparser.ConfigParser()
@@ -57,7 +57,10 @@ def ovh_conf_secrets(config: Config) -> list[str]:
             if k in ("application_key", "application_secret", "consumer_key")]
 
 
-@pytest.mark.parametrize("provider", ["haproxy", "ovh-iplb"])
+SANDBOXES = {"haproxy": "sandbox", "ovh-iplb": "ovh_sandbox", "ovh-cloud-lb": "cloud_sandbox"}
+
+
+@pytest.mark.parametrize("provider", list(SANDBOXES))
 def test_release_runs_every_step_under_one_pipeline_id_and_leaks_no_secret(
         provider: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> None:
@@ -66,8 +69,7 @@ def test_release_runs_every_step_under_one_pipeline_id_and_leaks_no_secret(
     for name, value in CANARIES.items():
         if provider == "haproxy" or not name.startswith("OVH_"):
             monkeypatch.setenv(name, value)
-    sandbox: Config = request.getfixturevalue("sandbox" if provider == "haproxy"
-                                              else "ovh_sandbox")
+    sandbox: Config = request.getfixturevalue(SANDBOXES[provider])
     config = fast(sandbox)
     result = release(config, approve=True, progress=False)
     assert result.ok, result.failed

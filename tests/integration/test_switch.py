@@ -33,10 +33,13 @@ from tests.integration.sandbox_support import (
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("provider", ["haproxy", "ovh-iplb"])
+READY = {"haproxy": "ready", "ovh-iplb": "ready_ovh", "ovh-cloud-lb": "ready_cloud"}
+
+
+@pytest.mark.parametrize("provider", list(READY))
 def test_switch_then_rollback_under_load_fails_no_request(
         provider: str, request: pytest.FixtureRequest) -> None:
-    ready: Config = request.getfixturevalue("ready" if provider == "haproxy" else "ready_ovh")
+    ready: Config = request.getfixturevalue(READY[provider])
     assert ready.lb.provider == provider
     lb = get_provider(ready)
     with Load(ready) as load:

@@ -51,11 +51,14 @@ def until(running: subprocess.Popen[str], check: Callable[[], bool], what: str) 
     wait_for(seen, timeout_s=60, what=what)
 
 
-@pytest.mark.parametrize("provider", ["haproxy", "ovh-iplb"])
+READY = {"haproxy": "ready", "ovh-iplb": "ready_ovh", "ovh-cloud-lb": "ready_cloud"}
+
+
+@pytest.mark.parametrize("provider", list(READY))
 def test_a_new_pool_failing_after_the_flip_is_switched_back_at_the_first_breach(
         provider: str, request: pytest.FixtureRequest) -> None:
     """Case 1: the new pool answers 500 a second after the flip, in a 10 s watch."""
-    ready: Config = request.getfixturevalue("ready" if provider == "haproxy" else "ready_ovh")
+    ready: Config = request.getfixturevalue(READY[provider])
     config = rewrite_config(ready.path, {"switch": {"watch_s": 10}}, name="fail-fast.toml")
     lb = AfterSwitch(get_provider(config), "green",
                      lambda: break_pool(config, "green", health_status=500), delay_s=1.0)

@@ -373,6 +373,18 @@ def test_lb_health_gate_fails_naming_unhealthy_idle_servers() -> None:
     assert (unchecked.verdict, unchecked.reason) == ("pass", "load balancer view not checked")
 
 
+def test_lb_health_gate_passes_unmonitored_servers_with_a_warning_that_it_has_no_view() -> \
+        None:
+    servers = [BackendServer("green", "g1", "127.0.2.1", 8080, "noMonitor", True,
+                             monitored=False),
+               BackendServer("green", "g2", "127.0.2.2", 8080, "online", True)]
+    result = gate(judge(healthy(), lb_servers=servers), "lb_health")
+    assert (result.verdict, result.observed) == ("pass", "2/2 healthy, 1 unmonitored")
+    assert result.reason.startswith("warning: the load balancer does not check g1 (no "
+                                    "health monitor on the pool)")
+    assert "add a health monitor" in result.reason
+
+
 # --- the verdict ---------------------------------------------------------------------
 
 

@@ -112,7 +112,7 @@ def test_every_problem_is_reported_at_once() -> None:
     data["lb"]["provider"] = "nginx"
     assert problems_of(data) == (
         'service.port: expected an integer 1-65535, got "x"',
-        "lb.provider: expected 'haproxy' or 'ovh-iplb', got \"nginx\"",
+        "lb.provider: expected 'haproxy', 'ovh-iplb' or 'ovh-cloud-lb', got \"nginx\"",
         "gates.max_error_ratio: expected a ratio from 0 to 1 (0.01 = 1 %), got 2",
     )
 
@@ -361,3 +361,20 @@ def test_config_check_exits_2_on_a_carriage_return_in_deploy_root(
     error = capsys.readouterr().err
     assert "pools.blue.hosts[0].deploy_root: expected an absolute path such as /opt/app, " \
         'without control characters (CR, LF, NUL, tab...), got "/srv/x\\rExecStartPre' in error
+
+
+@pytest.mark.parametrize("provider", ["ovh-iplb", "ovh-cloud-lb"])
+def test_the_examples_commented_ovh_tables_are_valid_once_uncommented(provider: str) -> None:
+    import tomllib
+
+    text = EXAMPLE_CONFIG.read_text()
+    start = text.index(f'# [lb]\n# provider = "{provider}"')
+    lines = []
+    for line in text[start:].splitlines():
+        if not line.startswith("# ") or line.startswith("# Keys") or (
+                lines and line.startswith("# [lb]")):
+            break
+        lines.append(line[2:])
+    table = tomllib.loads("\n".join(lines))
+    config = parse_config({**example_data(), "lb": table["lb"]}, path="bgkit.toml")
+    assert config.lb.provider == provider

@@ -240,14 +240,15 @@ def test_runtime_api_addresses_are_unix_paths_or_tcp(
 
 
 def test_the_registry_lists_its_providers() -> None:
-    assert provider_names() == ["haproxy", "ovh-iplb"]
+    assert provider_names() == ["haproxy", "ovh-iplb", "ovh-cloud-lb"]
 
 
 def test_an_unknown_provider_name_is_a_usage_error_listing_the_names(
         write_config: WriteConfig) -> None:
     config = load_config(write_config())
     renamed = config.model_copy(update={"lb": config.lb.model_copy(update={"provider": "x"})})
-    with pytest.raises(UsageError, match=r'named "x" \(providers: haproxy, ovh-iplb\)'):
+    with pytest.raises(UsageError, match=r'named "x" \(providers: haproxy, ovh-iplb, '
+                                         r'ovh-cloud-lb\)'):
         get_provider(renamed)
 
 

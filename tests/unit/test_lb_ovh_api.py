@@ -210,3 +210,61 @@ def test_get_provider_without_keys_says_where_keys_go(write_config: WriteConfig)
                                                 r"OVH_APPLICATION_SECRET, OVH_CONSUMER_KEY .*"
                                                 r"bgkit ovh consumer-key --service loadbalancer-1"):
         get_provider(load_config(write_config({"lb": OVH_LB})))
+
+
+BLUE, GREEN = "3f0e2a64-1b2c-4d5e-8f90-a1b2c3d4e5f6", "4a1f3b75-2c3d-4e6f-9a01-b2c3d4e5f6a7"
+CLOUD_LB = {"provider": "ovh-cloud-lb", "ovh_cloud_lb": {
+    "service_name": "0123456789abcdef0123456789abcdef", "region": "GRA11",
+    "loadbalancer_id": "5B2A4C86-3D4E-4F70-8B12-C3D4E5F6A7B8",
+    "listener_id": "6c3b5d97-4e5f-4081-9c23-d4e5f6a7b8c9",
+    "pool_ids": {"blue": BLUE, "green": GREEN}}}
+
+
+def test_get_provider_builds_the_cloud_provider_with_the_configured_hosts(
+        write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bgkit.lb.ovh_cloud_lb import OvhCloudLbProvider
+
+    for name in ("OVH_APPLICATION_KEY", "OVH_APPLICATION_SECRET", "OVH_CONSUMER_KEY"):
+        monkeypatch.setenv(name, "x")
+    config = load_config(write_config({"lb": CLOUD_LB, "switch": {"timeout_s": 42}}))
+    provider = get_provider(config)
+    assert isinstance(provider, OvhCloudLbProvider)
+    assert provider.settings.loadbalancer_id == "5b2a4c86-3d4e-4f70-8b12-c3d4e5f6a7b8"
+    assert provider.pools == {"blue": BLUE, "green": GREEN}
+    assert provider.hosts == {"blue": (("127.0.1.1", config.service.port),),
+                              "green": (("127.0.2.1", config.service.port),)}
+    assert provider.apply_timeout_s == 42
+    assert provider.api.product.table == "lb.ovh_cloud_lb"
+
+
+@pytest.mark.parametrize(("changes", "problem"), [
+    ({"pool_ids": {"blue": BLUE, "green": BLUE}},
+     f"lb.ovh_cloud_lb: pool_ids: blue and green must be two different pools, both are {BLUE}"),
+    ({"listener_id": "listener-1"},
+     'lb.ovh_cloud_lb.listener_id: expected a uuid such as '
+     '3f0e2a64-1b2c-4d5e-8f90-a1b2c3d4e5f6, got "listener-1"'),
+    ({"region": "GRA 11"}, "lb.ovh_cloud_lb.region: expected a name"),
+])
+def test_the_cloud_table_names_each_mistake(changes: dict[str, Any], problem: str) -> None:
+    from bgkit.config import parse_config
+    from bgkit.errors import ConfigError
+    from tests.conftest import example_data
+
+    data = example_data()
+    data["lb"] = {**data["lb"], **CLOUD_LB,
+                  "ovh_cloud_lb": {**CLOUD_LB["ovh_cloud_lb"], **changes}}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, path="bgkit.toml")
+    assert caught.value.problems[0].startswith(problem), caught.value.problems
+
+
+def test_the_cloud_provider_needs_its_table() -> None:
+    from bgkit.config import parse_config
+    from bgkit.errors import ConfigError
+    from tests.conftest import example_data
+
+    data = example_data()
+    data["lb"]["provider"] = "ovh-cloud-lb"
+    with pytest.raises(ConfigError, match=r'provider "ovh-cloud-lb" needs a '
+                                          r'\[lb.ovh_cloud_lb\] table'):
+        parse_config(data, path="bgkit.toml")

@@ -107,5 +107,65 @@ def test_the_emulator_config_seeds_bgkits_rules_and_the_live_pool_of_haproxys_ma
 
 def test_the_lb_option_takes_only_known_providers() -> None:
     assert options(lb="haproxy").validate().lb == "haproxy"
-    with pytest.raises(UsageError, match="--lb must be one of haproxy, ovh-iplb"):
+    with pytest.raises(UsageError, match="--lb must be one of haproxy, ovh-iplb, ovh-cloud-lb"):
         options(lb="nginx").validate()
+
+
+def test_the_lb_option_takes_the_cloud_provider() -> None:
+    assert options(lb="ovh-cloud-lb").validate().lb == "ovh-cloud-lb"
+
+
+def write_cloud(layout: Layout, port: int = 8765) -> object:
+    return ovh.write_ovh_files(layout, options=options(lb="ovh-cloud-lb"),
+                               hosts=fleet_hosts(layout, 2), port=port,
+                               runtime_api="/x/haproxy.sock", health_path="/health")
+
+
+def test_with_ovh_cloud_lb_the_bgkit_toml_names_the_listener_and_pools_never_a_key(
+        layout: Layout) -> None:
+    facts = write_cloud(layout)
+    text = render_bgkit_toml(layout=layout, options=options(lb="ovh-cloud-lb"),
+                             hosts=fleet_hosts(layout, 2), runtime_api="/x/haproxy.sock",
+                             facts=app_facts(EXAMPLE_DIR), ovh=facts)  # type: ignore[arg-type]
+    layout.config_file.write_text(text)
+    config = load_config(layout.config_file)
+    settings = config.lb.ovh_cloud_lb
+    assert config.lb.provider == "ovh-cloud-lb" and config.lb.ovh_iplb is None
+    assert settings is not None
+    assert (settings.endpoint, settings.service_name, settings.region) == (
+        "http://127.0.0.1:8765/1.0", ovh.PROJECT, "GRA11")
+    assert (settings.loadbalancer_id, settings.listener_id) == (ovh.LOADBALANCER_ID,
+                                                                ovh.LISTENER_ID)
+    assert (settings.pool_ids.blue, settings.pool_ids.green) == (ovh.POOL_IDS["blue"],
+                                                                  ovh.POOL_IDS["green"])
+    emulator = json.loads(layout.ovh_emulator_config.read_text())
+    for secret in [*emulator["applications"].values(), emulator["consumer_keys"][0]["key"]]:
+        assert secret not in text
+    assert "--lb ovh-cloud-lb" in layout.ovh_conf.read_text()
+
+
+def test_the_cloud_seed_follows_haproxys_map_carries_bgkits_rules_and_is_stable(
+        layout: Layout) -> None:
+    from bgkit.commands import ovh_cloud_lb
+
+    layout.map_file.write_text("live green\n")
+    write_cloud(layout)
+    first = layout.ovh_emulator_config.read_text()
+    write_cloud(layout)
+    assert layout.ovh_emulator_config.read_text() == first  # nothing to rewrite
+    config = json.loads(first)
+    assert config["consumer_keys"][0]["rules"] == ovh_cloud_lb.access_rules(
+        ovh.PROJECT, region="GRA11", loadbalancer_id=ovh.LOADBALANCER_ID,
+        listener_id=ovh.LISTENER_ID, pool_ids=list(ovh.POOL_IDS.values()))
+    (region,) = config["clouds"]
+    assert region["listeners"][0]["defaultPoolId"] == ovh.POOL_IDS["green"]
+    assert region["listeners"][0]["port"] == 8000
+    assert {pool: [(m["name"], m["address"], m["protocolPort"]) for m in members]
+            for pool, members in region["members"].items()} == {
+        ovh.POOL_IDS["blue"]: [("blue-1", "127.0.1.1", 8080), ("blue-2", "127.0.1.2", 8080)],
+        ovh.POOL_IDS["green"]: [("green-1", "127.0.2.1", 8080),
+                                ("green-2", "127.0.2.2", 8080)]}
+    assert region["data_plane"]["pool_colours"] == {ovh.POOL_IDS["blue"]: "blue",
+                                                    ovh.POOL_IDS["green"]: "green"}
+    emulator, _, _ = load_emulator(config, data_plane=lambda data: MemoryDataPlane())
+    assert list(emulator.clouds) == [(ovh.PROJECT, "GRA11")] and emulator.services == {}

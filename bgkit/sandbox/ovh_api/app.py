@@ -3,9 +3,10 @@
 Three address spaces, kept apart:
 
 - ``/1.0/...``: the OVHcloud API. ``GET /auth/time`` (unsigned, a bare integer),
-  ``POST /auth/credential`` (unsigned, the consumer-key request) and every IPLB call
-  of the vendored schema (signed, checked by ``auth``; routed and validated with the
-  schema; operations the emulator lacks answer 501). Every answer carries an
+  ``POST /auth/credential`` (unsigned, the consumer-key request), every IPLB call of
+  the vendored OpenAPI schema and every Public Cloud Load Balancer call of the vendored
+  ``cloud`` schema (signed, checked by ``auth``; routed and validated with its schema;
+  operations the emulator lacks answer 501). Every answer carries an
   ``X-Ovh-Queryid``, and the journal records each call (never its headers).
 - ``/auth/?credentialToken=...``: the page where a person validates a consumer key
   (OVHcloud's is on the same host, outside ``/1.0``); ``POST`` validates it.
@@ -27,6 +28,8 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from bgkit.sandbox.ovh_api.auth import ApiError, Keyring, api_error, parse_rules
+from bgkit.sandbox.ovh_api.cloud_schema import CloudOperation, load_cloud_schema
+from bgkit.sandbox.ovh_api.cloudlb import CLOUD_HANDLERS, CloudRegion
 from bgkit.sandbox.ovh_api.faults import Faults
 from bgkit.sandbox.ovh_api.iplb import IplbService
 from bgkit.sandbox.ovh_api.schema import Operation, load_schema
@@ -71,15 +74,18 @@ class Emulator:
 
     def __init__(self, *, keyring: Keyring, services: Mapping[str, IplbService],
                  faults: Faults | None = None, clock_offset_s: float = 0.0,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None,
+                 clouds: Mapping[tuple[str, str], CloudRegion] | None = None) -> None:
         self.keyring = keyring
         self.services = dict(services)
+        self.clouds = dict(clouds or {})  # (project, region) -> its load balancing
         self.start_faults = faults or Faults()
         self.faults = self.start_faults.updated({})
         self.clock_offset_s = clock_offset_s
         self.journal: collections.deque[dict[str, Any]] = collections.deque(maxlen=5000)
         self.lock = threading.RLock()
         self.schema = load_schema()
+        self.cloud_schema = load_cloud_schema()
         self.log = log or (lambda line: None)
         self._counter = itertools.count(1)
         self._stop = threading.Event()
@@ -90,10 +96,14 @@ class Emulator:
         return time.time() + self.clock_offset_s
 
     def advance(self) -> None:
-        """Move every refresh task along; the ticker calls this, and so does each call."""
+        """Move every refresh task and provisioning along; the ticker calls this, and so
+        does each call."""
         with self.lock:
+            now = time.monotonic()
             for service in self.services.values():
-                service.advance(time.monotonic())
+                service.advance(now)
+            for region in self.clouds.values():
+                region.advance(now)
 
     def run_ticker(self, interval_s: float = 0.02) -> threading.Thread:
         """Advance tasks in the background, so a refresh applies even if nobody polls."""
@@ -138,10 +148,10 @@ class Emulator:
         with self.lock:
             self.keyring.authenticate(method=method, url=url, path=path, body=body,
                                       headers=headers, now=self.now())
-            iplb = path.startswith("/ipLoadbalancing")
-            fail = iplb and self.faults.should_fail(method, path)
-            delay = self.faults.delay_s if iplb else 0.0
-            slow = self.faults.answer_delay(method, path) if iplb else 0.0
+            balancing = path.startswith(("/ipLoadbalancing", "/cloud/"))
+            fail = balancing and self.faults.should_fail(method, path)
+            delay = self.faults.delay_s if balancing else 0.0
+            slow = self.faults.answer_delay(method, path) if balancing else 0.0
         if delay:
             time.sleep(delay)
         if fail:
@@ -154,6 +164,8 @@ class Emulator:
         return answer
 
     def _route(self, method: str, path: str, query: Mapping[str, str], body: str) -> Any:
+        if path.startswith("/cloud/"):
+            return self._route_cloud(method, path, query, body)
         found = self.schema.operation(method, path)
         if found is None:
             raise api_error(404, BAD_URL)
@@ -176,6 +188,50 @@ class Emulator:
             return service.refresh((data or {}).get("zone"), outcome=self.faults.task_outcome,
                                    delay_s=self.faults.refresh_delay_s)
         return handler(service, params, filters, data)
+
+    def _route_cloud(self, method: str, path: str, query: Mapping[str, str],
+                     body: str) -> Any:
+        """A Public Cloud call, routed and validated with the vendored cloud schema."""
+        found = self.cloud_schema.operation(method, path)
+        if found is None:
+            raise api_error(404, BAD_URL)
+        operation, params = found
+        handler = CLOUD_HANDLERS.get((operation.method, operation.template))
+        if handler is None:
+            raise api_error(501, f"bgkit's OVH API emulator does not implement "
+                                 f"{operation.method} {operation.template}")
+        for name, value in params.items():
+            if self.cloud_schema.check(value, operation.path.get(name, "string"), "request"):
+                raise api_error(400, f"Invalid value {value!r} for parameter {name}")
+        data = self._cloud_body(operation, body)
+        filters = {key: value for key, value in query.items() if key in operation.query}
+        for key, value in filters.items():
+            if self.cloud_schema.check(value, operation.query[key], "request"):
+                raise api_error(400, f"Invalid value {value!r} for parameter {key}")
+        if not any(project == params["serviceName"] for project, _ in self.clouds):
+            raise api_error(404, "This service does not exist")
+        region = self.clouds.get((params["serviceName"], params["regionName"]))
+        if region is None:
+            raise api_error(404, f"Region {params['regionName']} does not exist or is not "
+                                 "enabled in this project")
+        return handler(region, params, filters, data, self.faults.next_provisioning)
+
+    def _cloud_body(self, operation: CloudOperation, body: str) -> Any:
+        if not body:
+            if operation.body is not None:
+                raise api_error(400, "This call needs a body")
+            return None
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise api_error(400, "Invalid JSON received") from None
+        if operation.body is None:
+            raise api_error(400, "This call takes no body")
+        problems = self.cloud_schema.check(data, operation.body, "request")
+        if problems:
+            raise api_error(400, "; ".join(f"[{p.split(':', 1)[0]}]{p.split(':', 1)[1]}"
+                                           for p in problems))
+        return data
 
     def _body(self, operation: Operation, body: str) -> Any:
         if not body:

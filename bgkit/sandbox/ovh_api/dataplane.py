@@ -2,7 +2,10 @@
 
 When a refresh task of the data-plane zone ends ``done``, the emulator calls
 ``apply(default_farm_id)`` with the frontend's applied ``defaultFarmId``; servers'
-``serverState`` comes from ``server_state(farm_id, address, port)``.
+``serverState`` comes from ``server_state(farm_id, address, port)``. For the Public Cloud
+Load Balancer the same two calls take pool ids (uuids) instead of farm ids: ``apply``
+when a provisioning of the bound listener ends ``active``, ``server_state`` for each
+member's ``operatingStatus``.
 
 :class:`HaproxyDataPlane` switches the sandbox HAProxy with bgkit's own HAProxy
 provider (its ``live`` map entry) and reads HAProxy's health checks with ``show
@@ -22,9 +25,10 @@ from bgkit.errors import LoadBalancerError
 from bgkit.lb.base import PoolName
 from bgkit.lb.haproxy import HaproxyProvider
 
-__all__ = ["DataPlane", "DataPlaneError", "HaproxyDataPlane", "MemoryDataPlane"]
+__all__ = ["BackendId", "DataPlane", "DataPlaneError", "HaproxyDataPlane", "MemoryDataPlane"]
 
 INSTANCE_ID = 1  # the one load balancer instance of the zone
+BackendId = int | str  # an IPLB farm id, or a Public Cloud pool id
 
 
 class DataPlaneError(Exception):
@@ -32,11 +36,12 @@ class DataPlaneError(Exception):
 
 
 class DataPlane(Protocol):
-    def apply(self, default_farm_id: int | None) -> None:
-        """Send traffic to that farm's servers; DataPlaneError if impossible."""
+    def apply(self, default_farm_id: BackendId | None) -> None:
+        """Send traffic to that farm's (or pool's) servers; DataPlaneError if impossible."""
         ...
 
-    def server_state(self, farm_id: int, address: str, port: int) -> list[dict[str, Any]]:
+    def server_state(self, farm_id: BackendId, address: str,
+                     port: int) -> list[dict[str, Any]]:
         """The ``serverState`` items of one server ([] when it has no check)."""
         ...
 
@@ -49,13 +54,13 @@ class HaproxyDataPlane:
     """The sandbox HAProxy: farm ids map to pools, pools to its backends."""
 
     def __init__(self, *, runtime_api: str, map_file: str,
-                 farm_pools: Mapping[int, PoolName], timeout_s: float = 5.0) -> None:
+                 farm_pools: Mapping[BackendId, PoolName], timeout_s: float = 5.0) -> None:
         self.farm_pools = dict(farm_pools)
         self.provider = HaproxyProvider(
             HaproxySettings(runtime_api=runtime_api, map_file=map_file,
                             backends=PoolBackends()), timeout_s=timeout_s)
 
-    def apply(self, default_farm_id: int | None) -> None:
+    def apply(self, default_farm_id: BackendId | None) -> None:
         pool = None if default_farm_id is None else self.farm_pools.get(default_farm_id)
         if pool is None:
             raise DataPlaneError(f"farm {default_farm_id} has no HAProxy backend here")
@@ -64,7 +69,8 @@ class HaproxyDataPlane:
         except LoadBalancerError as error:
             raise DataPlaneError(str(error)) from error
 
-    def server_state(self, farm_id: int, address: str, port: int) -> list[dict[str, Any]]:
+    def server_state(self, farm_id: BackendId, address: str,
+                     port: int) -> list[dict[str, Any]]:
         pool = self.farm_pools.get(farm_id)
         if pool is None:
             return []
@@ -91,16 +97,17 @@ class MemoryDataPlane:
     """Records what it is told; ``checks[(address, port)]`` is (status, checkStatus)."""
 
     def __init__(self) -> None:
-        self.applied: list[int | None] = []
+        self.applied: list[BackendId | None] = []
         self.checks: dict[tuple[str, int], tuple[str, str]] = {}
         self.refuse: str | None = None  # a message: the next applies fail with it
 
-    def apply(self, default_farm_id: int | None) -> None:
+    def apply(self, default_farm_id: BackendId | None) -> None:
         if self.refuse:
             raise DataPlaneError(self.refuse)
         self.applied.append(default_farm_id)
 
-    def server_state(self, farm_id: int, address: str, port: int) -> list[dict[str, Any]]:
+    def server_state(self, farm_id: BackendId, address: str,
+                     port: int) -> list[dict[str, Any]]:
         found = self.checks.get((address, port))
         if found is None:
             return []

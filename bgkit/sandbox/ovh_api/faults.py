@@ -1,21 +1,27 @@
 """Faults the emulator injects, set at start and changed at runtime.
 
-They apply to the IPLB calls only (``/1.0/ipLoadbalancing...``): ``/auth/time`` and the
-consumer-key flow always work. Set them in the emulator's config file (``"faults"``)
-or with ``POST /_emulator/faults`` (a JSON object of the fields to change; ``DELETE``
-puts the start values back):
+They apply to the load balancer calls only (``/1.0/ipLoadbalancing...`` and
+``/1.0/cloud/...``): ``/auth/time`` and the consumer-key flow always work. Set them in
+the emulator's config file (``"faults"``) or with ``POST /_emulator/faults`` (a JSON
+object of the fields to change; ``DELETE`` puts the start values back):
 
 - ``error_next``: the next N matching calls answer HTTP 500 (without acting);
 - ``error_ratio``: each matching call answers 500 with this probability (seeded);
 - ``error_match``: which calls the two above hit, ``"METHOD /path"`` with ``*``
-  wildcards, e.g. ``"POST */refresh"`` (default ``"*"``: every IPLB call);
-- ``delay_s``: seconds added before every IPLB answer (slow API);
+  wildcards, e.g. ``"POST */refresh"`` (default ``"*"``: every load balancer call);
+- ``delay_s``: seconds added before every load balancer answer (slow API);
 - ``slow_answer_s``: the calls matching ``slow_match`` (default ``"*"``) act at once and
   answer this many seconds later — a change made whose answer is still in flight (a
   client killed meanwhile never learns it was made);
 - ``refresh_delay_s``: how long a refresh task takes from ``todo`` to its end;
 - ``task_outcome``: how new refresh tasks end: ``done`` (applied), ``error``,
-  ``cancelled``, or stuck in ``doing`` or ``blocked``.
+  ``cancelled``, or stuck in ``doing`` or ``blocked``;
+- ``provisioning_delay_s``: how long a Public Cloud Load Balancer change stays
+  ``updating`` (listener, pool and load balancer) before it ends;
+- ``provisioning_outcome``: how new provisionings end: ``active`` (applied), ``error``
+  (not applied), or stuck in ``updating``;
+- ``provisioning_error_next``: the next N provisionings end in ``error`` whatever
+  ``provisioning_outcome`` says (one failed change, then the normal outcome).
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal, cast
 
-__all__ = ["TASK_OUTCOMES", "Faults"]
+__all__ = ["PROVISIONING_OUTCOMES", "TASK_OUTCOMES", "Faults", "ProvisioningOutcome"]
 
 TaskOutcome = Literal["done", "error", "cancelled", "doing", "blocked"]
 TASK_OUTCOMES: tuple[TaskOutcome, ...] = ("done", "error", "cancelled", "doing", "blocked")
+ProvisioningOutcome = Literal["active", "error", "updating"]
+PROVISIONING_OUTCOMES: tuple[ProvisioningOutcome, ...] = ("active", "error", "updating")
 
 
 @dataclass(slots=True)
@@ -47,6 +55,9 @@ class Faults:
     slow_match: str = "*"
     refresh_delay_s: float = 0.5
     task_outcome: TaskOutcome = "done"
+    provisioning_delay_s: float = 0.5
+    provisioning_outcome: ProvisioningOutcome = "active"
+    provisioning_error_next: int = 0
     seed: int = 0
     _random: random.Random = field(default_factory=random.Random, init=False, repr=False,
                                    compare=False)
@@ -84,6 +95,14 @@ class Faults:
         return self.error_ratio > 0 and self._random.random() < self.error_ratio
 
 
+    def next_provisioning(self) -> tuple[float, ProvisioningOutcome]:
+        """How long the provisioning starting now takes and how it ends; consumes one of
+        ``provisioning_error_next`` if any is left."""
+        if self.provisioning_error_next > 0:
+            self.provisioning_error_next -= 1
+            return self.provisioning_delay_s, "error"
+        return self.provisioning_delay_s, self.provisioning_outcome
+
     def answer_delay(self, method: str, path: str) -> float:
         """Seconds to hold the answer of this call after it acted (``slow_answer_s``)."""
         if self.slow_answer_s and _glob(self.slow_match, f"{method} {path}"):
@@ -98,13 +117,13 @@ def _glob(pattern: str, text: str) -> bool:
 
 def _checked(key: str, value: object) -> object:
     number = isinstance(value, int | float) and not isinstance(value, bool)
-    if key in ("error_next", "seed"):
+    if key in ("error_next", "seed", "provisioning_error_next"):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ValueError(f"{key} must be a whole number >= 0, got {value!r}")
     elif key == "error_ratio":
         if not number or not 0 <= cast(float, value) <= 1:
             raise ValueError(f"error_ratio must be a number from 0 to 1, got {value!r}")
-    elif key in ("delay_s", "refresh_delay_s", "slow_answer_s"):
+    elif key in ("delay_s", "refresh_delay_s", "slow_answer_s", "provisioning_delay_s"):
         if not number or not 0 <= cast(float, value) <= 3600:
             raise ValueError(f"{key} must be seconds from 0 to 3600, got {value!r}")
         value = float(cast(float, value))
@@ -114,4 +133,7 @@ def _checked(key: str, value: object) -> object:
     elif key == "task_outcome" and value not in TASK_OUTCOMES:
         raise ValueError(f"task_outcome must be one of {', '.join(TASK_OUTCOMES)}, "
                          f"got {value!r}")
+    elif key == "provisioning_outcome" and value not in PROVISIONING_OUTCOMES:
+        raise ValueError(f"provisioning_outcome must be one of "
+                         f"{', '.join(PROVISIONING_OUTCOMES)}, got {value!r}")
     return value

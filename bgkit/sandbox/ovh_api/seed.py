@@ -13,10 +13,18 @@ and the consumer keys (OVHcloud's side of the credentials)::
                    "frontends": [...], "farms": [...], "servers": [...],
                    "data_plane": {"zone": "gra", "frontend_id": 70089,
                                   "runtime_api": "...", "map_file": "...",
-                                  "farm_pools": {"77212": "blue", "77213": "green"}}}]}
+                                  "farm_pools": {"77212": "blue", "77213": "green"}}}],
+     "clouds": [{"serviceName": "<project id>", "region": "GRA11",
+                 "loadbalancers": [...], "listeners": [...], "pools": [...],
+                 "members": {"<pool id>": [...]}, "unmonitored_pools": [],
+                 "data_plane": {"listener_id": "...", "runtime_api": "...",
+                                "map_file": "...",
+                                "pool_colours": {"<pool id>": "blue", ...}}}]}
 
-Frontends, farms and servers are whole objects of the schema's models; the builders
-below make them so. ``load_emulator`` raises ValueError naming what is wrong.
+Frontends, farms and servers (IPLB), load balancers, listeners, pools and members
+(Public Cloud, ``clouds``, optional) are whole objects of the schemas' models; the
+builders below and in ``cloud_seed`` make them so. ``load_emulator`` raises ValueError
+naming what is wrong.
 """
 
 from __future__ import annotations
@@ -27,7 +35,8 @@ from typing import Any, cast
 from bgkit.lb.base import PoolName
 from bgkit.sandbox.ovh_api.app import Emulator
 from bgkit.sandbox.ovh_api.auth import ApiError, ConsumerKey, Keyring, parse_rules
-from bgkit.sandbox.ovh_api.dataplane import DataPlane, HaproxyDataPlane
+from bgkit.sandbox.ovh_api.cloudlb import CloudRegion
+from bgkit.sandbox.ovh_api.dataplane import BackendId, DataPlane, HaproxyDataPlane
 from bgkit.sandbox.ovh_api.faults import Faults
 from bgkit.sandbox.ovh_api.iplb import IplbService
 
@@ -92,7 +101,10 @@ DataPlaneFactory = Callable[[Mapping[str, Any]], DataPlane]
 
 
 def _haproxy(data: Mapping[str, Any]) -> DataPlane:
-    pools = {int(farm): cast(PoolName, pool) for farm, pool in data["farm_pools"].items()}
+    pools: dict[BackendId, PoolName] = (
+        {int(farm): cast(PoolName, pool) for farm, pool in data["farm_pools"].items()}
+        if "farm_pools" in data else
+        {str(pool_id): cast(PoolName, pool) for pool_id, pool in data["pool_colours"].items()})
     return HaproxyDataPlane(runtime_api=str(data["runtime_api"]),
                             map_file=str(data["map_file"]), farm_pools=pools)
 
@@ -113,7 +125,9 @@ def load_emulator(config: Mapping[str, Any], *, log: Callable[[str], None] | Non
                               rules=parse_rules(item["rules"]))
             keyring.consumer_keys[key.key] = key
         services = {item["serviceName"]: _service(item, data_plane)
-                    for item in config["services"]}
+                    for item in config.get("services", ())}
+        clouds = {(str(item["serviceName"]), str(item["region"])): _cloud(item, data_plane)
+                  for item in config.get("clouds", ())}
         listen = config.get("listen", {})
         host, port = str(listen.get("host", "127.0.0.1")), int(listen.get("port", 0))
     except (KeyError, TypeError) as error:
@@ -122,8 +136,20 @@ def load_emulator(config: Mapping[str, Any], *, log: Callable[[str], None] | Non
         raise ValueError(f"emulator config: consumer key rules: {error}") from error
     emulator = Emulator(keyring=keyring, services=services,
                         faults=Faults.from_json(config.get("faults", {})),
-                        clock_offset_s=float(config.get("clock_offset_s", 0.0)), log=log)
+                        clock_offset_s=float(config.get("clock_offset_s", 0.0)), log=log,
+                        clouds=clouds)
     return emulator, host, port
+
+
+def _cloud(item: Mapping[str, Any], data_plane: DataPlaneFactory) -> CloudRegion:
+    plane = item.get("data_plane")
+    return CloudRegion(
+        service_name=str(item["serviceName"]), region=str(item["region"]),
+        loadbalancers=list(item["loadbalancers"]), listeners=list(item["listeners"]),
+        pools=list(item["pools"]), members=dict(item.get("members", {})),
+        unmonitored_pools=tuple(item.get("unmonitored_pools", ())),
+        data_plane=data_plane(plane) if plane else None,
+        data_plane_listener=str(plane["listener_id"]) if plane else None)
 
 
 def _service(item: Mapping[str, Any], data_plane: DataPlaneFactory) -> IplbService:
