@@ -19,9 +19,10 @@ from rich.table import Table
 if TYPE_CHECKING:
     from bgkit.config import Config
 
-__all__ = ["cell", "config_if_any", "config_option", "err", "error_line", "escape", "now",
-           "out", "print_frame", "print_head", "print_outcome", "print_record",
-           "print_takeover", "runs_dir_of", "runs_dir_option", "runs_in_progress"]
+__all__ = ["cell", "config_if_any", "config_option", "err", "error_line", "escape",
+           "json_option", "now", "out", "print_frame", "print_head", "print_json",
+           "print_outcome", "print_record", "print_takeover", "runs_dir_of", "runs_dir_option",
+           "runs_in_progress"]
 
 # Piped output (CI logs, tests) gets wide lines instead of rich's 80-column default.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -33,6 +34,17 @@ config_option = click.option(
 runs_dir_option = click.option(
     "--runs-dir", type=click.Path(path_type=Path), default=None,
     help="Archive folder (default: [runs].dir of bgkit.toml).")
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True,
+    help="Print one JSON object on stdout for machines (progress still goes to stderr); "
+         "its shape is in README.md, 'JSON output'.")
+
+
+def print_json(value: object) -> None:
+    """``value`` as one line of JSON on stdout, nothing else."""
+    click.echo(json.dumps(value, sort_keys=True, default=str))
 
 
 def error_line(message: str) -> None:
