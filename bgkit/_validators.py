@@ -187,6 +187,11 @@ def ctest_arg(value: object) -> str:
     return _string(value, "a ctest argument such as -E or network")
 
 
+def hook_arg(value: object) -> str:
+    """One argument of a hook command (no control characters; passed as is, no shell)."""
+    return _string(value, "an argument string")
+
+
 def name(value: object) -> str:
     expected = "a name of letters, digits, '.', '_' or '-' (at most 64, not starting with a symbol)"
     text = _string(value, expected)

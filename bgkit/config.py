@@ -36,6 +36,7 @@ __all__ = [
     "DeployConfig",
     "GatesConfig",
     "HaproxySettings",
+    "HooksConfig",
     "HostConfig",
     "IncludeConfig",
     "LbConfig",
@@ -349,6 +350,27 @@ class GatesConfig(_Model):
     min_p95_delta_ms: Annotated[float, BeforeValidator(v.non_negative_number)] = 5.0
     require_version: StrictBool = True
     max_consecutive_failures: Count = 3
+    parity: Literal["warn", "fail"] = "warn"  # pools whose hosts differ (CPU, memory...)
+
+
+HookArgv = tuple[Annotated[str, BeforeValidator(v.hook_arg)], ...]
+
+
+class HooksConfig(_Model):
+    """``[hooks]``: commands bgkit runs on this machine around its steps.
+
+    Each is an argv list (no shell: ``["sh", "-c", "..."]`` when one is wanted), run in
+    bgkit.toml's folder with ``BGKIT_*`` variables describing the step (README "Hooks"),
+    for at most ``timeout_s`` seconds. A failing ``pre_*`` hook stops its step before
+    anything changes; every hook's exit code, duration and output tail are recorded.
+    """
+
+    pre_deploy: HookArgv = ()
+    post_deploy: HookArgv = ()
+    pre_switch: HookArgv = ()
+    post_switch: HookArgv = ()
+    post_rollback: HookArgv = ()
+    timeout_s: Seconds = 600.0
 
 
 class SwitchConfig(_Model):
@@ -407,6 +429,7 @@ class Config(_Model):
     ssh: SshConfig = SshConfig()
     switch: SwitchConfig = SwitchConfig()
     lock: LockConfig = LockConfig()
+    hooks: HooksConfig = HooksConfig()
     path: Path = Path(DEFAULT_NAME)
 
     @model_validator(mode="after")

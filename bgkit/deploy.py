@@ -34,6 +34,7 @@ from bgkit.commands import remote, service
 from bgkit.config import Config
 from bgkit.errors import DeployError, HostError, UsageError
 from bgkit.health import health_url, wait_healthy
+from bgkit.hooks import hook_environment, post_hook, pre_hook
 from bgkit.host_files import file_digest, render_file
 from bgkit.host_setup import setup_hint
 from bgkit.hosts import Fleet, Host, HostResult, Progress, Session, hosts_of
@@ -90,6 +91,7 @@ class DeployResult:
     live_pool: PoolName
     hosts: tuple[HostDeploy, ...]
     lock_takeover: dict[str, Any] | None = None  # the stale lease this deploy took over
+    hooks: tuple[dict[str, object], ...] = ()  # each hook that ran: exit code, output tail
 
     @property
     def ok(self) -> bool:
@@ -106,7 +108,7 @@ class DeployResult:
         """What the archive keeps of a deploy."""
         return {"ok": True, "release": self.release, "sha256": self.sha256, "pool": self.pool,
                 "live_pool": self.live_pool, "moved": self.moved,
-                "lock_takeover": self.lock_takeover}
+                "lock_takeover": self.lock_takeover, "hooks": list(self.hooks)}
 
     def files_table(self) -> pd.DataFrame:
         """One row per host file per host: its path, sha256 and whether it changed."""
@@ -167,6 +169,9 @@ def _deploy(config: Config, checked: CheckedRelease, *, pool: PoolName | None,
                          f"deploys to the idle pool ({other_pool(live)})")
     hosts = hosts_of(config, target)
     _refuse_live_servers(config, balancer, live, hosts)
+    environment = hook_environment(config, "pre_deploy", pool=target, live_pool=live,
+                                   release=checked.release, version=checked.version)
+    ran = [pre_hook(config, "pre_deploy", environment)]  # raises HookFailed: nothing changed
     states = {host: _State() for host in hosts}
     phases: list[tuple[str, Callable[[Session], Any]]] = [
         ("preflight", lambda s: _preflight(s, config, checked, states[s.host])),
@@ -181,7 +186,9 @@ def _deploy(config: Config, checked: CheckedRelease, *, pool: PoolName | None,
             if not all(r.ok for r in results):
                 outcome = _result(checked, target, live, hosts, states, results, phase)
                 raise DeployError(_failure_message(outcome, phase), results=outcome.hosts)
-    return _result(checked, target, live, hosts, states, results, "done")
+    ran.append(post_hook(config, "post_deploy", {**environment, "BGKIT_HOOK": "post_deploy"}))
+    return replace(_result(checked, target, live, hosts, states, results, "done"),
+                   hooks=tuple(hook.to_dict() for hook in ran if hook is not None))
 
 
 def _refuse_live_servers(config: Config, lb: LoadBalancer, live: PoolName,

@@ -12,6 +12,7 @@
     ├── SandboxError            the local sandbox fleet could not be started or read (exit 1)
     ├── HostError               one host could not be reached or a command on it failed
     ├── DeployError             a deploy failed on some hosts; carries every host's result
+    ├── HookFailed              a pre_* hook failed: its step stopped before any change
     └── LockHeld                someone else holds the deployment lock (exit 1)
         └── LeaseLost           the lock this process held is no longer its own
 
@@ -23,6 +24,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bgkit.hooks import HookResult
 
 __all__ = [
     "ApplyPending",
@@ -30,6 +35,7 @@ __all__ = [
     "BuildError",
     "ConfigError",
     "DeployError",
+    "HookFailed",
     "HostError",
     "LeaseLost",
     "LoadBalancerError",
@@ -122,6 +128,15 @@ class DeployError(BgkitError):
 
     def __init__(self, message: str, *, results: Sequence[object] = ()) -> None:
         self.results = tuple(results)
+        super().__init__(message)
+
+
+class HookFailed(BgkitError):
+    """A ``pre_*`` hook failed, so its step stopped before changing anything; ``result``
+    is its :class:`bgkit.hooks.HookResult`."""
+
+    def __init__(self, message: str, *, result: HookResult) -> None:
+        self.result = result
         super().__init__(message)
 
 

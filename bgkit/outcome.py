@@ -106,6 +106,7 @@ class SwitchOutcome:
     revert: Revert | None = None
     lb_state: str = ""
     release: str | None = None  # the release id the target pool serves, when known
+    hooks: tuple[dict[str, Any], ...] = ()  # each hook that ran: exit code, output tail
 
     @property
     def exit_code(self) -> int:
@@ -122,5 +123,5 @@ class SwitchOutcome:
             "verdict_reasons": self.evidence.verdict.reasons() if self.evidence else [],
             "intent": self.intent, "takeover": self.takeover, "converged": self.converged,
             "revert": self.revert.to_dict() if self.revert else None,
-            "lb_state": self.lb_state,
+            "lb_state": self.lb_state, "hooks": list(self.hooks),
         }

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,7 +41,8 @@ import pandas as pd
 from bgkit import lock as locking
 from bgkit.analysis import evaluate
 from bgkit.config import Config
-from bgkit.errors import ApplyPending, LeaseLost, LoadBalancerError
+from bgkit.errors import ApplyPending, HookFailed, LeaseLost, LoadBalancerError
+from bgkit.hooks import HookName, HookResult, hook_environment, post_hook, pre_hook
 from bgkit.lb.base import LbState, LoadBalancer, PoolName, other_pool
 from bgkit.outcome import LivePool, Revert, SwitchOutcome
 from bgkit.verify import VerifyResult, verify
@@ -90,7 +91,7 @@ def switch(config: Config, *, lb: LoadBalancer, expected_version: str, approve: 
                              release=release)
         if _already_live(evidence, expected_version):
             return run.already_live(evidence, expected_version)
-        return run.decide_and_move(live, idle, evidence, approve, expected_version)
+        return run.after(run.decide_and_move(live, idle, evidence, approve, expected_version))
 
 
 def rollback(config: Config, *, lb: LoadBalancer, approve: bool,
@@ -126,7 +127,7 @@ def rollback(config: Config, *, lb: LoadBalancer, approve: bool,
             return run.end(Outcome.REFUSED, f"refusing to roll back to the {previous} pool: it now "
                            f"answers {version}, not {expected_version} as when you decided",
                            live, previous, live=live, facts=_Facts(evidence=evidence))
-        return run.decide_and_move(live, previous, evidence, approve, version)
+        return run.after(run.decide_and_move(live, previous, evidence, approve, version))
 
 
 def _moved(expected: PoolName, live: PoolName) -> str:
@@ -208,6 +209,7 @@ class _Run:
     watched_intent: dict[str, Any] | None = None
     finished_note: str = ""
     release: str | None = None  # the release id being made live, when the caller knows it
+    hooks: list[dict[str, Any]] = field(default_factory=list)  # hooks that ran, as records
 
     def __post_init__(self) -> None:
         took = self.lease.took_over
@@ -237,7 +239,8 @@ class _Run:
             self.action, outcome, reason, from_pool, to_pool, live, evidence, applied_s,
             watch, back_s, timings, version=version, intent=self.intent,
             takeover=self.takeover, converged="; ".join(self.notes), revert=revert,
-            lb_state=state.describe() if state is not None else "", release=self.release)
+            lb_state=state.describe() if state is not None else "", release=self.release,
+            hooks=tuple(self.hooks))
 
     def needs_attention(self, why: str, from_pool: PoolName, to_pool: PoolName, *,
                         facts: _Facts = NO_FACTS, state: LbState | None = None,
@@ -396,7 +399,37 @@ class _Run:
             return self.end(Outcome.NOT_APPROVED, "the gates passed but the switch was not "
                             "approved (approve=True, or the button)", live, target, live=live,
                             facts=facts)
+        if self.action == "switch":
+            environment = hook_environment(self.config, "pre_switch", pool=target,
+                                           live_pool=live, release=self.release or "",
+                                           version=version)
+            try:
+                self.ran(pre_hook(self.config, "pre_switch", environment))
+            except HookFailed as failed:
+                self.ran(failed.result)
+                return self.end(Outcome.REFUSED, str(failed), live, target, live=live,
+                                facts=facts)
         return self.move(live, target, evidence, version)
+
+    def ran(self, hook: HookResult | None) -> None:
+        """Keep a hook's result for the outcome (``None``: no such hook is set)."""
+        if hook is not None:
+            self.hooks.append(hook.to_dict())
+
+    def after(self, outcome: SwitchOutcome) -> SwitchOutcome:
+        """Run ``post_switch`` / ``post_rollback`` after a change that went live and was
+        watched; its failure is recorded and reported, the change stands."""
+        names: dict[str, HookName] = {Outcome.SWITCHED: "post_switch",
+                                      Outcome.ROLLED_BACK: "post_rollback"}
+        name = names.get(outcome.ended)
+        if name is None or outcome.live_pool == "unknown":
+            return outcome
+        environment = hook_environment(self.config, name, pool=outcome.to_pool,
+                                       live_pool=outcome.live_pool,
+                                       release=outcome.release or "",
+                                       version=outcome.version or "")
+        self.ran(post_hook(self.config, name, environment))
+        return replace(outcome, hooks=tuple(self.hooks))
 
     def move(self, live: PoolName, target: PoolName, evidence: VerifyResult,
              version: str) -> SwitchOutcome:

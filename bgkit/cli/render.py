@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from bgkit.config import Config
 
 __all__ = ["cell", "config_if_any", "config_option", "err", "error_line", "escape",
-           "json_option", "now", "out", "print_frame", "print_head", "print_json",
+           "json_option", "now", "out", "print_frame", "print_head", "print_hooks", "print_json",
            "print_outcome", "print_record", "print_takeover", "runs_dir_of", "runs_dir_option",
            "runs_in_progress"]
 
@@ -83,6 +83,18 @@ def print_takeover(took: dict[str, Any]) -> None:
               f"{escape(str(took.get('reason')))}")
 
 
+def print_hooks(hooks: Any) -> None:
+    """One line per hook that ran (its exit and duration), then its output tail, indented;
+    the tail is the command's text, printed as text (never as rich markup)."""
+    for hook in hooks:
+        colour = "green" if hook["ok"] else "red"
+        ended = "ok" if hook["ok"] else hook["problem"]
+        out.print(f"  hook {hook['name']}: [{colour}]{escape(ended)}[/] in "
+                  f"{hook['duration_s']:.1f} s")
+        for line in str(hook["output_tail"]).splitlines()[-10:]:
+            out.print(f"    | {escape(line)}")
+
+
 def print_outcome(outcome: Any) -> None:
     """A switch or rollback outcome: what happened, where traffic is, the watch."""
     colour = "green" if outcome.exit_code == 0 else "red"
@@ -106,6 +118,7 @@ def print_outcome(outcome: Any) -> None:
                   f"p99 {p99} ms")
         if watched.breach:
             out.print(f"  stopped at the first breach: {escape(watched.breach)}")
+    print_hooks(outcome.hooks)
     if outcome.revert is not None:
         revert = outcome.revert.to_dict()
         detect, apply, total = (revert[key] for key in ("detect_s", "apply_s",

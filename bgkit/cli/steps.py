@@ -22,6 +22,7 @@ from bgkit.cli.render import (
     out,
     print_frame,
     print_head,
+    print_hooks,
     print_json,
     print_outcome,
     print_takeover,
@@ -164,7 +165,7 @@ def deploy(config_path: Path | None, artifact: Path | None, pool: str | None,
     """Deploy a release to every host of the idle pool; the live pool is never touched."""
     from bgkit.deploy import deploy as deploy_release
     from bgkit.deploy import hosts_table
-    from bgkit.errors import DeployError
+    from bgkit.errors import DeployError, HookFailed
     from bgkit.progress import LiveProgress, progress_for
     from bgkit.release_check import artifact_for
     from bgkit.runbook.actions import archive_action
@@ -178,9 +179,12 @@ def deploy(config_path: Path | None, artifact: Path | None, pool: str | None,
         with display if isinstance(display, LiveProgress) else nullcontext():
             result = deploy_release(config, release=release, pool=_pool(pool),
                                     progress=display)
-    except DeployError as error:
-        table = hosts_table(error.results)
-        failed = {"ok": False, "error": str(error), "release": release.release}
+    except (DeployError, HookFailed) as error:
+        table = hosts_table(error.results if isinstance(error, DeployError) else ())
+        failed: dict[str, object] = {"ok": False, "error": str(error),
+                                     "release": release.release}
+        if isinstance(error, HookFailed):
+            failed["hooks"] = [error.result.to_dict()]
         run = archive_action(config, step="02_deploy_green", front_door="cli",
                              started=started, outcome="failed", reason=str(error),
                              summary=f"deploy failed: {error}", parameters=parameters,
@@ -190,6 +194,7 @@ def deploy(config_path: Path | None, artifact: Path | None, pool: str | None,
                         "run_id": run.run_id})
         else:
             print_frame(table, title="per-host result")
+            print_hooks(failed.get("hooks", ()))
         err.print(f"archived as run {run.run_id} ({run.path})")
         raise
     records: dict[str, object] = {"deploy": result.record(), "hosts": result.table()}
@@ -210,6 +215,7 @@ def deploy(config_path: Path | None, artifact: Path | None, pool: str | None,
                 f"(live: {result.live_pool})")
     if config.service.files:
         print_frame(result.files_table(), title="host files (sha256; changed by this deploy)")
+    print_hooks(result.hooks)
     out.print(f"archived as run {run.run_id} ({run.path})")
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from bgkit.config import Config
-from bgkit.errors import DeployError
+from bgkit.errors import DeployError, HookFailed
 from bgkit.lb.base import LoadBalancer, PoolName, other_pool
 from bgkit.runbook.record import record, record_outcome
 
@@ -154,16 +154,22 @@ def deploy_step(config: Config, *, artifact: str = "", lb: LoadBalancer | None =
     record("release", release.release)
     try:
         result = deploy(config, release=release, lb=lb, progress=LineProgress())
-    except DeployError as error:
-        table = hosts_table(error.results)
-        record("deploy", {"ok": False, "error": str(error)})
-        record("hosts", table)
-        _show(table)
+    except (DeployError, HookFailed) as error:
+        failed: dict[str, object] = {"ok": False, "error": str(error)}
+        if isinstance(error, HookFailed):  # stopped before any host was touched
+            failed["hooks"] = [error.result.to_dict()]
+            _show_hooks(failed["hooks"])
+        else:
+            table = hosts_table(error.results)
+            record("hosts", table)
+            _show(table)
+        record("deploy", failed)
         record_outcome("failed", str(error))
         raise
     record("deploy", result.record())
     record("hosts", result.table())
     _show(result.table())
+    _show_hooks(result.hooks)
     if config.service.files:  # each host file's sha256, and whether this deploy changed it
         record("files", result.files_table())
         _show(result.files_table())
@@ -292,6 +298,16 @@ def _show(value: Any) -> None:
     from IPython.display import display
 
     display(value)
+
+
+def _show_hooks(hooks: Any) -> None:
+    """Show the hooks that ran (nothing when none did), their output escaped."""
+    from IPython.display import HTML, display
+
+    from bgkit.runbook.decisions import hooks_html
+
+    if markup := hooks_html(hooks):
+        display(HTML(markup))
 
 
 def _png(data: bytes) -> Any:
