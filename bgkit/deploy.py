@@ -23,7 +23,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from bgkit.host_files import file_digest, render_file
 from bgkit.host_setup import setup_hint
 from bgkit.hosts import Fleet, Host, HostResult, Progress, Session, hosts_of
 from bgkit.lb.base import LoadBalancer, PoolName, other_pool
+from bgkit.parity import libc_problem
 from bgkit.release_check import CheckedRelease, artifact_for
 from bgkit.version_signal import VersionSource
 
@@ -71,6 +72,7 @@ class HostDeploy:
     error: str | None
     duration_s: float
     files: tuple[PublishedFile, ...] = ()
+    facts: remote.HostFacts | None = None  # CPUs, memory, kernel, arch, libc at preflight
 
     @property
     def ok(self) -> bool:
@@ -108,7 +110,9 @@ class DeployResult:
         """What the archive keeps of a deploy."""
         return {"ok": True, "release": self.release, "sha256": self.sha256, "pool": self.pool,
                 "live_pool": self.live_pool, "moved": self.moved,
-                "lock_takeover": self.lock_takeover, "hooks": list(self.hooks)}
+                "lock_takeover": self.lock_takeover, "hooks": list(self.hooks),
+                "facts": {h.host.address: asdict(h.facts) for h in self.hosts
+                          if h.facts is not None}}
 
     def files_table(self) -> pd.DataFrame:
         """One row per host file per host: its path, sha256 and whether it changed."""
@@ -136,6 +140,7 @@ class _State:
     restarted: bool = False
     current: str = ""
     files: list[PublishedFile] = field(default_factory=list)
+    facts: remote.HostFacts | None = None  # what pool parity compares (bgkit.parity)
 
 
 def deploy(config: Config, *, artifact: Path | None = None,
@@ -212,11 +217,15 @@ def _preflight(session: Session, config: Config, checked: CheckedRelease,
                state: _State) -> None:
     session.step("preflight")
     layout = remote.Layout(session.host.root, checked.release)
-    answer = remote.parse_preflight(session.run(remote.preflight(layout)).stdout)
+    said = session.run(f"{remote.preflight(layout)}; {remote.host_facts()}").stdout
+    answer = remote.parse_preflight(said)
     state.preflight, state.current = answer, answer.current
     if checked.arch and answer.arch != checked.arch:
         raise HostError(session.host.label, f"CPU architecture {answer.arch} does not match "
                         f"the release's {checked.arch}")
+    state.facts = remote.parse_host_facts(said)
+    if (problem := libc_problem(state.facts, checked.glibc)) is not None:
+        raise HostError(session.host.label, problem)
     if not answer.writable:
         raise HostError(session.host.label, f"{layout.root} is not writable by "
                         f"{session.host.user}")
@@ -408,7 +417,7 @@ def _result(checked: CheckedRelease, target: PoolName, live: PoolName, hosts: Se
         rows.append(HostDeploy(host=host, phase=phase, previous=before, current=state.current,
                                uploaded=state.uploaded, restarted=state.restarted,
                                error=result.error, duration_s=result.duration_s,
-                               files=tuple(state.files)))
+                               files=tuple(state.files), facts=state.facts))
     return DeployResult(release=checked.release, sha256=checked.sha256, pool=target,
                         live_pool=live, hosts=tuple(rows))
 

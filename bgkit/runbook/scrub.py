@@ -45,8 +45,9 @@ _OWN_FIELDS = ("schema", "run_id", "step", "outcome", "started_at", "finished_at
 def looks_secret(name: str) -> bool:
     """True for a name that suggests a secret: it contains secret, passw(or)d, passcode,
     passphrase, token, credential, private, privkey, sshpass or dbpass anywhere, or the
-    word key, apikey, pass, pwd, pin, auth or authorization (``api_key``, ``OVH_CONSUMER_KEY``, ``dbPass``,
-    ``MYSQL_PWD``; not ``monkey``, ``keyboard`` nor the shell's ``PWD``)."""
+    word key, apikey, pass, pwd, pin, auth or authorization (``api_key``,
+    ``OVH_CONSUMER_KEY``, ``dbPass``, ``MYSQL_PWD``; not ``monkey``, ``keyboard`` nor the
+    shell's ``PWD``)."""
     if name in _NOT_SECRET:
         return False
     if _STRONG.search(name):
