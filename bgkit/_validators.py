@@ -89,6 +89,10 @@ def count(value: object) -> int:
     return _integer(value, 0, 2**31 - 1, "a whole number 0 or more")
 
 
+def canary_percent(value: object) -> int:
+    return _integer(value, 1, 99, "a whole percent from 1 to 99")
+
+
 def positive_seconds(value: object) -> float:
     number = _number(value)
     if number is None or not 0 < number <= 86400:

@@ -10,9 +10,10 @@ Relative paths in the file are resolved against the file's own folder.
 
 from __future__ import annotations
 
+import itertools
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -373,12 +374,31 @@ class HooksConfig(_Model):
     timeout_s: Seconds = 600.0
 
 
+CanaryPercent = Annotated[int, BeforeValidator(v.canary_percent)]
+
+
+class CanaryStep(_Model):
+    """One canary step: ``percent`` of requests to the idle pool for ``hold_s`` seconds
+    (default ``[switch].canary_hold_s``)."""
+
+    percent: CanaryPercent
+    hold_s: Seconds | None = None
+
+
+def _canary_step(value: object) -> object:
+    """``5`` is ``{percent = 5}``: a bare number is a step with the default hold."""
+    return {"percent": value} if isinstance(value, int | float | str) else value
+
+
 class SwitchConfig(_Model):
     """``[switch]``: the evidence taken right before a switch and the watch after it.
 
     ``timeout_s`` bounds one load-balancer change; when it passes with the change still
     being applied (an OVH refresh task), bgkit follows it ``apply_grace_s`` more before
     it calls the state unknown. The watch polls the load balancer every ``lb_poll_s``.
+    ``canary`` (e.g. ``[5, 25]`` or ``[{percent = 5, hold_s = 120}]``, percents rising)
+    sends that share of requests to the idle pool for each step's hold before the full
+    switch, watching the answers of each pool; empty: no canary.
     """
 
     samples_per_host: Count = 100
@@ -388,6 +408,23 @@ class SwitchConfig(_Model):
     lb_poll_s: Seconds = 0.25
     timeout_s: Seconds = 60.0
     apply_grace_s: Seconds = 120.0
+    canary: tuple[Annotated[CanaryStep, BeforeValidator(_canary_step)], ...] = ()
+    canary_hold_s: Seconds = 30.0
+
+    @model_validator(mode="after")
+    def _rising(self) -> SwitchConfig:
+        percents = [step.percent for step in self.canary]
+        if any(b <= a for a, b in itertools.pairwise(percents)):
+            raise ValueError(f"canary: the steps' percents must rise, got {percents}")
+        return self
+
+    def canary_steps(self, override: Sequence[int] | None = None) -> list[tuple[int, float]]:
+        """(percent, hold in seconds) per step: ``override`` (percents, held
+        ``canary_hold_s`` each; ``[]`` for none) or the configured steps."""
+        if override is not None:
+            return [(percent, self.canary_hold_s) for percent in override]
+        return [(step.percent, step.hold_s if step.hold_s is not None else self.canary_hold_s)
+                for step in self.canary]
 
 
 class LockConfig(_Model):

@@ -8,7 +8,8 @@
     ├── RecordError             a value given to record() cannot be archived (exit 1)
     ├── StepFailed              an archived notebook run did not succeed (exit 1)
     ├── LoadBalancerError       the load balancer refused, failed or timed out (exit 1)
-    │   └── ApplyPending        a change was made but its application is still in progress
+    │   ├── ApplyPending        a change was made but its application is still in progress
+    │   └── SplitUnsupported    the provider cannot split traffic between pools (no canary)
     ├── SandboxError            the local sandbox fleet could not be started or read (exit 1)
     ├── HostError               one host could not be reached or a command on it failed
     ├── DeployError             a deploy failed on some hosts; carries every host's result
@@ -43,6 +44,7 @@ __all__ = [
     "RecordError",
     "SandboxError",
     "SecretParameterError",
+    "SplitUnsupported",
     "StepFailed",
     "UsageError",
 ]
@@ -100,6 +102,11 @@ class StepFailed(BgkitError):
 
 class LoadBalancerError(BgkitError):
     """The load balancer could not be read or switched; the message says what to do."""
+
+
+class SplitUnsupported(LoadBalancerError):
+    """The load balancer cannot send a share of the traffic to the idle pool without
+    changing the live pool's own servers; the message says why (a canary is refused)."""
 
 
 class ApplyPending(LoadBalancerError):

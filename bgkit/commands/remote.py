@@ -288,8 +288,9 @@ def stage(layout: Layout, *, sha256: str, executable: str, tree: str) -> str:
     Exits 3 (printing ``checksum=<sha256sum's line>``) on a checksum mismatch, 5 (printing
     ``tree=<found>``) when tar on the host unpacked something else than was checked, and
     4 (printing ``ldd=<line>`` for each library or symbol version ``ldd`` could not
-    resolve) when libraries are missing; each cleans up the upload and the partial unpack. :func:`parse_stage`
-    reads the answer with :func:`parse_sha256sum` and :func:`missing_libraries`.
+    resolve) when libraries are missing; each cleans up the upload and the partial
+    unpack. :func:`parse_stage` reads the answer with :func:`parse_sha256sum` and
+    :func:`missing_libraries`.
     """
     incoming, partial = _q(layout.incoming), _q(layout.partial_dir)
     return "; ".join([
