@@ -33,7 +33,8 @@ from bgkit.probe import Reading, frame_of, lb_target, pool_label, run_coroutine
 from bgkit.version_signal import VersionSource
 from bgkit.watch import WatchJudge, judged_samples
 
-__all__ = ["MIN_EXPECTED", "CanaryHold", "CanaryJudge", "hold", "pool_summary"]
+__all__ = ["MIN_EXPECTED", "CanaryHold", "CanaryJudge", "describe_step", "hold",
+           "pool_summary"]
 
 MIN_EXPECTED = 5  # answers the canary pool should get before "it got none" means something
 
@@ -139,10 +140,7 @@ class CanaryHold:
         return 100 * self.to_canary / attributed if attributed else None
 
     def describe(self) -> str:
-        share = "-" if self.share is None else f"{self.share:.1f}%"
-        text = (f"canary {self.percent}% for {self.duration_s:.1f} s: {self.samples} answers, "
-                f"{share} from the canary pool, {self.errors} failed")
-        return text + ("" if self.ok else f"; {'; '.join(self.reasons)}")
+        return describe_step(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         return {"percent": self.percent, "hold_s": self.hold_s, "ok": self.ok,
@@ -156,6 +154,15 @@ class CanaryHold:
                 "breached_at": _iso(self.breached_at), "duration_s": self.duration_s,
                 "summary": [{k: _plain(v) for k, v in row.items()}
                             for row in self.summary.to_dict("records")]}
+
+
+def describe_step(step: dict[str, Any]) -> str:
+    """One held step (:meth:`CanaryHold.to_dict`) in words."""
+    share = "-" if step["share"] is None else f"{step['share']:.1f}%"
+    text = (f"canary {step['percent']}%: {step['samples']} answers in "
+            f"{step['duration_s']:.1f} s, {share} from the canary pool, {step['errors']} "
+            "failed")
+    return text + ("" if step["ok"] else f" — {'; '.join(step['reasons'])}")
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -107,6 +107,7 @@ class SwitchOutcome:
     lb_state: str = ""
     release: str | None = None  # the release id the target pool serves, when known
     hooks: tuple[dict[str, Any], ...] = ()  # each hook that ran: exit code, output tail
+    canary: tuple[dict[str, Any], ...] = ()  # each canary step held: CanaryHold.to_dict()
 
     @property
     def exit_code(self) -> int:
@@ -124,4 +125,5 @@ class SwitchOutcome:
             "intent": self.intent, "takeover": self.takeover, "converged": self.converged,
             "revert": self.revert.to_dict() if self.revert else None,
             "lb_state": self.lb_state, "hooks": list(self.hooks),
+            "canary": list(self.canary),
         }

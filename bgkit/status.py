@@ -1,4 +1,5 @@
-"""What is where: the live pool, and each host's release, service and health."""
+"""What is where: the live pool (and any canary split), and each host's release, service
+and health."""
 
 from __future__ import annotations
 
@@ -31,6 +32,15 @@ class HostStatus:
 class FleetStatus:
     live_pool: PoolName
     hosts: tuple[HostStatus, ...]
+    canary: int = 0  # percent of requests a canary split sends to canary_pool
+    canary_pool: PoolName | None = None
+
+    def headline(self) -> str:
+        """``live pool: blue``, and the canary split when there is one."""
+        text = f"live pool: {self.live_pool}"
+        if self.canary:
+            text += f"; canary: {self.canary}% of requests to {self.canary_pool}"
+        return text
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame([{
@@ -43,7 +53,8 @@ class FleetStatus:
 
 def fleet_status(config: Config, *, lb: LoadBalancer) -> FleetStatus:
     """Read the live pool from the load balancer and every host's state over SSH and HTTP."""
-    live = lb.live_pool()
+    state = lb.state()
+    live = state.live if state.settled and state.live is not None else lb.live_pool()
     seen: dict[tuple[str, str], BackendServer] = {
         (s.pool, s.address): s for s in lb.backend_health()}
     hosts = [*hosts_of(config, "blue"), *hosts_of(config, "green")]
@@ -62,7 +73,8 @@ def fleet_status(config: Config, *, lb: LoadBalancer) -> FleetStatus:
                 host=host, release=release if result.ok else f"unreachable: {result.error}",
                 running=running, health="ok" if answer.ok else answer.problem,
                 version=answer.version, lb_status=_lb_word(backend)))
-    return FleetStatus(live_pool=live, hosts=tuple(rows))
+    return FleetStatus(live_pool=live, hosts=tuple(rows), canary=state.canary,
+                       canary_pool=state.canary_pool)
 
 
 def _lb_word(backend: BackendServer | None) -> str:

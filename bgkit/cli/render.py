@@ -97,6 +97,8 @@ def print_hooks(hooks: Any) -> None:
 
 def print_outcome(outcome: Any) -> None:
     """A switch or rollback outcome: what happened, where traffic is, the watch."""
+    from bgkit.canary import describe_step
+
     colour = "green" if outcome.exit_code == 0 else "red"
     if outcome.takeover:
         print_takeover(outcome.takeover)
@@ -118,6 +120,8 @@ def print_outcome(outcome: Any) -> None:
                   f"p99 {p99} ms")
         if watched.breach:
             out.print(f"  stopped at the first breach: {escape(watched.breach)}")
+    for step in outcome.canary:
+        out.print(f"  {escape(describe_step(step))}")
     print_hooks(outcome.hooks)
     if outcome.revert is not None:
         revert = outcome.revert.to_dict()

@@ -8,6 +8,7 @@ Inputs that take a file say ``--artifact`` (the built tarball); results name the
 from __future__ import annotations
 
 from contextlib import nullcontext
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -264,9 +265,11 @@ def status(config_path: Path | None, as_json: bool) -> None:
     config = _load(config_path)
     result = fleet_status(config, lb=get_provider(config))
     if as_json:
-        print_json({"live_pool": result.live_pool, "hosts": result.table().to_dict("records")})
+        print_json({"live_pool": result.live_pool,
+                    "canary": {"percent": result.canary, "pool": result.canary_pool},
+                    "hosts": result.table().to_dict("records")})
         return
-    print_frame(result.table(), title=f"live pool: {result.live_pool}")
+    print_frame(result.table(), title=result.headline())
     runs_in_progress(config.runs_dir)
 
 
@@ -344,13 +347,18 @@ def release_command(config_path: Path | None, approve: bool, version: str,
 @artifact_option
 @click.option("--approve", is_flag=True, help="Switch if the gates pass (else: not approved).")
 @click.option("--message", "-m", default="switch", help="Why, for the lock and the record.")
+@click.option("--canary", "canary", type=click.IntRange(0, 99), multiple=True,
+              metavar="PERCENT",
+              help="Before the full switch, send PERCENT of requests to the idle pool for "
+                   "[switch].canary_hold_s and watch each pool; repeat for steps "
+                   "(--canary 5 --canary 25); --canary 0: none. Default: [switch].canary.")
 @json_option
 def switch_command(config_path: Path | None, artifact: Path | None, approve: bool,
-                   message: str, as_json: bool) -> None:
+                   message: str, canary: tuple[int, ...], as_json: bool) -> None:
     """Gate on fresh evidence, then move all traffic to the idle pool and watch it.
 
-    Exit 0 switched (or already live), 1 refused / not approved / switched back,
-    3 inconclusive.
+    Exit 0 switched (or already live), 1 refused / not approved / canary failed /
+    switched back, 3 inconclusive.
     """
     from bgkit.lb import get_provider
     from bgkit.release_check import artifact_for
@@ -361,9 +369,28 @@ def switch_command(config_path: Path | None, artifact: Path | None, approve: boo
     started = now()
     with err.status("sampling, switching, watching"):
         outcome = switch(config, lb=get_provider(config), expected_version=release.version,
-                         approve=approve, message=message, release=release.release)
+                         approve=approve, message=message, release=release.release,
+                         canary=_canary_steps(canary))
     _show_outcome(config, outcome, started, as_json,
                   {"version": release.version, "release": release.release})
+
+
+def _canary_steps(percents: tuple[int, ...]) -> list[int] | None:
+    """``--canary`` values as the switch takes them: None (the config's) when not given,
+    [] for ``--canary 0``; rising percents otherwise.
+
+    Raises:
+        UsageError: 0 among other steps, or steps that do not rise.
+    """
+    if not percents:
+        return None
+    if percents == (0,):
+        return []
+    if 0 in percents or any(b <= a for a, b in pairwise(percents)):
+        raise UsageError("--canary: give rising percents from 1 to 99 (--canary 5 --canary "
+                         f"25), or --canary 0 alone for none; got "
+                         f"{', '.join(map(str, percents))}")
+    return list(percents)
 
 
 def _show_outcome(config: Config, outcome: Any, started: Any, as_json: bool,

@@ -54,7 +54,8 @@ def act(config: Config, *, lb: LoadBalancer, preview: Preview,
     if preview.action == "switch":
         return switch(config, lb=lb, expected_version=preview.version, approve=True,
                       on_step=report, expected_live=preview.live,
-                      release=preview.release or None)
+                      release=preview.release or None,
+                      canary=list(preview.canary) if preview.canary is not None else None)
     return rollback(config, lb=lb, approve=True, on_step=report,
                     expected_version=preview.version, expected_live=preview.live)
 
@@ -137,6 +138,9 @@ def outcome_html(outcome: SwitchOutcome, *, run_id: str | None = None) -> str:
         p99 = "-" if watch.p99_ms is None else f"{watch.p99_ms:.1f} ms"
         lines.append(f"watch: {watch.samples} answers, {watch.errors} failed, "
                      f"{watch.wrong_version} from another release, p99 {p99}")
+    from bgkit.canary import describe_step
+
+    lines += [describe_step(step) for step in outcome.canary]
     if outcome.switch_back_applied_s is not None:
         lines.append(f"switched back in {outcome.switch_back_applied_s:.3f} s")
     if run_id:
@@ -178,6 +182,9 @@ def next_step(outcome: SwitchOutcome) -> str:
         "already live": "nothing to do: the release already serves the traffic.",
         "switched back": (f"traffic is back on {outcome.live_pool}; read the watch above, fix "
                           "the release, then deploy and verify it again before switching."),
+        "canary failed": (f"traffic is all on {outcome.live_pool} again; read what the canary "
+                          "pool answered above, fix the release, then deploy and verify it "
+                          "again."),
         "switch failed": (f"traffic stayed on {outcome.live_pool}; the reason above says what "
                           "the load balancer did; retry once it is healthy."),
         "needs attention": ("look at the load balancer now (bgkit status): bgkit could not "

@@ -78,7 +78,7 @@ def overview_step(config: Config, *, lb: LoadBalancer, runs: int = 20) -> dict[s
     status = fleet_status(config, lb=lb)
     hosts = status.table()
     pools = pool_summary(hosts, status.live_pool)
-    print(f"live pool: {status.live_pool} (read from the load balancer)")
+    print(f"{status.headline()} (read from the load balancer)")
     record("pools", pools)
     record("hosts", hosts)
     from IPython.display import HTML

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from bgkit.config import Config
-from bgkit.errors import DeployError, HookFailed
+from bgkit.errors import DeployError, HookFailed, UsageError
 from bgkit.lb.base import LoadBalancer, PoolName, other_pool
 from bgkit.runbook.record import record, record_outcome
 
@@ -44,20 +44,28 @@ class Preview:
     target: PoolName
     version: str
     release: str  # the release id of a switch's artifact ("" for a rollback)
+    canary: tuple[int, ...] | None = None  # a switch's canary percents (None: the config's)
 
     @property
     def ok(self) -> bool:
         return self.result.verdict.overall == "pass" and bool(self.version)
 
     def describe(self) -> str:
-        """"switch to green, hello-c-2.0.0-abc123" / "roll back to blue, 1.0.0"."""
+        """"switch to green, hello-c-2.0.0-abc123" / "roll back to blue, 1.0.0", and a
+        switch's canary steps ("after a canary of 5%, then 25%")."""
         what = self.release or self.version or "an unknown release"
         verb = "switch to" if self.action == "switch" else "roll back to"
-        return f"{verb} {self.target}, {what}"
+        text = f"{verb} {self.target}, {what}"
+        if self.canary:
+            text += ", after a canary of " + "%, then ".join(map(str, self.canary)) + "%"
+        return text
 
     def pins(self) -> dict[str, str]:
-        return {"action": self.action, "live_pool": self.live, "target_pool": self.target,
-                "version": self.version, "release": self.release}
+        pinned = {"action": self.action, "live_pool": self.live, "target_pool": self.target,
+                  "version": self.version, "release": self.release}
+        if self.canary is not None:
+            pinned["canary"] = ",".join(map(str, self.canary)) or "none"
+        return pinned
 
 
 def open_config(config_path: str = "") -> Config:
@@ -190,18 +198,30 @@ def verify_step(config: Config, *, lb: LoadBalancer, artifact: str = "",
                             samples_per_host=samples_per_host, outcome=outcome)
 
 
-def switch_preview(config: Config, *, lb: LoadBalancer, artifact: str = "") -> Preview:
+def switch_preview(config: Config, *, lb: LoadBalancer, artifact: str = "",
+                   canary: int = -1) -> Preview:
     """What a switch to the release in ``artifact`` (default: the newest) would be judged on
     right now (no lock, no change): shown, recorded, and returned as the :class:`Preview`
-    the decision is pinned to (the release is checked here, once)."""
+    the decision is pinned to (the release is checked here, once). ``canary``: one canary
+    step of that percent before the full switch; 0 none; -1 ``[switch].canary``.
+
+    Raises:
+        UsageError: ``canary`` outside -1..99.
+    """
     from bgkit.release_check import artifact_for
+
+    if not -1 <= canary <= 99:
+        raise UsageError(f"canary: a percent from 1 to 99, 0 for none or -1 for "
+                         f"[switch].canary; got {canary}")
+    steps = tuple(p for p, _ in config.switch.canary_steps()) if canary == -1 else \
+        ((canary,) if canary else ())
 
     checked = artifact_for(config, Path(artifact) if artifact else None)
     record("release", checked.release)
     result = _verify_and_show(config, lb=lb, expected=checked.version, release=checked.release,
                               samples_per_host=config.switch.samples_per_host, outcome=False)
     preview = Preview("switch", result, result.live_pool, result.idle_pool,
-                      checked.version, checked.release)
+                      checked.version, checked.release, steps)
     record("preview", preview.pins())
     return preview
 
