@@ -19,6 +19,7 @@ from bgkit.config import Config
 from bgkit.errors import UsageError
 from bgkit.hosts import Fleet, Session, hosts_of
 from bgkit.lb.base import BackendServer, LoadBalancer, PoolName, other_pool
+from bgkit.parity import ParityReport, collect
 from bgkit.probe import host_targets, lb_target, sample
 from bgkit.version_signal import VersionSource
 from bgkit.words import Outcome, exit_code
@@ -43,6 +44,7 @@ class VerifyResult:
     lb_servers: tuple[BackendServer, ...]
     version_signal: str = ""  # where the hosts' versions came from
     release: str | None = None  # the release id the idle pool should serve, when known
+    parity: ParityReport | None = None  # both pools' host facts, when they were read
 
     @property
     def exit_code(self) -> int:
@@ -58,17 +60,21 @@ class VerifyResult:
                 "expected_version": self.expected_version, "release": self.release,
                 "samples": len(self.samples),
                 "version_signal": self.version_signal,
-                "verdict": self.verdict.to_dict(), "comparison": self.comparison.to_dict()}
+                "verdict": self.verdict.to_dict(), "comparison": self.comparison.to_dict(),
+                "parity": self.parity.to_dict() if self.parity is not None else None}
 
 
 def verify(config: Config, *, lb: LoadBalancer, expected_version: str | None,
            samples_per_host: int | None = None, rate_per_s: float = 200.0,
            timeout_s: float = 2.0, release: str | None = None,
-           live_pool: PoolName | None = None) -> VerifyResult:
+           live_pool: PoolName | None = None, parity: bool | None = None) -> VerifyResult:
     """Sample both pools and the public address, then judge the idle pool.
 
     ``release`` (the release id the idle pool should serve) is carried into the result
     for the record. ``live_pool``, when the caller has just read it, is not read again.
+    ``parity``: read both pools' host facts over SSH (one command per host) and judge them
+    as the ``parity`` gate (:mod:`bgkit.parity`); None reads them only when
+    ``[gates] parity = "fail"`` makes them decide.
 
     Raises:
         UsageError: ``samples_per_host`` below 1.
@@ -96,9 +102,14 @@ def verify(config: Config, *, lb: LoadBalancer, expected_version: str | None,
     verdict = evaluate(samples, config.gates, idle_pool=idle, live_pool=live,
                        expected_version=expected_version, lb_servers=servers,
                        expected_hosts=[h.address for h in config.pools.get(idle).hosts])
+    facts = None
+    if parity or (parity is None and config.gates.parity == "fail"):
+        facts = collect(config)
+        verdict = verdict.with_gates(facts.gate())
     return VerifyResult(idle_pool=idle, live_pool=live, expected_version=expected_version,
                         samples=samples, comparison=verdict.comparison, verdict=verdict,
-                        lb_servers=servers, version_signal=described, release=release)
+                        lb_servers=servers, version_signal=described, release=release,
+                        parity=facts)
 
 
 def _versions_over_ssh(config: Config, samples: pd.DataFrame) -> pd.DataFrame:

@@ -8,6 +8,7 @@ of what happened. The interactive halves (buttons) live in :mod:`bgkit.runbook.d
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -195,7 +196,7 @@ def verify_step(config: Config, *, lb: LoadBalancer, artifact: str = "",
     release = artifact_for(config, Path(artifact) if artifact else None)
     record("release", release.release)
     return _verify_and_show(config, lb=lb, expected=release.version, release=release.release,
-                            samples_per_host=samples_per_host, outcome=outcome)
+                            samples_per_host=samples_per_host, outcome=outcome, parity=True)
 
 
 def switch_preview(config: Config, *, lb: LoadBalancer, artifact: str = "",
@@ -251,14 +252,14 @@ def _idle_versions(result: VerifyResult) -> list[str]:
 
 def _verify_and_show(config: Config, *, lb: LoadBalancer, expected: str | None,
                      samples_per_host: int, outcome: bool, role: str = "idle",
-                     release: str | None = None) -> VerifyResult:
+                     release: str | None = None, parity: bool | None = None) -> VerifyResult:
     from bgkit import plots
     from bgkit.runbook.display import html_block, styled_gates
     from bgkit.runbook.evidence import headline, summary_html
     from bgkit.verify import verify
 
     result = verify(config, lb=lb, expected_version=expected, release=release,
-                    samples_per_host=samples_per_host or None)
+                    samples_per_host=samples_per_host or None, parity=parity)
     verdict = result.verdict
     top = headline(result, role=role)
     record("verify", result.to_dict())
@@ -271,6 +272,8 @@ def _verify_and_show(config: Config, *, lb: LoadBalancer, expected: str | None,
     _show(html_block(summary_html(verdict.summary, config.gates, idle_pool=result.idle_pool)))
     _show(styled_gates(verdict.gate_table()))
     _show(result.lb_table())
+    if result.parity is not None:
+        _show_parity(result.parity)
     for figure in (plots.latency_cdf(result.samples, max_p99_ms=config.gates.max_p99_ms),
                    plots.latency_by_host(result.samples), plots.over_time(result.samples)):
         _show(_png(plots.figure_to_png(figure)))
@@ -318,6 +321,25 @@ def _show(value: Any) -> None:
     from IPython.display import display
 
     display(value)
+
+
+def _show_parity(report: Any) -> None:
+    """Pool parity: the differences first (or that there are none), then every host."""
+    from IPython.display import HTML, display
+
+    from bgkit.runbook.evidence import html_table
+
+    record("parity", report.to_dict())
+    gate = report.gate()
+    title = ("The pools' hosts match: same CPUs, memory, kernel, architecture and libc"
+             if not report.differences else f"The pools differ ({gate.verdict}: "
+             f"[gates] parity = \"{report.setting}\")")
+    display(HTML(f"<h4>{html.escape(title)}</h4>"))
+    if report.differences:
+        display(HTML(html_table(report.differences_table())))
+    if report.unread:
+        display(HTML("<p>Not read: " + html.escape("; ".join(report.unread)) + "</p>"))
+    display(HTML(html_table(report.table.drop(columns=["memory_gib"]))))
 
 
 def _show_hooks(hooks: Any) -> None:

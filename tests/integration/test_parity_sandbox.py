@@ -42,3 +42,21 @@ def test_a_release_needing_a_newer_glibc_is_refused_before_any_upload(
     message = str(failed.value)
     assert "failed at preflight" in message and "needs glibc 9.99 or newer" in message
     assert all(not host.uploaded and not host.moved for host in failed.value.results)
+
+
+def test_verify_reads_parity_over_ssh_and_the_03_verify_notebook_shows_it(
+        sandbox: Config, releases: dict[str, BuildResult]) -> None:  # noqa: F811
+    from bgkit.lb import get_provider
+    from bgkit.runbook.runner import run_step
+    from bgkit.verify import verify
+
+    ready = make_ready(sandbox, releases)
+    result = verify(ready, lb=get_provider(ready), expected_version="2.0.0", parity=True)
+    assert result.parity is not None and result.parity.differences == ()
+    assert [g.gate for g in result.verdict.gates][-1] == "parity"
+    assert result.to_dict()["parity"]["verdict"] == "pass"
+    run = run_step("03_verify", config=ready,
+                   parameters={"artifact": str(releases["2.0.0"].artifact)})
+    text = run.path.read_text()
+    assert "The pools&#x27; hosts match" in text or "The pools' hosts match" in text
+    assert '"parity"' in text

@@ -140,3 +140,29 @@ def test_ldd_reports_missing_symbol_versions_as_missing() -> None:
             "found (required by /srv/x/bin/app)\n\tlibfoo.so.1 => not found\n"
             "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x7f)\n")
     assert missing_libraries(said) == ["libc.so.6 (GLIBC_2.38)", "libfoo.so.1"]
+
+
+def test_parity_fail_refuses_a_switch_to_a_pool_that_differs_and_warn_does_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bgkit.verify
+    from bgkit.switch import switch
+    from bgkit.testing import FakeFleet
+
+    reads: list[str] = []
+
+    def fake_collect(config: object) -> object:  # a host reporting other values
+        reads.append("read")
+        return compare([("blue", "127.0.91.1", facts()),
+                        ("green", "127.0.92.1", facts(memory_mib=16017))],
+                       config.gates.parity)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(bgkit.verify, "collect", fake_collect)
+    with FakeFleet(blue="1.0.0", green="2.0.0") as fleet:
+        strict = fleet.config(tmp_path, gates={"parity": "fail"})
+        refused = switch(strict, lb=fleet.lb, expected_version="2.0.0", approve=True)
+        assert refused.ended == "refused" and fleet.lb.applied == "blue"
+        assert "parity: the pools differ (memory (GiB): blue 31; green 16)" in refused.reason
+        lenient = fleet.config(tmp_path)  # parity = "warn": not even read by a switch
+        went = switch(lenient, lb=fleet.lb, expected_version="2.0.0", approve=True)
+        assert went.ended == "switched", went.reason
+    assert reads == ["read"]

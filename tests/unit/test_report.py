@@ -171,3 +171,15 @@ def test_the_overview_summarises_each_pool_and_draws_the_latest_runs() -> None:
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["succeeded", "stopped", "failed"]
     empty = figure_timeline(runs.iloc[0:0]).axes[0]
     assert [t.get_text() for t in empty.texts] == ["no runs yet"]
+
+
+def test_the_kernel_check_compares_paths_normalised_not_spelled() -> None:
+    from bgkit.runbook.engine import _kernel_mismatch
+
+    runner = {"python": "/w/a/../venv/bin/python", "bgkit_path": "/w/repo/./bgkit",
+              "bgkit_version": "0.1.0"}
+    kernel = {"python": "/w/venv/bin/python", "bgkit_path": "/w/repo/bgkit",
+              "bgkit_version": "0.1.0"}
+    assert _kernel_mismatch(runner, kernel) is None
+    other = {**kernel, "bgkit_path": "/w/other/bgkit"}
+    assert "its bgkit_path is '/w/other/bgkit'" in (_kernel_mismatch(runner, other) or "")
