@@ -194,12 +194,19 @@ class DeployConfig(_Model):
     A release whose members take more than ``max_unpacked_mb`` MiB unpacked is refused
     before any host is touched; preflight wants that much (plus the upload) free on each
     host, and ``min_free_mb`` on top.
+
+    Drain: a host is restarted only once traffic left its pool ``min_idle_s`` ago (the
+    switch records when) and then neither the load balancer (where it can see sessions)
+    nor the host itself counts an open connection to the service, waiting at most
+    ``drain_timeout_s``; what is still open then is cut, and reported.
     """
 
     fanout: Annotated[int, BeforeValidator(v.fanout)] = 10
     keep_releases: Annotated[int, BeforeValidator(v.keep_releases)] = 5
     health_timeout_s: Seconds = 30.0
     min_free_mb: Count = 100
+    min_idle_s: Annotated[float, BeforeValidator(v.non_negative_number)] = 30.0
+    drain_timeout_s: Seconds = 300.0
     max_unpacked_mb: Annotated[int, BeforeValidator(v.megabytes)] = 512
     connect_timeout_s: Seconds = 10.0
     command_timeout_s: Seconds = 120.0

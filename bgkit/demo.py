@@ -2,8 +2,9 @@
 
 Starts the sandbox with the OVH API emulator as the load balancer, runs ``bgkit release``
 for version 1, then for version 2 while a load generator runs through the public address,
-then a rollback drill (``05_rollback``) under load; prints the failed-request count, the
-archived runs and how to open them, and stops the sandbox.
+then a rollback drill (``05_rollback``) under load, back to the release the previous pool
+served when it was live (it names it); prints the failed-request count, the archived runs
+and how to open them, and stops the sandbox.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def _drill(config_file: Path, started: float) -> int:
         console.rule("rollback drill: back to the previous pool, under the same load")
         drill = run_step("05_rollback", config=config, parameters={"approve": True},
                          progress=False)
-        console.print(f"  {drill.step}: {drill.outcome} ({drill.duration_s:.1f} s)")
+        console.print(f"  {drill.step}: {drill.outcome} ({drill.duration_s:.1f} s), back to "
+                      f"{_rolled_back_to(drill.path)}")
     report = load.report
     colour = "green" if report.failed == 0 else "red"
     console.rule("result")
@@ -75,6 +77,14 @@ def _drill(config_file: Path, started: float) -> int:
                   ".ipynb itself in JupyterLab")
     console.print(f"demo took {time.monotonic() - started:.0f} s")
     return 0 if second.ok and report.failed == 0 else 1
+
+
+def _rolled_back_to(run: Path) -> str:
+    """The pool and release the rollback drill went back to, from its archived record."""
+    from bgkit.runbook.archive import show_run
+
+    switched = show_run(run).records.get("switch", {}).get("value") or {}
+    return f"{switched.get('to_pool', '?')}, {switched.get('release') or 'an unknown release'}"
 
 
 def _pipeline(result: object) -> None:

@@ -2,6 +2,8 @@
 
 Phases, each across every host of the target pool before the next begins:
 
+0. **refusals** — the target must be the idle pool, and the load balancer's servers of
+   both pools must be bgkit.toml's hosts (:mod:`bgkit.drift`); no host is touched else.
 1. **preflight** — reachable, writable, enough disk for the upload plus everything it
    unpacks to, same CPU architecture, and (``manager = "systemd"``) the installed unit
    is the one the config renders. No changes.
@@ -9,9 +11,19 @@ Phases, each across every host of the target pool before the next begins:
    check the unpacked tree is the one checked locally and that ``ldd`` finds every
    shared library. An installed release is not re-uploaded.
    Nothing serves from it yet; ``current`` is untouched on every host.
-3. **activate** — swap ``current`` atomically, restart the service, wait until the
-   health path answers 200 with the release's version.
+3. **activate** — drain (below), swap ``current`` atomically, restart the service, wait
+   until the health path answers 200 with the release's version.
 4. **prune** — keep ``[deploy].keep_releases``, never the current or previous one.
+
+**Drain.** A host is restarted only once traffic left its pool ``[deploy].min_idle_s``
+ago (``last-live``, recorded by the switch) and neither the load balancer (when it can
+see sessions: :meth:`~bgkit.lb.base.LoadBalancer.open_sessions`) nor the host itself
+(``ss``) counts a connection open to the service — waiting at most
+``[deploy].drain_timeout_s``. Connections still open then are cut by the restart, and
+counted in the result (``cut``).
+
+``deploy(config, kept=ID)`` deploys a release the hosts keep under ``releases/<id>``
+(installed, the same tarball on every host): nothing is uploaded.
 
 A failure in phases 1-2 leaves every host as it was serving. A failure in phase 3 is
 reported with the hosts that moved. Either way the live pool and the load balancer
@@ -32,6 +44,8 @@ import pandas as pd
 from bgkit import lock as locking
 from bgkit.commands import remote, service
 from bgkit.config import Config
+from bgkit.drain import Drain
+from bgkit.drift import drift
 from bgkit.errors import DeployError, HostError, UsageError
 from bgkit.health import health_url, wait_healthy
 from bgkit.hooks import hook_environment, post_hook, pre_hook
@@ -39,8 +53,9 @@ from bgkit.host_files import file_digest, render_file
 from bgkit.host_setup import setup_hint
 from bgkit.hosts import Fleet, Host, HostResult, Progress, Session, hosts_of
 from bgkit.lb.base import LoadBalancer, PoolName, other_pool
+from bgkit.ledger import kept_release
 from bgkit.parity import libc_problem
-from bgkit.release_check import CheckedRelease, artifact_for
+from bgkit.release_check import CheckedRelease, artifact_for, check_release_name
 from bgkit.version_signal import VersionSource
 
 __all__ = ["DeployResult", "HostDeploy", "PublishedFile", "deploy", "hosts_table"]
@@ -73,6 +88,7 @@ class HostDeploy:
     duration_s: float
     files: tuple[PublishedFile, ...] = ()
     facts: remote.HostFacts | None = None  # CPUs, memory, kernel, arch, libc at preflight
+    cut: int = 0  # connections still open when the service restarted
 
     @property
     def ok(self) -> bool:
@@ -94,10 +110,17 @@ class DeployResult:
     hosts: tuple[HostDeploy, ...]
     lock_takeover: dict[str, Any] | None = None  # the stale lease this deploy took over
     hooks: tuple[dict[str, object], ...] = ()  # each hook that ran: exit code, output tail
+    kept_on_hosts: bool = False  # deployed from releases/<id> on the hosts, no upload
 
     @property
     def ok(self) -> bool:
         return all(h.ok for h in self.hosts)
+
+    @property
+    def cut(self) -> int:
+        """Connections still open when hosts restarted (``[deploy].drain_timeout_s`` ran
+        out): each was cut."""
+        return sum(h.cut for h in self.hosts)
 
     @property
     def moved(self) -> list[str]:
@@ -109,8 +132,9 @@ class DeployResult:
     def record(self) -> dict[str, object]:
         """What the archive keeps of a deploy."""
         return {"ok": True, "release": self.release, "sha256": self.sha256, "pool": self.pool,
-                "live_pool": self.live_pool, "moved": self.moved,
-                "lock_takeover": self.lock_takeover, "hooks": list(self.hooks),
+                "live_pool": self.live_pool, "moved": self.moved, "cut": self.cut,
+                "kept_on_hosts": self.kept_on_hosts, "lock_takeover": self.lock_takeover,
+                "hooks": list(self.hooks),
                 "facts": {h.host.address: asdict(h.facts) for h in self.hosts
                           if h.facts is not None}}
 
@@ -127,7 +151,7 @@ def hosts_table(hosts: Sequence[object]) -> pd.DataFrame:
     return pd.DataFrame([{
         "pool": h.host.pool, "host": h.host.address, "ssh_port": h.host.port,
         "phase": h.phase, "previous": h.previous or "-", "current": h.current or "-",
-        "uploaded": h.uploaded, "restarted": h.restarted, "ok": h.ok,
+        "uploaded": h.uploaded, "restarted": h.restarted, "cut": h.cut, "ok": h.ok,
         "files_changed": sum(f.changed for f in h.files),
         "seconds": round(h.duration_s, 2), "error": h.error or "",
     } for h in rows])
@@ -141,70 +165,71 @@ class _State:
     current: str = ""
     files: list[PublishedFile] = field(default_factory=list)
     facts: remote.HostFacts | None = None  # what pool parity compares (bgkit.parity)
+    cut: int = 0
 
 
 def deploy(config: Config, *, artifact: Path | None = None,
-           release: CheckedRelease | None = None, pool: PoolName | None = None,
-           lb: LoadBalancer | None = None, progress: Progress | None = None) -> DeployResult:
+           release: CheckedRelease | None = None, kept: str | None = None,
+           pool: PoolName | None = None, lb: LoadBalancer | None = None,
+           progress: Progress | None = None) -> DeployResult:
     """Put a release on every host of the idle pool: ``release`` (already checked), else
-    the one in ``artifact`` (default: the newest in dist/), checked here.
+    ``kept`` (the id of a release every host of the pool keeps installed: no upload),
+    else the one in ``artifact`` (default: the newest in dist/), checked here.
 
     Raises:
-        UsageError: the release is missing, corrupt or unsafe, or ``pool`` is the live one.
-        DeployError: some host failed; ``results`` holds every host's HostDeploy.
+        UsageError: the release is missing, corrupt or unsafe (``kept``: not installed on
+            every host), or ``pool`` is the live one.
+        DeployError: the load balancer's servers are not bgkit.toml's hosts (no host was
+            touched), or some host failed; ``results`` holds every host's HostDeploy.
         LoadBalancerError: the live pool could not be read.
         LockHeld: another deploy or switch holds the deployment lock, or a switch left it
             with a load-balancer change unfinished (run the switch again first).
     """
-    checked = release or artifact_for(config, artifact)
-    with locking.held(config.lock_path, message=f"deploy {checked.release}",
+    checked = release or (None if kept else artifact_for(config, artifact))
+    name = checked.release if checked else check_release_name(f"{kept}.tar.gz")
+    with locking.held(config.lock_path, message=f"deploy {name}",
                       ttl_s=config.lock.ttl_s) as lease:
-        result = _deploy(config, checked, pool=pool, lb=lb or _provider(config),
+        result = _deploy(config, checked, name, pool=pool, lb=lb or _provider(config),
                          progress=progress)
         return replace(result, lock_takeover=lease.took_over)
 
 
-def _deploy(config: Config, checked: CheckedRelease, *, pool: PoolName | None,
-            lb: LoadBalancer, progress: Progress | None) -> DeployResult:
-    balancer = lb
-    live = balancer.live_pool()
+def _deploy(config: Config, checked: CheckedRelease | None, name: str, *,
+            pool: PoolName | None, lb: LoadBalancer, progress: Progress | None) -> DeployResult:
+    live = lb.live_pool()
     target = pool or other_pool(live)
     if target == live:
         raise UsageError(f"refusing to deploy to the {target} pool: it is live. bgkit only "
                          f"deploys to the idle pool ({other_pool(live)})")
+    problems = drift(config, lb.backend_health())
+    if problems:
+        raise DeployError("refusing to deploy: the load balancer's servers are not "
+                          "bgkit.toml's hosts, so bgkit cannot tell which hosts take traffic: "
+                          + "; ".join(problems) + "; no host was touched")
     hosts = hosts_of(config, target)
-    _refuse_live_servers(config, balancer, live, hosts)
-    environment = hook_environment(config, "pre_deploy", pool=target, live_pool=live,
-                                   release=checked.release, version=checked.version)
-    ran = [pre_hook(config, "pre_deploy", environment)]  # raises HookFailed: nothing changed
     states = {host: _State() for host in hosts}
-    phases: list[tuple[str, Callable[[Session], Any]]] = [
-        ("preflight", lambda s: _preflight(s, config, checked, states[s.host])),
-        ("stage", lambda s: _stage(s, config, checked, states[s.host])),
-        ("activate", lambda s: _activate(s, config, checked, states[s.host])),
-        ("prune", lambda s: _prune(s, config, checked)),
-    ]
+    began = time.monotonic()
     results: list[HostResult[Any]] = []
     with Fleet(config, progress=progress) as fleet:
+        release = checked or kept_release(fleet, config, hosts, name, target)
+        environment = hook_environment(config, "pre_deploy", pool=target, live_pool=live,
+                                       release=release.release, version=release.version)
+        ran = [pre_hook(config, "pre_deploy", environment)]  # HookFailed: nothing changed
+        phases: list[tuple[str, Callable[[Session], Any]]] = [
+            ("preflight", lambda s: _preflight(s, config, release, states[s.host])),
+            ("stage", lambda s: _stage(s, config, release, states[s.host])),
+            ("activate", lambda s: _activate(s, config, release, states[s.host],
+                                             drain=Drain(lb, began))),
+            ("prune", lambda s: _prune(s, config, release)),
+        ]
         for phase, work in phases:
             results = fleet.each(hosts, work)
             if not all(r.ok for r in results):
-                outcome = _result(checked, target, live, hosts, states, results, phase)
+                outcome = _result(release, target, live, hosts, states, results, phase)
                 raise DeployError(_failure_message(outcome, phase), results=outcome.hosts)
     ran.append(post_hook(config, "post_deploy", {**environment, "BGKIT_HOOK": "post_deploy"}))
-    return replace(_result(checked, target, live, hosts, states, results, "done"),
+    return replace(_result(release, target, live, hosts, states, results, "done"),
                    hooks=tuple(hook.to_dict() for hook in ran if hook is not None))
-
-
-def _refuse_live_servers(config: Config, lb: LoadBalancer, live: PoolName,
-                         hosts: Sequence[Host]) -> None:
-    """The idle pool's hosts must not be servers of the live pool in the load balancer."""
-    serving = {(s.address, s.port) for s in lb.backend_health() if s.pool == live}
-    clash = [h.label for h in hosts if (h.address, config.service.port) in serving]
-    if clash:
-        raise UsageError(f"refusing to deploy: {', '.join(clash)} serve(s) the live pool "
-                         f"({live}) in the load balancer; bgkit.toml's pools disagree with "
-                         "the load balancer's backends")
 
 
 def _provider(config: Config) -> LoadBalancer:
@@ -229,8 +254,12 @@ def _preflight(session: Session, config: Config, checked: CheckedRelease,
     if not answer.writable:
         raise HostError(session.host.label, f"{layout.root} is not writable by "
                         f"{session.host.user}")
-    needed_kb = _needed_space_kb(config, checked)
-    if answer.installed_sha256 != checked.sha256 and answer.free_kb < needed_kb:
+    installed = answer.installed_sha256 == checked.sha256
+    if checked.kept_on_hosts and not installed:
+        raise HostError(session.host.label, f"{checked.release} is no longer kept here "
+                        "installed as the other hosts keep it")
+    needed_kb = 0 if installed else _needed_space_kb(config, checked)
+    if answer.free_kb < needed_kb:
         raise HostError(session.host.label, f"only {answer.free_kb // 1024} MiB free under "
                         f"{layout.root}, {needed_kb // 1024} MiB needed (the upload, "
                         f"{checked.unpacked_bytes >> 20} MiB unpacked and "
@@ -302,7 +331,7 @@ def _stage(session: Session, config: Config, checked: CheckedRelease, state: _St
 
 
 def _activate(session: Session, config: Config, checked: CheckedRelease,
-              state: _State) -> None:
+              state: _State, *, drain: Drain) -> None:
     host = session.host
     values = host.values(config, version=checked.version, release=checked.release)
     commands = service.service_commands(config, root=host.root, values=values)
@@ -314,7 +343,8 @@ def _activate(session: Session, config: Config, checked: CheckedRelease,
         session.step("check health")
         if _healthy(url, config, checked, timeout_s=2.0, still_running=None).ok:
             return
-    _wait_idle(session, config)
+    state.cut = drain.wait(session, config, state.preflight.last_live if state.preflight
+                           else None)
     session.step("swap current, restart")
     answer = session.run(remote.activate(layout, commands.restart), check=False)
     if answer.exit_code == remote.ACTIVATE_SWAP_FAILED:
@@ -329,26 +359,6 @@ def _activate(session: Session, config: Config, checked: CheckedRelease,
                       still_running=lambda: session.run(commands.is_running, check=False).ok)
     if not answer.ok:
         raise HostError(host.label, f"{url}: {answer.problem}{_service_log(session, commands)}")
-
-
-def _wait_idle(session: Session, config: Config) -> None:
-    """Drain without the service's help: wait (up to ``drain_timeout_s``) until no TCP
-    connection to the service is open, so a service that exits at once on SIGTERM drops
-    no request. The pool is idle, so only connections the load balancer kept from before
-    a switch can still be there."""
-    command = remote.open_connections(session.host.address, config.service.port)
-    deadline = time.monotonic() + config.service.drain_timeout_s
-    while True:
-        answer = session.run(command, check=False).stdout.strip()
-        count = int(answer) if answer.isdigit() else 0
-        if count == 0:
-            return
-        if time.monotonic() >= deadline:
-            session.step(f"{count} connection(s) still open after "
-                         f"{config.service.drain_timeout_s:g} s; restarting")
-            return
-        session.step(f"waiting for {count} connection(s) to close")
-        time.sleep(0.2)
 
 
 def _service_log(session: Session, commands: service.ServiceCommands) -> str:
@@ -417,9 +427,9 @@ def _result(checked: CheckedRelease, target: PoolName, live: PoolName, hosts: Se
         rows.append(HostDeploy(host=host, phase=phase, previous=before, current=state.current,
                                uploaded=state.uploaded, restarted=state.restarted,
                                error=result.error, duration_s=result.duration_s,
-                               files=tuple(state.files), facts=state.facts))
+                               files=tuple(state.files), facts=state.facts, cut=state.cut))
     return DeployResult(release=checked.release, sha256=checked.sha256, pool=target,
-                        live_pool=live, hosts=tuple(rows))
+                        live_pool=live, hosts=tuple(rows), kept_on_hosts=checked.kept_on_hosts)
 
 
 def _failure_message(outcome: DeployResult, phase: str) -> str:

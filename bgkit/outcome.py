@@ -108,6 +108,7 @@ class SwitchOutcome:
     release: str | None = None  # the release id the target pool serves, when known
     hooks: tuple[dict[str, Any], ...] = ()  # each hook that ran: exit code, output tail
     canary: tuple[dict[str, Any], ...] = ()  # each canary step held: CanaryHold.to_dict()
+    recorded: dict[str, Any] | None = None  # last-live records written on the hosts
 
     @property
     def exit_code(self) -> int:
@@ -125,5 +126,5 @@ class SwitchOutcome:
             "intent": self.intent, "takeover": self.takeover, "converged": self.converged,
             "revert": self.revert.to_dict() if self.revert else None,
             "lb_state": self.lb_state, "hooks": list(self.hooks),
-            "canary": list(self.canary),
+            "canary": list(self.canary), "recorded": self.recorded,
         }

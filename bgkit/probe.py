@@ -23,7 +23,7 @@ import pandas as pd
 
 from bgkit.config import Config
 from bgkit.health import health_url
-from bgkit.version_signal import VersionSource
+from bgkit.version_signal import VersionSource, answers_release
 
 __all__ = ["Reading", "Target", "classify", "frame_of", "host_targets", "lb_target",
            "pool_label", "probe", "reading_for", "run_coroutine", "sample"]
@@ -41,19 +41,23 @@ class Target:
     url: str
     expected_version: str | None = None
     expected_pool: str | None = None  # the load balancer's pool header must name this
+    expected_build: str | None = None  # an answer naming a build (``<version>+<build>``)
 
 
-def host_targets(config: Config, pool: str, *, expected_version: str | None) -> list[Target]:
+def host_targets(config: Config, pool: str, *, expected_version: str | None,
+                 expected_build: str | None = None) -> list[Target]:
     return [Target(pool=pool, host=h.address, target="host", expected_version=expected_version,
-                   url=health_url(h.address, config.service.port, config.service.health_path))
+                   url=health_url(h.address, config.service.port, config.service.health_path),
+                   expected_build=expected_build)
             for h in config.pools.get(pool).hosts]  # type: ignore[arg-type]
 
 
 def lb_target(config: Config, *, live_pool: str, expected_version: str | None,
-              expected_pool: str | None = None) -> Target:
+              expected_pool: str | None = None, expected_build: str | None = None) -> Target:
     url = config.lb.public_url.rstrip("/") + config.service.health_path
     return Target(pool=live_pool, host="lb", target="lb", url=url,
-                  expected_version=expected_version, expected_pool=expected_pool)
+                  expected_version=expected_version, expected_pool=expected_pool,
+                  expected_build=expected_build)
 
 
 def pool_label(config: Config, pool: str) -> str:
@@ -196,7 +200,8 @@ def _answer_error(status: int, version: str | None, target: Target,
     version it names, or the pool the load balancer says served it."""
     if status != 200:
         return "bad_status"
-    if target.expected_version is not None and version != target.expected_version:
+    if target.expected_version is not None and not answers_release(
+            version, version=target.expected_version, build=target.expected_build):
         return "wrong_version"
     if target.expected_pool is not None and served_by is not None and \
             served_by != target.expected_pool:

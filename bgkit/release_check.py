@@ -58,6 +58,8 @@ class CheckedRelease:
     """A release tarball whose checksum and every member were checked.
 
     ``unpacked_bytes`` is the space its members take once unpacked (4 KiB blocks).
+    ``kept_on_hosts``: no tarball here; the release was found installed, the same on
+    every host of the pool (``bgkit deploy --release``), and ``manifest`` read there.
     """
 
     path: Path
@@ -66,6 +68,7 @@ class CheckedRelease:
     manifest: dict[str, Any]
     members: tuple[Member, ...] = ()
     unpacked_bytes: int = 0
+    kept_on_hosts: bool = False
 
     @property
     def version(self) -> str:

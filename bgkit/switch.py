@@ -15,6 +15,12 @@
    converge it) can take it over
 8. release the lease; the previous pool keeps running, so rollback is one flip
 
+**Recording what went live.** Once a watch passed, every host of the new live pool
+records the release it serves and since when (``<root>/last-live``, :mod:`bgkit.ledger`),
+and every host of the pool traffic left records when it left (a deploy leaves it alone
+for ``[deploy].min_idle_s`` after that); a switch-back records that traffic left the
+failing pool. The outcome names the release that went live and what was recorded.
+
 **Converging.** A run that takes over a stale lease reads the intent its holder left
 and the load balancer, then finishes or undoes what was started before anything else:
 the target is live → it runs the watch the killed run never finished (or finishes its
@@ -23,9 +29,10 @@ unapplied → it discards it; a change is still being applied → it follows it 
 "Already live" is a verdict on fresh evidence too: the live pool is watched, and
 switched back (if the other pool is healthy) or reported "needs attention" when it fails.
 
-``rollback`` is the same algorithm aimed at the previous pool: it checks that pool's
-health (errors, latency and the load balancer's view; any single version it answers),
-and refuses with the reason when it is not healthy.
+``rollback`` is the same algorithm aimed at the previous pool, and only to the release
+that pool served when it was last live: its hosts must all still serve it (else it
+refuses, naming what they serve now and the release to redeploy), and it must pass the
+gates for that very release (errors, latency, the load balancer's view and servers).
 """
 
 from __future__ import annotations
@@ -42,9 +49,17 @@ from bgkit import lock as locking
 from bgkit.analysis import evaluate
 from bgkit.canary import hold as canary_hold
 from bgkit.config import Config
-from bgkit.errors import ApplyPending, HookFailed, LeaseLost, LoadBalancerError, SplitUnsupported
+from bgkit.errors import (
+    ApplyPending,
+    BgkitError,
+    HookFailed,
+    LeaseLost,
+    LoadBalancerError,
+    SplitUnsupported,
+)
 from bgkit.hooks import HookName, HookResult, hook_environment, post_hook, pre_hook
 from bgkit.lb.base import LbState, LoadBalancer, PoolName, other_pool
+from bgkit.ledger import Ledger, SshLedger, rollback_target, stamp
 from bgkit.outcome import LivePool, Revert, SwitchOutcome
 from bgkit.verify import VerifyResult, verify
 from bgkit.watch import WatchResult, watch
@@ -62,14 +77,17 @@ def _quiet(_: str) -> None:
 def switch(config: Config, *, lb: LoadBalancer, expected_version: str, approve: bool,
            message: str = "switch", on_step: Step = _quiet,
            expected_live: PoolName | None = None, release: str | None = None,
+           ledger: Ledger | None = None,
            canary: Sequence[int] | None = None) -> SwitchOutcome:
-    """Move all traffic to the idle pool, which must serve ``expected_version``.
+    """Move all traffic to the idle pool, which must serve ``expected_version`` (and, given
+    ``release``, that very release id on every host).
 
     ``on_step`` hears each step as it starts (for progress displays). With
     ``expected_live`` (the live pool an operator was shown), a load balancer that no longer
-    agrees is refused, after any killed run's change was converged. ``canary``: the
-    percents of the canary steps, each held ``[switch].canary_hold_s`` (None: the
-    configured ``[switch].canary``; empty: none).
+    agrees is refused, after any killed run's change was converged. ``ledger`` reads and
+    records what the hosts serve (default: over SSH). ``canary``: the percents of the
+    canary steps, each held ``[switch].canary_hold_s`` (None: the configured
+    ``[switch].canary``; empty: none).
 
     Raises:
         LockHeld: another deploy or switch is running.
@@ -79,7 +97,7 @@ def switch(config: Config, *, lb: LoadBalancer, expected_version: str, approve: 
     with locking.held(config.lock_path, message=message, ttl_s=config.lock.ttl_s,
                       accept_intent=True) as lease:
         run = _Run(config, lb, lease, "switch", on_step, release=release,
-                   canary_override=canary)
+                   ledger=ledger or SshLedger(config), canary_override=canary)
         ended = run.converge()
         if ended is not None:
             return ended
@@ -93,8 +111,8 @@ def switch(config: Config, *, lb: LoadBalancer, expected_version: str, approve: 
             return run.end(Outcome.REFUSED, _moved(expected_live, live), live, idle, live=live)
         on_step(f"sampling {idle} (idle) and {live} (live) before switching")
         evidence = _evidence(config, lb, expected_version=expected_version, live=live,
-                             release=release)
-        if _already_live(evidence, expected_version):
+                             release=release, ledger=run.ledger)
+        if _already_live(evidence, expected_version, release):
             return run.already_live(evidence, expected_version)
         return run.after(run.decide_and_move(live, idle, evidence, approve, expected_version))
 
@@ -102,13 +120,17 @@ def switch(config: Config, *, lb: LoadBalancer, expected_version: str, approve: 
 def rollback(config: Config, *, lb: LoadBalancer, approve: bool,
              message: str = "rollback", on_step: Step = _quiet,
              expected_version: str | None = None,
-             expected_live: PoolName | None = None) -> SwitchOutcome:
-    """Move all traffic back to the other pool, if it is healthy (and, with
-    ``expected_version`` and ``expected_live``, still what the operator was shown)."""
+             expected_live: PoolName | None = None,
+             expected_release: str | None = None,
+             ledger: Ledger | None = None) -> SwitchOutcome:
+    """Move all traffic back to the other pool, only to the release it served when it was
+    last live, if its hosts still serve it and it is healthy (and, with
+    ``expected_release``/``expected_version`` and ``expected_live``, still what the
+    operator was shown)."""
     on_step("taking the deployment lock")
     with locking.held(config.lock_path, message=message, ttl_s=config.lock.ttl_s,
                       accept_intent=True) as lease:
-        run = _Run(config, lb, lease, "rollback", on_step)
+        run = _Run(config, lb, lease, "rollback", on_step, ledger=ledger or SshLedger(config))
         ended = run.converge()
         if ended is not None:
             return ended
@@ -119,20 +141,25 @@ def rollback(config: Config, *, lb: LoadBalancer, approve: bool,
         previous = other_pool(live)
         if expected_live is not None and live != expected_live:
             return run.end(Outcome.REFUSED, _moved(expected_live, live), live, previous, live=live)
-        on_step(f"checking that {previous} (the previous pool) is healthy")
-        evidence = _evidence(_lenient(config), lb, expected_version=None, live=live)
-        version = _single_version(evidence)
-        if evidence.verdict.overall != "pass" or version is None:
-            reasons = "; ".join(evidence.verdict.reasons()) or \
-                f"the {previous} pool does not answer one single version"
-            return run.end(Outcome.REFUSED, f"refusing to roll back to the {previous} pool: "
-                           f"{reasons}", live, previous, live=live,
-                           facts=_Facts(evidence=evidence))
-        if expected_version is not None and version != expected_version:
-            return run.end(Outcome.REFUSED, f"refusing to roll back to the {previous} pool: it now "
-                           f"answers {version}, not {expected_version} as when you decided",
+        on_step(f"reading which release {previous} (the previous pool) served when it was "
+                "last live")
+        target = rollback_target(run.ledger, previous)
+        refused = f"refusing to roll back to the {previous} pool: "
+        if not target.ok:
+            return run.end(Outcome.REFUSED, refused + target.refusal, live, previous, live=live)
+        run.release = target.release
+        shown = expected_release or expected_version
+        if shown is not None and shown not in (target.release, target.version):
+            return run.end(Outcome.REFUSED, f"{refused}it now goes back to {target.release}, "
+                           f"not {shown} as when you decided", live, previous, live=live)
+        on_step(f"checking that {previous} is healthy and serves {target.release}")
+        evidence = _evidence(config, lb, expected_version=target.version, live=live,
+                             release=target.release, ledger=run.ledger)
+        if evidence.verdict.overall != "pass":
+            return run.end(Outcome.REFUSED, refused + "; ".join(evidence.verdict.reasons()),
                            live, previous, live=live, facts=_Facts(evidence=evidence))
-        return run.after(run.decide_and_move(live, previous, evidence, approve, version))
+        return run.after(run.decide_and_move(live, previous, evidence, approve,
+                                             target.version))
 
 
 def _moved(expected: PoolName, live: PoolName) -> str:
@@ -147,14 +174,21 @@ def _lenient(config: Config) -> Config:
 
 
 def _evidence(config: Config, lb: LoadBalancer, *, expected_version: str | None,
-              live: PoolName, release: str | None = None) -> VerifyResult:
+              live: PoolName, release: str | None, ledger: Ledger) -> VerifyResult:
     """Fresh samples, judged; ``live`` was just read, and is not read again."""
     return verify(config, lb=lb, expected_version=expected_version,
                   samples_per_host=config.switch.samples_per_host,
-                  rate_per_s=config.switch.sample_rate_per_s, live_pool=live, release=release)
+                  rate_per_s=config.switch.sample_rate_per_s, live_pool=live, release=release,
+                  ledger=ledger)
 
 
-def _already_live(evidence: VerifyResult, expected_version: str) -> bool:
+def _already_live(evidence: VerifyResult, expected_version: str, release: str | None) -> bool:
+    if release is not None:  # the release itself, read over SSH, not its version label
+        def serves(pool: PoolName) -> bool:
+            hosts = [h for h in evidence.served if h.pool == pool]
+            return bool(hosts) and all(h.release == release and not h.error for h in hosts)
+
+        return serves(evidence.live_pool) and not serves(evidence.idle_pool)
     hosts = evidence.samples[evidence.samples["target"] == "host"]
     live = hosts[hosts["pool"] == evidence.live_pool]
     idle = hosts[hosts["pool"] == evidence.idle_pool]
@@ -172,11 +206,8 @@ def _any_version(evidence: VerifyResult) -> pd.DataFrame:
     return samples
 
 
-def _single_version(evidence: VerifyResult) -> str | None:
-    hosts = evidence.samples[(evidence.samples["target"] == "host")
-                             & (evidence.samples["pool"] == evidence.idle_pool)]
-    versions = set(hosts["version"].dropna())
-    return next(iter(versions)) if len(versions) == 1 else None
+def _single(releases: list[str]) -> str | None:
+    return releases[0] if len(releases) == 1 else None
 
 
 def _live_version(evidence: VerifyResult) -> str | None:
@@ -212,6 +243,7 @@ class _Run:
     lease: locking.Lease
     action: str
     on_step: Step
+    ledger: Ledger
     started: float = field(default_factory=time.monotonic)
     takeover: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
@@ -222,6 +254,7 @@ class _Run:
     watched_intent: dict[str, Any] | None = None
     finished_note: str = ""
     release: str | None = None  # the release id being made live, when the caller knows it
+    recorded: dict[str, Any] | None = None  # what was recorded on the hosts (last-live)
     hooks: list[dict[str, Any]] = field(default_factory=list)  # hooks that ran, as records
     canary_override: Sequence[int] | None = None  # the caller's canary percents
     canary_steps: list[dict[str, Any]] = field(default_factory=list)  # held, as records
@@ -256,7 +289,7 @@ class _Run:
             watch, back_s, timings, version=version, intent=self.intent,
             takeover=self.takeover, converged="; ".join(self.notes), revert=revert,
             lb_state=state.describe() if state is not None else "", release=self.release,
-            hooks=tuple(self.hooks), canary=tuple(self.canary_steps))
+            recorded=self.recorded, hooks=tuple(self.hooks), canary=tuple(self.canary_steps))
 
     def needs_attention(self, why: str, from_pool: PoolName, to_pool: PoolName, *,
                         facts: _Facts = NO_FACTS, state: LbState | None = None,
@@ -291,6 +324,32 @@ class _Run:
         """Write ``intent`` into the lease: the ownership check before every LB change."""
         self.lease.record_intent(intent)
         self.intent = intent
+
+    def mark(self, *, went: PoolName | None, left: PoolName | None, went_at: datetime,
+             left_at: datetime, release: str | None) -> None:
+        """Record on the hosts that ``went`` went live at ``went_at`` (each host records the
+        release it serves: ``release``, when known) and that traffic left ``left`` at
+        ``left_at``. A host that cannot record it is noted, never a failure: a rollback to
+        a pool without a truthful record is refused, and a deploy waits
+        ``[deploy].min_idle_s`` from when it looks."""
+        recorded: dict[str, Any] = {}
+        problems: list[str] = []
+        try:
+            if left is not None:
+                problems += self.ledger.left_live(left, at=left_at)
+                recorded["left_live"] = {"pool": left, "at": stamp(left_at)}
+            if went is not None:
+                problems += self.ledger.went_live(went, at=went_at)
+                recorded["went_live"] = {"pool": went, "release": release,
+                                         "at": stamp(went_at)}
+        except BgkitError as error:
+            problems.append(str(error))
+        if problems:
+            recorded["problems"] = problems
+            self.notes.append("could not record on every host which release went live and "
+                              "when traffic left (a rollback there is refused until a switch "
+                              "records it): " + "; ".join(problems))
+        self.recorded = recorded
 
     # --- converging after a killed run -----------------------------------------------------
 
@@ -345,12 +404,15 @@ class _Run:
         self.record({**left, "phase": "watching", "since": _now().isoformat()})
         applied_at = _now()
         result, _ = watch(self.config, lb=self.lb, live_pool=to, expected_version=version,
-                          switched_at=applied_at, applied_at=applied_at)
+                          switched_at=applied_at, applied_at=applied_at,
+                          expected_release=left.get("release"))
         if not result.ok:
             self.notes.append(f"{who} went live unwatched; bgkit watched it and it failed")
             return self._back_if_healthy(frm, to, "the watch of the change the killed run "
                                          "never watched failed: " + "; ".join(result.reasons),
                                          result, _Facts(version=version))
+        self.mark(went=to, left=frm, went_at=applied_at, left_at=applied_at,
+                  release=left.get("release"))
         self.record(None)
         self.watched, self.watched_from, self.watched_to = result, frm, to
         self.watched_intent = left
@@ -390,9 +452,11 @@ class _Run:
         self.on_step(f"{live} already serves {version}; watching it before saying so")
         now = _now()
         result, _ = watch(self.config, lb=self.lb, live_pool=live, expected_version=version,
-                          switched_at=now, applied_at=now)
+                          switched_at=now, applied_at=now, expected_release=self.release)
         facts = _Facts(evidence=evidence, version=version)
         if result.ok:
+            self.release = self.release or _single(evidence.releases(live))
+            self.mark(went=live, left=None, went_at=now, left_at=now, release=self.release)
             return self.end(Outcome.ALREADY_LIVE, f"the live pool {live} already serves {version} "
                             "and a fresh watch of it passed", live, live, live=live,
                             facts=facts, watch=result)
@@ -540,7 +604,8 @@ class _Run:
         if disagreement is not None:
             return disagreement
         intent = {"action": self.action, "from_pool": live, "to_pool": target,
-                  "version": version, "phase": "switching", "since": _now().isoformat()}
+                  "version": version, "release": self.release, "phase": "switching",
+                  "since": _now().isoformat()}
         try:
             self.record(intent)
         except LeaseLost as lost:
@@ -563,9 +628,6 @@ class _Run:
             self.after_failed_change(live, target, f"the switch was interrupted "
                                      f"({type(error).__name__})", facts)
             raise
-        ended = self.end_split()  # the canary's share went to target, now live: all of it
-        if ended is not None:
-            self.notes.append(f"{target} is live; {ended}")
         return self.watch_new(live, target, switched_at, applied_s, evidence, version)
 
     def still_live(self, live: PoolName, target: PoolName,
@@ -603,17 +665,24 @@ class _Run:
         facts = _Facts(evidence=evidence, version=version, applied_s=applied_s)
         applied_at = _now()
         assert self.intent is not None
+        # From here on an interrupt (SIGTERM in a notebook lands anywhere, a progress print
+        # included) switches back: the new pool is never left unwatched.
         try:
-            self.record({**self.intent, "phase": "watching", "since": applied_at.isoformat()})
-        except LeaseLost as lost:
-            return self.needs_attention(f"{target} is live but {lost}; it is not watched",
-                                        live, target, facts=facts, state=LbState(live=target))
-        self.on_step(f"applied in {applied_s:.3f} s; watching the public address for up to "
-                     f"{self.config.switch.watch_s:g} s")
-        try:
+            ended = self.end_split()  # the canary's share went to target, now live: all of it
+            if ended is not None:
+                self.notes.append(f"{target} is live; {ended}")
+            try:
+                self.record({**self.intent, "phase": "watching",
+                             "since": applied_at.isoformat()})
+            except LeaseLost as lost:
+                return self.needs_attention(f"{target} is live but {lost}; it is not watched",
+                                            live, target, facts=facts,
+                                            state=LbState(live=target))
+            self.on_step(f"applied in {applied_s:.3f} s; watching the public address for up "
+                         f"to {self.config.switch.watch_s:g} s")
             result, _ = watch(self.config, lb=self.lb, live_pool=target,
                               expected_version=version, switched_at=switched_at,
-                              applied_at=applied_at)
+                              applied_at=applied_at, expected_release=self.release)
         except BaseException as error:  # interrupted or broken watch: never leave it unwatched
             self.switch_back(live, target, f"the watch stopped ({type(error).__name__}: "
                              f"{error})", None, facts)
@@ -623,6 +692,10 @@ class _Run:
                          f"switching back to {live}")
             return self.switch_back(live, target, "the post-switch watch failed: "
                                     + "; ".join(result.reasons), result, facts)
+        if evidence is not None:
+            self.release = self.release or _single(evidence.releases(target))
+        self.mark(went=target, left=live, went_at=applied_at, left_at=switched_at,
+                  release=self.release)
         self.record(None)
         done = Outcome.SWITCHED if self.action == "switch" else Outcome.ROLLED_BACK
         return self.end(done, f"traffic moved from {live} to {target} in {applied_s:.3f} s; "
@@ -706,6 +779,8 @@ class _Run:
                                             facts=facts)
         applied_at = _now()
         state = self.state()
+        self.mark(went=back_to, left=failing, went_at=applied_at, left_at=applied_at,
+                  release=None)
         self.record(None)
         revert = Revert(why, result.first_failure_at if result else None,
                         result.breached_at if result else None, started_at, applied_at)

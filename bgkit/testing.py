@@ -9,12 +9,14 @@ refused, a switch that stays staged, a change still being applied past the deadl
 servers on loopback (``127.0.91.x`` for blue, ``127.0.92.x`` for green, away from the
 sandbox's addresses); the public address answers as the pool the fake load balancer
 applied. Every answer's status, version and latency come from a :class:`PoolBehaviour`
-that a test changes at any time::
+that a test changes at any time. Its :class:`FakeLedger` says what the hosts serve
+(``fake-<version>-<build>``) and keeps their last-live records::
 
     with FakeFleet(blue="1.0.0", green="2.0.0") as fleet:
         config = fleet.config(tmp_path)
         fleet.lb.faults.on_switch = lambda pool: fleet.behave(pool, status=500)
-        outcome = switch(config, lb=fleet.lb, expected_version="2.0.0", approve=True)
+        outcome = switch(config, lb=fleet.lb, expected_version="2.0.0", approve=True,
+                         ledger=fleet.ledger)
 """
 
 from __future__ import annotations
@@ -23,18 +25,21 @@ import errno
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from bgkit.commands.remote import LastLive
 from bgkit.config import Config
 from bgkit.errors import ApplyPending, LoadBalancerError
-from bgkit.lb.base import BackendServer, LbState, PoolName, SwitchResult
+from bgkit.lb.base import BackendServer, LbState, PoolName, ServerSessions, SwitchResult
+from bgkit.ledger import HostServes, stamp
 
-__all__ = ["FakeFleet", "FakeLoadBalancer", "Faults", "PoolBehaviour"]
+__all__ = ["FakeFleet", "FakeLedger", "FakeLoadBalancer", "Faults", "PoolBehaviour"]
 
 ApplyOutcome = Literal["done", "error", "never"]
 POOL_NETWORKS: dict[PoolName, str] = {"blue": "127.0.91", "green": "127.0.92"}
@@ -90,6 +95,8 @@ class FakeLoadBalancer:
         self.lock = threading.Lock()
         self.canary = 0  # percent of requests to canary_pool
         self.canary_pool: PoolName | None = None
+        # Sessions per (address, port), as open_sessions reports them; None: cannot see.
+        self.sessions: ServerSessions | None = {}
 
     # --- the primitives -----------------------------------------------------------------
 
@@ -176,6 +183,14 @@ class FakeLoadBalancer:
                            for i, address in enumerate(self.addresses[pool]))
         return servers
 
+    def open_sessions(self, pool: PoolName) -> ServerSessions | None:
+        with self.lock:
+            self._read("open_sessions")
+            if self.sessions is None:
+                return None
+            return {(address, self.port): self.sessions.get((address, self.port), 0)
+                    for address in self.addresses[pool]}
+
     # --- the fake's own machinery --------------------------------------------------------
 
     def _read(self, what: str) -> None:
@@ -204,11 +219,58 @@ class FakeLoadBalancer:
 
 @dataclass(slots=True)
 class PoolBehaviour:
-    """How a pool's services answer: status, version header and added latency."""
+    """How a pool's services answer (status, version header, added latency) and which
+    build of the version they are (their release is ``fake-<version>-<build>``)."""
 
     version: str
     status: int = 200
     latency_ms: float = 0.0
+    build: str = "0000000"
+
+    @property
+    def release(self) -> str:
+        return f"fake-{self.version}-{self.build}"
+
+
+class FakeLedger:
+    """The :class:`bgkit.ledger.Ledger` in memory: each pool's hosts serve their
+    :class:`PoolBehaviour`'s release; every release a pool served stays kept there."""
+
+    def __init__(self, pools: dict[PoolName, PoolBehaviour], lb: FakeLoadBalancer) -> None:
+        self.pools, self.lb = pools, lb
+        self.last_live: dict[PoolName, LastLive] = {}
+        self.kept: dict[PoolName, dict[str, str]] = {"blue": {}, "green": {}}
+        self.unreadable: set[PoolName] = set()  # pools whose hosts cannot be read
+
+    def serving(self, pools: Sequence[PoolName]) -> list[HostServes]:
+        found = []
+        for pool in pools:
+            behaviour = self.pools[pool]
+            self.kept[pool][behaviour.release] = behaviour.version
+            for index, address in enumerate(self.lb.addresses[pool]):
+                label = f"{pool}[{index}] {address}"
+                if pool in self.unreadable:
+                    found.append(HostServes(pool, address, label, error="fake: unreachable"))
+                else:
+                    found.append(HostServes(pool, address, label, behaviour.release,
+                                            behaviour.version, self.last_live.get(pool)))
+        return found
+
+    def went_live(self, pool: PoolName, *, at: datetime) -> list[str]:
+        release = self.pools[pool].release
+        self.kept[pool][release] = self.pools[pool].version
+        record = self.last_live.get(pool)
+        if record is None or record.release != release or not record.live:
+            self.last_live[pool] = LastLive(release, stamp(at), "")
+        return []
+
+    def left_live(self, pool: PoolName, *, at: datetime) -> list[str]:
+        record = self.last_live.get(pool) or LastLive("", "", "")
+        self.last_live[pool] = LastLive(record.release, record.live_since, stamp(at))
+        return []
+
+    def kept_version(self, pool: PoolName, release: str) -> str | None:
+        return self.kept[pool].get(release)
 
 
 def _constant(behaviour: PoolBehaviour) -> Callable[[], tuple[PoolBehaviour, str | None]]:
@@ -252,6 +314,7 @@ class FakeFleet:
     live: PoolName = "blue"
     pools: dict[PoolName, PoolBehaviour] = field(default_factory=dict)
     lb: FakeLoadBalancer = field(init=False)
+    ledger: FakeLedger = field(init=False)
     port: int = 0
     public_port: int = 0
     _servers: list[_Server] = field(default_factory=list)
@@ -260,9 +323,11 @@ class FakeFleet:
         self.pools = {"blue": PoolBehaviour(self.blue), "green": PoolBehaviour(self.green)}
         self.lb = FakeLoadBalancer(self.live, hosts_per_pool=self.hosts_per_pool,
                                    healthy=lambda pool: self.pools[pool].status == 200)
+        self.ledger = FakeLedger(self.pools, self.lb)
+        self.ledger.went_live(self.live, at=datetime.now(UTC))  # what was live before
 
     def behave(self, pool: PoolName, **changes: Any) -> None:
-        """Change how ``pool`` answers from now on (status, version, latency_ms)."""
+        """Change how ``pool`` answers from now on (status, version, latency_ms, build)."""
         for name, value in changes.items():
             setattr(self.pools[pool], name, value)
 

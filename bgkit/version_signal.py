@@ -6,6 +6,11 @@
   (``current``), and the load balancer's pool header (``[lb].pool_header``, which HAProxy
   adds with ``http-response set-header X-Bgkit-Pool %b``) tells which pool served a
   request through the public address.
+
+A service may say which build it is, too: ``<version>+<build>`` (semver build metadata),
+where ``<build>`` is what follows ``<name>-<version>-`` in the release id (``1a2b3c4``,
+``1a2b3c4-dirty5e6f7a8``). :func:`answers_release` takes that as the release, the bare
+version as its label, and another build as another release.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Literal
 import httpx
 import jsonpointer
 
-__all__ = ["VersionSource", "version_source"]
+__all__ = ["VersionSource", "answers_release", "build_of", "version_source"]
 
 Kind = Literal["header", "json", "none"]
 
@@ -64,3 +69,24 @@ class VersionSource:
 
 def version_source(config_value: str) -> VersionSource:
     return VersionSource.parse(config_value)
+
+
+def build_of(release: str | None, *, name: str, version: str | None) -> str | None:
+    """The build part of a release id ``<name>-<version>-<build>``; None when ``release``
+    is not of that form (or not given)."""
+    if not release or not version:
+        return None
+    prefix = f"{name}-{version}-"
+    return release.removeprefix(prefix) if release.startswith(prefix) else None
+
+
+def answers_release(said: str | None, *, version: str, build: str | None) -> bool:
+    """Whether a version said on the wire is the release's: its version (the label alone),
+    or ``<version>+<build>`` naming this very build (any build when ``build`` is None)."""
+    if said is None:
+        return False
+    if said == version:
+        return True
+    head, plus, tail = said.partition("+")
+    return bool(plus) and head == version and (build is None or tail == build)
+

@@ -6,7 +6,9 @@ balancer's view of the new pool every ``[switch].lb_poll_s``; it stops at the **
 breach**, so a failing pool is switched back after about one probe interval, not at the
 end of the window. :class:`WatchJudge` (pure, one sample at a time) breaches on:
 
-- an answer from another release (``wrong_version``);
+- an answer from another release (``wrong_version``): another version, another build
+  (``<version>+<build>``, given the release id), or another pool by the load balancer's
+  pool header;
 - more failed samples than the error budget, ``floor(max_error_ratio x planned samples)``
   (with the default ratio of 0, the first failure);
 - more than ``max_consecutive_failures`` failures in a row;
@@ -37,7 +39,7 @@ from bgkit.config import Config, GatesConfig
 from bgkit.errors import LoadBalancerError
 from bgkit.lb.base import BackendServer, LoadBalancer
 from bgkit.probe import Reading, Target, frame_of, lb_target, pool_label, probe, run_coroutine
-from bgkit.version_signal import VersionSource
+from bgkit.version_signal import VersionSource, build_of
 
 __all__ = ["P99_WINDOW", "Judge", "WatchJudge", "WatchResult", "judge_watch", "judged_samples",
            "watch"]
@@ -240,16 +242,20 @@ def judge_watch(samples: pd.DataFrame, gates: GatesConfig, *, expected_version: 
 
 
 def watch(config: Config, *, lb: LoadBalancer, live_pool: str, expected_version: str,
-          switched_at: datetime, applied_at: datetime) -> tuple[WatchResult, pd.DataFrame]:
+          switched_at: datetime, applied_at: datetime,
+          expected_release: str | None = None) -> tuple[WatchResult, pd.DataFrame]:
     """Sample the public address, judging each answer, until the window ends or the
-    first breach; poll the load balancer's health checks of ``live_pool`` meanwhile."""
+    first breach; poll the load balancer's health checks of ``live_pool`` meanwhile.
+    With ``expected_release``, an answer naming another build is from another release."""
     settings = config.switch
     planned = max(1, int(settings.watch_s * settings.watch_rate_per_s))
     judge = WatchJudge(config.gates, expected_version, live_pool, planned)
     signal = VersionSource.parse(config.service.version_source)
     target = lb_target(config, live_pool=live_pool,
                        expected_version=expected_version if signal.says_version else None,
-                       expected_pool=pool_label(config, live_pool))
+                       expected_pool=pool_label(config, live_pool),
+                       expected_build=build_of(expected_release, name=config.app.name,
+                                               version=expected_version))
     reading = Reading(signal, config.lb.pool_header)
     began = time.monotonic()
     rows = run_coroutine(judged_samples(target, lb, judge, duration_s=settings.watch_s,

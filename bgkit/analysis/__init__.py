@@ -5,7 +5,10 @@ Input is the sample frame of :mod:`bgkit.samples`. Nothing here does I/O.
 - :mod:`~bgkit.analysis.summary`: :func:`summarise`, the per-host and per-pool table;
 - :mod:`~bgkit.analysis.comparison`: :func:`compare`, idle against live;
 - :mod:`~bgkit.analysis.gates`: :func:`evaluate`, the gates and their :class:`Verdict`;
-- ``_frame``: the samples as integer codes, shared by the three.
+- :mod:`~bgkit.analysis.served`: the gates on what the idle hosts are (their release id,
+  the load balancer's servers against bgkit.toml's);
+- ``_frame``: the samples as integer codes, shared by the three; ``_gate``: one gate's
+  result.
 """
 
 from bgkit.analysis._frame import natural_key

@@ -3,35 +3,24 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from bgkit.analysis._frame import Bools, _Arrays, _arrays, _json_value, _present
+from bgkit.analysis._gate import GateResult, GateVerdict, listing
 from bgkit.analysis.comparison import Comparison, _compare
+from bgkit.analysis.served import HostRelease, release_gate, servers_gate
 from bgkit.analysis.summary import POOL_ROW, _summary
 from bgkit.config import GatesConfig
 from bgkit.lb.base import BackendServer
 from bgkit.samples import ERROR_KINDS
+from bgkit.version_signal import answers_release
 
 __all__ = ["GateResult", "GateVerdict", "Verdict", "evaluate"]
-
-GateVerdict = Literal["pass", "fail", "inconclusive"]
-
-
-@dataclass(frozen=True, slots=True)
-class GateResult:
-    """One gate's judgement; ``reason`` is a sentence an operator can act on."""
-
-    gate: str
-    verdict: GateVerdict
-    observed: str
-    threshold: str
-    reason: str
-
 
 @dataclass(frozen=True, eq=False)
 class Verdict:
@@ -91,11 +80,17 @@ def evaluate(
     lb_servers: Sequence[BackendServer] | None = None,
     expected_hosts: Sequence[str] | None = None,
     alpha: float = 0.01,
+    expected_release: str | None = None,
+    releases: Mapping[str, HostRelease] | None = None,
+    drift: Sequence[str] | None = None,
 ) -> Verdict:
     """Judge the idle pool's host samples against ``gates`` before a switch.
 
     The idle hosts are those seen in ``df`` for ``idle_pool``, plus ``expected_hosts``
     if given (an expected host with no sample makes the samples gate inconclusive).
+    With ``expected_release``, every idle host must serve that release id by
+    ``releases`` (read over SSH, by host address); ``drift`` lists where the load
+    balancer's servers and bgkit.toml's hosts differ (:mod:`bgkit.drift`).
     Raises UsageError if ``df`` breaks the sample contract.
     """
     arrays = _arrays(df)
@@ -122,7 +117,10 @@ def evaluate(
         _p99_gate(idle, comparison.idle_answered, gates),
         _p95_ratio_gate(idle, comparison, gates, live_pool),
         _version_gate(idle, gates, expected_version),
-        _consecutive_gate(idle, gates), _lb_gate(idle_pool, lb_servers),
+        release_gate(expected_release=expected_release, expected_version=expected_version,
+                     hosts=sorted({*idle.hosts.index.astype(str), *idle.unseen}),
+                     releases=releases),
+        _consecutive_gate(idle, gates), _lb_gate(idle_pool, lb_servers), servers_gate(drift),
     )
     return Verdict(_overall(results), results, summary, comparison)
 
@@ -158,11 +156,6 @@ def _longest_failure_runs(arrays: _Arrays, chosen: Bools) -> dict[str, int]:
     return {arrays.hosts[h]: int(longest[h]) for h in seen.tolist()}
 
 
-def _listing(items: Sequence[str], limit: int = 8) -> str:
-    shown = "; ".join(items[:limit])
-    return shown + (f"; and {len(items) - limit} more" if len(items) > limit else "")
-
-
 def _no_samples(gate: str, idle: _Idle, threshold: str) -> GateResult:
     return GateResult(gate, "inconclusive", "no samples", threshold,
                       f"no host samples from the idle pool {idle.pool}: probe it first")
@@ -181,7 +174,7 @@ def _samples_gate(idle: _Idle, gates: GatesConfig) -> GateResult:
     if short or idle.unseen:
         return GateResult("samples", "inconclusive", observed, threshold,
                           f"too few samples to judge {len(short)} idle host(s): "
-                          f"{_listing(short)}; sample for longer and verify again")
+                          f"{listing(short)}; sample for longer and verify again")
     return GateResult("samples", "pass", observed, threshold,
                       f"all {len(counts)} idle hosts have at least {need} samples")
 
@@ -205,7 +198,7 @@ def _errors_gate(idle: _Idle, gates: GatesConfig) -> GateResult:
         bad.append(f"{host} {what} of {row['samples']} probes ({ratios[host]:.2%}: {kinds})")
     if bad:
         return GateResult("errors", "fail", observed, threshold,
-                          f"idle host(s) over the error budget: {_listing(bad)}; check their "
+                          f"idle host(s) over the error budget: {listing(bad)}; check their "
                           "service logs before switching")
     return GateResult("errors", "pass", observed, threshold,
                       f"every idle host is within the error budget of {limit:.2%}")
@@ -292,18 +285,19 @@ def _version_gate(idle: _Idle, gates: GatesConfig, expected: str | None) -> Gate
         host = str(label)
         answered = [v for v in str(row["versions"]).split(", ") if v]
         answered += ["(no version header)"] if idle.headless.get(host) else []
-        if any(version != expected for version in answered):
+        if any(not answers_release(version, version=expected, build=None)
+               for version in answered):
             wrong.append(f"{host} answered {', '.join(answered)}")
         elif not answered:
             silent.append(host)
     observed = f"{len(wrong)} host(s) with another version"
     if wrong:
         return GateResult("version", "fail", observed, threshold,
-                          f"idle host(s) not serving {expected}: {_listing(wrong)}; "
+                          f"idle host(s) not serving {expected}: {listing(wrong)}; "
                           "deploy the release to them again")
     if silent:
         return GateResult("version", "inconclusive", observed, threshold,
-                          f"no answer to read a version from: {_listing(silent)}")
+                          f"no answer to read a version from: {listing(silent)}")
     return GateResult("version", "pass", observed, threshold,
                       f"every idle host answered only {expected}")
 
@@ -318,7 +312,7 @@ def _consecutive_gate(idle: _Idle, gates: GatesConfig) -> GateResult:
     long = [f"{host} failed {n} in a row" for host, n in sorted(idle.runs.items()) if n > limit]
     if long:
         return GateResult("consecutive_failures", "fail", observed, threshold,
-                          f"idle host(s) failed repeatedly: {_listing(long)}")
+                          f"idle host(s) failed repeatedly: {listing(long)}")
     return GateResult("consecutive_failures", "pass", observed, threshold,
                       f"no idle host failed more than {limit} samples in a row")
 
@@ -336,6 +330,6 @@ def _lb_gate(idle_pool: str, servers: Sequence[BackendServer] | None) -> GateRes
     if sick:
         return GateResult("lb_health", "fail", observed, "all healthy",
                           f"the load balancer does not see idle servers as healthy: "
-                          f"{_listing(sick)}")
+                          f"{listing(sick)}")
     return GateResult("lb_health", "pass", observed, "all healthy",
                       f"the load balancer sees all {len(mine)} {idle_pool} servers healthy")

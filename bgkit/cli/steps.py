@@ -77,6 +77,8 @@ def config_check(path: Path | None) -> None:
                           f"{':' + str(h.port) if h.port else ''}" for h in pool.hosts)
         table.add_row(f"pool {pool_name}", f"{len(pool.hosts)} host(s): {hosts}")
     table.add_row("load balancer", f"{config.lb.provider}, public {config.lb.public_url}")
+    table.add_row("drain", f"a pool stays idle {config.deploy.min_idle_s:g} s after a switch, "
+                  f"then up to {config.deploy.drain_timeout_s:g} s for open connections")
     gates = config.gates
     table.add_row("gates", f">= {gates.min_samples_per_host} samples/host, errors <= "
                   f"{gates.max_error_ratio:.2%}, p99 <= {gates.max_p99_ms:g} ms, "
@@ -158,43 +160,62 @@ def run(step: str, parameters: tuple[tuple[str, str], ...], raw: tuple[tuple[str
 @click.command()
 @config_option
 @artifact_option
+@click.option("--release", "release_id", default=None, metavar="ID",
+              help="Redeploy the release with this id: its artifact in [app].dist_dir if it "
+                   "is there, else as every host of the pool keeps it under releases/<id> "
+                   "(nothing is uploaded).")
 @click.option("--pool", type=click.Choice(POOLS), default=None,
               help="Target pool; it must be the idle one (default: the idle one).")
 @json_option
-def deploy(config_path: Path | None, artifact: Path | None, pool: str | None,
-           as_json: bool) -> None:
+def deploy(config_path: Path | None, artifact: Path | None, release_id: str | None,
+           pool: str | None, as_json: bool) -> None:
     """Deploy a release to every host of the idle pool; the live pool is never touched."""
     from bgkit.deploy import deploy as deploy_release
     from bgkit.deploy import hosts_table
     from bgkit.errors import DeployError, HookFailed
     from bgkit.progress import LiveProgress, progress_for
-    from bgkit.release_check import artifact_for
+    from bgkit.release_check import artifact_for, check_release_name
     from bgkit.runbook.actions import archive_action
 
     config = _load(config_path)
-    release = artifact_for(config, artifact)
+    if artifact is not None and release_id is not None:
+        raise UsageError("give --artifact (a file) or --release (an id), not both")
+    release = None
+    if release_id is not None:
+        local = config.dist_dir / f"{check_release_name(f'{release_id}.tar.gz')}.tar.gz"
+        if local.exists():
+            release = artifact_for(config, local)
+            out.print(f"{escape(release_id)}: its artifact is in {escape(str(config.dist_dir))}"
+                      " (a host that has it installed is not sent it again)")
+    else:
+        release = artifact_for(config, artifact)
+    name = release.release if release else str(release_id)
     display = progress_for(err, "deploy")
     started = now()
-    parameters = {"artifact": str(release.path), "release": release.release}
+    parameters = {"release": name, **({"artifact": str(release.path)} if release else {})}
     try:
         with display if isinstance(display, LiveProgress) else nullcontext():
-            result = deploy_release(config, release=release, pool=_pool(pool),
+            result = deploy_release(config, release=release,
+                                    kept=None if release else release_id, pool=_pool(pool),
                                     progress=display)
     except (DeployError, HookFailed) as error:
         table = hosts_table(error.results if isinstance(error, DeployError) else ())
-        failed: dict[str, object] = {"ok": False, "error": str(error),
-                                     "release": release.release}
+        failed: dict[str, object] = {"ok": False, "error": str(error), "release": name}
         if isinstance(error, HookFailed):
             failed["hooks"] = [error.result.to_dict()]
+        kept: dict[str, object] = {"deploy": failed}
+        if len(table):  # none when it was refused before any host was touched
+            kept["hosts"] = table
         run = archive_action(config, step="02_deploy_green", front_door="cli",
                              started=started, outcome="failed", reason=str(error),
                              summary=f"deploy failed: {error}", parameters=parameters,
-                             records={"deploy": failed, "hosts": table})
+                             records=kept)
         if as_json:
             print_json({"deploy": failed, "hosts": table.to_dict("records"),
                         "run_id": run.run_id})
         else:
-            print_frame(table, title="per-host result")
+            if len(table):
+                print_frame(table, title="per-host result")
             print_hooks(failed.get("hooks", ()))
         err.print(f"archived as run {run.run_id} ({run.path})")
         raise
@@ -214,6 +235,12 @@ def deploy(config_path: Path | None, artifact: Path | None, pool: str | None,
         return
     print_frame(result.table(), title=f"{result.release} on the {result.pool} pool "
                 f"(live: {result.live_pool})")
+    if result.kept_on_hosts:
+        out.print(f"{escape(result.release)} is kept on the hosts: deployed from "
+                  "releases/<id> there, nothing uploaded")
+    if result.cut:
+        out.print(f"[yellow]{result.cut} connection(s) were still open when hosts restarted "
+                  "([deploy].drain_timeout_s ran out): they were cut[/]")
     if config.service.files:
         print_frame(result.files_table(), title="host files (sha256; changed by this deploy)")
     print_hooks(result.hooks)
@@ -258,7 +285,8 @@ def host_setup(config_path: Path | None, pool: str | None, address: str | None,
 @config_option
 @json_option
 def status(config_path: Path | None, as_json: bool) -> None:
-    """Show the live pool and every host's release, service and health."""
+    """Show the live pool (and any canary split), every host's release, service and
+    health, and the release each pool last served live."""
     from bgkit.lb import get_provider
     from bgkit.status import fleet_status
 
@@ -267,9 +295,11 @@ def status(config_path: Path | None, as_json: bool) -> None:
     if as_json:
         print_json({"live_pool": result.live_pool,
                     "canary": {"percent": result.canary, "pool": result.canary_pool},
-                    "hosts": result.table().to_dict("records")})
+                    "hosts": result.table().to_dict("records"),
+                    "last_live": result.pools_table().to_dict("records")})
         return
     print_frame(result.table(), title=result.headline())
+    print_frame(result.pools_table(), title="last live, per pool (what a rollback goes back to)")
     runs_in_progress(config.runs_dir)
 
 
@@ -417,7 +447,8 @@ def _show_outcome(config: Config, outcome: Any, started: Any, as_json: bool,
 @json_option
 def rollback_command(config_path: Path | None, approve: bool, message: str,
                      as_json: bool) -> None:
-    """Move all traffic back to the other pool, after checking it is healthy."""
+    """Move all traffic back to the other pool, to the release it served when it was last
+    live: refused when its hosts serve another one now, or when it is not healthy."""
     from bgkit.lb import get_provider
     from bgkit.switch import rollback
 
@@ -425,4 +456,5 @@ def rollback_command(config_path: Path | None, approve: bool, message: str,
     started = now()
     with err.status("sampling, switching back, watching"):
         outcome = rollback(config, lb=get_provider(config), approve=approve, message=message)
-    _show_outcome(config, outcome, started, as_json, {})
+    _show_outcome(config, outcome, started, as_json,
+                  {"release": outcome.release} if outcome.release else {})

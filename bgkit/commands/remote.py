@@ -4,6 +4,8 @@
     <root>/releases/.<release>.sha256   the tarball's sha256, written once it is installed
     <root>/current -> releases/<release>    swapped atomically (temporary link + mv -T)
     <root>/previous -> releases/<release>   what current pointed at before the last swap
+    <root>/last-live              the release this host served when its pool was last
+                                  live, since when, and when traffic left (the switch's)
     <root>/shared/                host-local config, pid files and logs; outlives releases
     <root>/.incoming/             uploads waiting to be checked and unpacked
 
@@ -24,27 +26,35 @@ from dataclasses import dataclass
 from bgkit.release_tree import Member
 
 __all__ = [
+    "LAST_LIVE",
     "HostFacts",
+    "KeptRelease",
+    "LastLive",
     "Layout",
     "Preflight",
+    "Served",
     "access_problems",
     "check_libraries",
-    "current_identity",
     "discard",
     "extract",
     "file_state",
     "glibc_version",
     "host_facts",
     "install_release",
+    "kept_release",
     "list_releases",
     "make_root",
+    "mark_left",
+    "mark_live",
     "missing_libraries",
     "open_connections",
-    "parse_current_identity",
     "parse_file_state",
     "parse_host_facts",
+    "parse_kept_release",
+    "parse_last_live",
     "parse_preflight",
     "parse_releases",
+    "parse_served",
     "parse_sha256sum",
     "parse_stage",
     "preflight",
@@ -52,6 +62,7 @@ __all__ = [
     "publish_file",
     "read_file",
     "releases_to_prune",
+    "served",
     "service_access",
     "sha256sum",
     "stage",
@@ -101,6 +112,10 @@ class Layout:
     def shared(self) -> str:
         return f"{self.root}/shared"
 
+    @property
+    def last_live(self) -> str:
+        return f"{self.root}/{LAST_LIVE}"
+
 
 def _q(value: str) -> str:
     return shlex.quote(value)
@@ -115,6 +130,7 @@ class Preflight:
     writable: bool
     current: str  # release name current points at, "" if none
     installed_sha256: str  # sha256 recorded for this release if already installed, else ""
+    last_live: LastLive | None = None  # what <root>/last-live says, if it exists
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +169,7 @@ def preflight(layout: Layout) -> str:
         f"printf 'current=%s\\n' \"$(readlink {_q(layout.current)} 2>/dev/null || true)\"",
         f"printf 'installed=%s\\n' \"$([ -d {release} ] && cat -- {marker} 2>/dev/null "
         "|| true)\"",
+        _print_last_live(layout.root),
     ])
 
 
@@ -164,7 +181,8 @@ def parse_preflight(text: str) -> Preflight:
         return Preflight(arch=fields["arch"].strip(), free_kb=free_kb,
                          writable=fields["writable"].strip() == "yes",
                          current=fields["current"].strip().rsplit("/", 1)[-1],
-                         installed_sha256=fields["installed"].strip())
+                         installed_sha256=fields["installed"].strip(),
+                         last_live=parse_last_live(text))
     except (KeyError, ValueError) as error:
         raise ValueError(f"unexpected preflight output ({error}): {text[:200]!r}") from error
 
@@ -398,23 +416,139 @@ def discard(layout: Layout) -> str:
     return f"rm -rf -- {_q(layout.partial_dir)} {_q(layout.incoming)}"
 
 
-def current_identity(root: str) -> str:
-    """Where ``current`` points, then the manifest of that release (for hosts whose
-    service does not say its version)."""
-    return (f"printf 'release=%s\\n' \"$(readlink {_q(root + '/current')} 2>/dev/null || true)\"; "
-            f"cat -- {_q(root + '/current/manifest.json')} 2>/dev/null || true")
+# --- what a host serves, and served when its pool was last live ---------------------------
+
+LAST_LIVE = "last-live"
+_LAST_LIVE_PREFIX = "last_live."
+_RELEASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
 
 
-def parse_current_identity(text: str) -> tuple[str, str | None]:
-    """(release current points at or "", its manifest's version or None)."""
-    first, _, rest = text.partition("\n")
-    release = first.removeprefix("release=").strip().rsplit("/", 1)[-1]
+@dataclass(frozen=True, slots=True)
+class LastLive:
+    """``<root>/last-live``: the release the host served when its pool was last live
+    (``""`` when traffic left a pool bgkit never saw go live), since when, and when
+    traffic left it (``""`` while it is live). Times are ISO 8601, bgkit's clock."""
+
+    release: str
+    live_since: str
+    left_at: str
+
+    @property
+    def live(self) -> bool:
+        return not self.left_at
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """What a host serves (where ``current`` points, its manifest's version) and what it
+    served when its pool was last live."""
+
+    release: str
+    version: str | None
+    last_live: LastLive | None
+
+
+@dataclass(frozen=True, slots=True)
+class KeptRelease:
+    """A release folder kept on a host: the tarball's sha256 from its install marker
+    (``""`` when it is not installed) and its manifest (None when unreadable)."""
+
+    sha256: str
+    manifest: dict[str, object] | None
+
+
+def _print_last_live(root: str) -> str:
+    """Print ``<root>/last-live`` with every line prefixed ``last_live.``, or nothing."""
+    return (f"sed 's/^/{_LAST_LIVE_PREFIX}/' -- {_q(root + '/' + LAST_LIVE)} 2>/dev/null "
+            "|| true")
+
+
+def mark_live(root: str, *, at: str) -> str:
+    """Record that this host's pool went live at ``at`` serving the release ``current``
+    points at: ``<root>/last-live`` written beside itself, then renamed into place
+    (atomic). A record that already says that release is live is kept as it is (its
+    ``live_since`` stays). Exits 3 when ``current`` points nowhere."""
+    final, staged = _q(f"{root}/{LAST_LIVE}"), _q(f"{root}/.{LAST_LIVE}.tmp")
+    return "; ".join([
+        f"rel=$(readlink {_q(root + '/current')} 2>/dev/null || true)",
+        'rel="${rel##*/}"',
+        'if [ -z "$rel" ]; then echo "current points at no release" >&2; exit 3; fi',
+        f'if [ -f {final} ] && grep -Fqx "release=$rel" {final} && '
+        f"! grep -q '^left_at=' {final}; then exit 0; fi",
+        f"printf 'release=%s\\nlive_since=%s\\n' \"$rel\" {_q(at)} > {staged} && "
+        f"mv -T -- {staged} {final}",
+    ])
+
+
+def mark_left(root: str, *, at: str) -> str:
+    """Record that traffic left this host's pool at ``at``: ``left_at`` set in
+    ``<root>/last-live`` (created if missing), the rest kept; renamed into place."""
+    final, staged = _q(f"{root}/{LAST_LIVE}"), _q(f"{root}/.{LAST_LIVE}.tmp")
+    return "; ".join([
+        f"if [ -f {final} ]; then grep -v '^left_at=' -- {final} > {staged} || true; "
+        f"else : > {staged}; fi",
+        f"printf 'left_at=%s\\n' {_q(at)} >> {staged} && mv -T -- {staged} {final}",
+    ])
+
+
+def parse_last_live(text: str) -> LastLive | None:
+    """The ``last_live.``-prefixed lines of an answer (:func:`served`, :func:`preflight`)
+    as a :class:`LastLive`; None when there is no record, or only an unreadable one."""
+    fields = {key.removeprefix(_LAST_LIVE_PREFIX): value.strip()
+              for key, _, value in (line.partition("=") for line in text.splitlines())
+              if key.startswith(_LAST_LIVE_PREFIX)}
+    release = fields.get("release", "")
+    if not fields or (release and not _RELEASE_ID.fullmatch(release)):
+        return None
+    return LastLive(release=release, live_since=fields.get("live_since", ""),
+                    left_at=fields.get("left_at", ""))
+
+
+def served(root: str) -> str:
+    """Where ``current`` points, ``<root>/last-live``, and the current release's
+    manifest on one line (for :func:`parse_served`). Changes nothing."""
+    return "; ".join([
+        f"printf 'current=%s\\n' \"$(readlink {_q(root + '/current')} 2>/dev/null || true)\"",
+        _print_last_live(root),
+        f"printf 'manifest='; tr -d '\\n' 2>/dev/null < {_q(root + '/current/manifest.json')}"
+        " || true; echo",
+    ])
+
+
+def parse_served(text: str) -> Served:
+    """:func:`served`'s answer: the release ``current`` points at ("" if none), its
+    manifest's version (None if unreadable) and the last-live record."""
+    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    release = fields.get("current", "").strip().rsplit("/", 1)[-1]
+    manifest = _manifest(fields.get("manifest", ""))
+    version = manifest.get("version") if manifest is not None else None
+    return Served(release=release, version=version if isinstance(version, str) else None,
+                  last_live=parse_last_live(text))
+
+
+def kept_release(layout: Layout) -> str:
+    """The install marker and the manifest of ``releases/<release>`` if that folder
+    exists, for :func:`parse_kept_release`. Changes nothing."""
+    folder = _q(layout.release_dir)
+    return (f"if [ -d {folder} ]; then printf 'installed=%s\\n' \"$(cat -- "
+            f"{_q(layout.marker)} 2>/dev/null || true)\"; printf 'manifest='; "
+            f"tr -d '\\n' 2>/dev/null < {_q(layout.release_dir + '/manifest.json')} || true; "
+            "echo; fi")
+
+
+def parse_kept_release(text: str) -> KeptRelease:
+    """:func:`kept_release`'s answer (an empty answer: the release is not kept)."""
+    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return KeptRelease(sha256=fields.get("installed", "").strip(),
+                       manifest=_manifest(fields.get("manifest", "")))
+
+
+def _manifest(text: str) -> dict[str, object] | None:
     try:
-        manifest = json.loads(rest) if rest.strip() else {}
+        manifest = json.loads(text) if text.strip() else None
     except ValueError:
-        return release, None
-    version = manifest.get("version") if isinstance(manifest, dict) else None
-    return release, str(version) if isinstance(version, str) else None
+        return None
+    return manifest if isinstance(manifest, dict) else None
 
 
 def file_state(path: str) -> str:

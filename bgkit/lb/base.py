@@ -2,8 +2,10 @@
 
 A provider reads which pool is live, switches to a pool (returning once the change is
 applied), splits a share of requests to the idle pool for a canary where it can (or
-says why it cannot), and reports each backend server's health as the load balancer sees
-it. For a switch that was interrupted it also reports the whole state — a change staged but not
+says why it cannot), reports each backend server's health as the load balancer sees it,
+and — when it can see them — the sessions it holds open to each server (a deploy waits
+for them to close before restarting a host; a provider that cannot see them says so).
+For a switch that was interrupted it also reports the whole state — a change staged but not
 applied, an application still in progress, or a live pool that cannot be known — and
 can discard a staged change. It never guesses: ``live`` is None when it is not known.
 The switch algorithm (lease, gates, watch, automatic switch-back, converging after a
@@ -15,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["BackendServer", "LbState", "LoadBalancer", "PoolName", "SwitchResult",
-           "other_pool"]
+__all__ = ["BackendServer", "LbState", "LoadBalancer", "PoolName", "ServerSessions",
+           "SwitchResult", "other_pool"]
 
 from bgkit.words import PoolName, other_pool
 
@@ -32,6 +34,10 @@ class BackendServer:
     status: str  # the provider's own word: UP, DOWN, MAINT, NOLB...; OVH: active/...
     healthy: bool
     detail: str = ""
+
+
+# Open sessions per server of one pool, by (address, port) as ``backend_health`` names them.
+ServerSessions = dict[tuple[str, int], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,4 +122,12 @@ class LoadBalancer(Protocol):
         """Undo a staged, unapplied switch so that ``keep`` (the pool the caller knows is
         applied) is staged again, then return the state. Refuses (LoadBalancerError) when
         an application is in progress or other changes are staged too."""
+        ...
+
+    def open_sessions(self, pool: PoolName) -> ServerSessions | None:
+        """How many sessions the load balancer holds open to each server of ``pool`` now,
+        by (address, port) as :meth:`backend_health` names the servers (HAProxy: ``show
+        stat``'s ``scur``); None when this load balancer cannot tell, so that a deploy
+        relies on ``[deploy].min_idle_s`` and the hosts' own count. Raises
+        LoadBalancerError when it can tell but cannot be read."""
         ...

@@ -50,6 +50,8 @@ bgkit rewrites), and ``backends`` maps the pools to the backend names.
 - ``backend_health()`` reads ``show stat``: one entry per server of both backends,
   healthy when HAProxy says UP (``UP``, ``UP 1/2``...) after at least one check: a
   freshly (re)started HAProxy reports unchecked servers UP with check status ``INI``.
+- ``open_sessions(pool)`` reads the same ``show stat``: each server's ``scur``, the
+  sessions HAProxy holds on it now.
 
 The runtime API needs ``level admin``. ``runtime_api`` is a unix socket path
 (``/run/haproxy/admin.sock``, ``unix@/path``) or a TCP address (``127.0.0.1:9999``,
@@ -72,7 +74,7 @@ from bgkit.commands import haproxy as cmd
 from bgkit.config import HaproxySettings
 from bgkit.errors import LoadBalancerError, UsageError
 from bgkit.flock import lock_within
-from bgkit.lb.base import BackendServer, LbState, PoolName, SwitchResult
+from bgkit.lb.base import BackendServer, LbState, PoolName, ServerSessions, SwitchResult
 
 __all__ = ["HaproxyProvider", "RuntimeApi", "RuntimeEndpoint", "runtime_endpoint"]
 
@@ -295,6 +297,21 @@ class HaproxyProvider:
             servers.extend(_server(pool, row) for row in rows
                            if row.proxy == backend and row.is_server)
         return servers
+
+    def open_sessions(self, pool: PoolName) -> ServerSessions:
+        """Each server of ``pool``'s backend with its current sessions (``scur``).
+
+        Raises:
+            LoadBalancerError: unreachable or unreadable stats.
+        """
+        backend = self.backends[pool]
+        found: ServerSessions = {}
+        for row in self._stat_rows():
+            if row.proxy == backend and row.is_server:
+                server = _server(pool, row)
+                scur = row.fields.get("scur", "")
+                found[(server.address, server.port)] = int(scur) if scur.isdigit() else 0
+        return found
 
     # --- runtime and map file agree --------------------------------------------------
 

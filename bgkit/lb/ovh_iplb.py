@@ -30,6 +30,8 @@ but not applied. Hence:
   (no refresh) when no task runs, and checks that nothing is pending afterwards.
 - ``backend_health()`` lists both farms' servers (ids, then one GET each) and maps
   each server's ``serverState`` with :func:`bgkit.commands.ovh_iplb.server_health`.
+- ``open_sessions()`` is None: the API reports no per-server sessions, so a deploy waits
+  ``[deploy].min_idle_s`` after a switch and counts connections on the hosts themselves.
 """
 
 from __future__ import annotations
@@ -229,6 +231,11 @@ class OvhIplbProvider:
                     port=server.port or farm.port or _single_port(frontend.port),
                     status=status, healthy=healthy, detail=detail))
         return servers
+
+    def open_sessions(self, pool: PoolName) -> None:
+        """OVHcloud's API reports no per-server sessions of an IP Load Balancing farm: a
+        deploy relies on ``[deploy].min_idle_s`` and the hosts' own count."""
+        return None
 
     # --- reading ------------------------------------------------------------------------
 

@@ -49,15 +49,16 @@ def act(config: Config, *, lb: LoadBalancer, preview: Preview,
 
     if not preview.version:
         return SwitchOutcome(preview.action, "refused", (
-            f"the preview found no single release on {preview.target}: nothing to "
-            f"{preview.action} to"), preview.live, preview.target, preview.live)
+            f"the preview found no release to {preview.action} to on {preview.target} "
+            "(it says why above)"), preview.live, preview.target, preview.live)
     if preview.action == "switch":
         return switch(config, lb=lb, expected_version=preview.version, approve=True,
                       on_step=report, expected_live=preview.live,
                       release=preview.release or None,
                       canary=list(preview.canary) if preview.canary is not None else None)
     return rollback(config, lb=lb, approve=True, on_step=report,
-                    expected_version=preview.version, expected_live=preview.live)
+                    expected_version=preview.version, expected_live=preview.live,
+                    expected_release=preview.release or None)
 
 
 def act_now(config: Config, *, lb: LoadBalancer, preview: Preview) -> SwitchOutcome:
@@ -131,6 +132,8 @@ def outcome_html(outcome: SwitchOutcome, *, run_id: str | None = None) -> str:
 
     style = GOOD if outcome.exit_code == 0 else BAD
     lines = [outcome.reason, f"traffic is on {outcome.live_pool}"]
+    if outcome.release:
+        lines.append(f"release: {outcome.release}")
     if outcome.applied_s is not None:
         lines.append(f"the load balancer applied the change in {outcome.applied_s:.3f} s")
     if outcome.watch is not None:

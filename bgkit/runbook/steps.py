@@ -34,9 +34,9 @@ SANDBOX_CONFIG = Path(__file__).resolve().parents[2] / ".sandbox" / "bgkit.toml"
 class Preview:
     """What the operator was shown before deciding, which the decision is pinned to.
 
-    ``version`` is what the target pool must serve: the release's version for a switch,
-    the one version the previous pool answered for a rollback ("" when it answered none
-    or several).
+    ``version`` and ``release`` are what the target pool must serve: a switch's artifact,
+    or for a rollback the release the previous pool served when it was last live (both
+    "" when there is none to go back to).
     """
 
     action: str  # "switch" | "rollback"
@@ -44,7 +44,7 @@ class Preview:
     live: PoolName
     target: PoolName
     version: str
-    release: str  # the release id of a switch's artifact ("" for a rollback)
+    release: str  # the release id it goes to ("" when unknown)
     canary: tuple[int, ...] | None = None  # a switch's canary percents (None: the config's)
 
     @property
@@ -52,8 +52,8 @@ class Preview:
         return self.result.verdict.overall == "pass" and bool(self.version)
 
     def describe(self) -> str:
-        """"switch to green, hello-c-2.0.0-abc123" / "roll back to blue, 1.0.0", and a
-        switch's canary steps ("after a canary of 5%, then 25%")."""
+        """"switch to green, hello-c-2.0.0-abc123" / "roll back to blue, hello-c-1.0.0-…",
+        and a switch's canary steps ("after a canary of 5%, then 25%")."""
         what = self.release or self.version or "an unknown release"
         verb = "switch to" if self.action == "switch" else "roll back to"
         text = f"{verb} {self.target}, {what}"
@@ -179,6 +179,9 @@ def deploy_step(config: Config, *, artifact: str = "", lb: LoadBalancer | None =
     record("hosts", result.table())
     _show(result.table())
     _show_hooks(result.hooks)
+    if result.cut:
+        print(f"{result.cut} connection(s) were still open when hosts restarted "
+              "([deploy].drain_timeout_s ran out): they were cut")
     if config.service.files:  # each host file's sha256, and whether this deploy changed it
         record("files", result.files_table())
         _show(result.files_table())
@@ -228,26 +231,30 @@ def switch_preview(config: Config, *, lb: LoadBalancer, artifact: str = "",
 
 
 def rollback_preview(config: Config, *, lb: LoadBalancer) -> Preview:
-    """The previous pool's health, judged without a required version (it serves the
-    previous release, whichever single one it answers); shown, recorded, nothing changed."""
-    lenient = config.model_copy(update={"gates": config.gates.model_copy(
-        update={"require_version": False})})
-    result = _verify_and_show(lenient, lb=lb, expected=None, role="previous",
+    """Where a rollback would go: the release the previous pool served when it was last
+    live, if its hosts still serve it, judged by the gates for that very release; shown,
+    recorded, nothing changed. When its hosts serve another release now, the preview says
+    why and what to do, and its version is "" (nothing to roll back to)."""
+    from bgkit.ledger import SshLedger, rollback_target
+
+    live = lb.live_pool()
+    target = rollback_target(SshLedger(config), other_pool(live))
+    record("rollback_target", {"pool": target.pool, "release": target.release,
+                               "version": target.version, "refusal": target.refusal})
+    if not target.ok:
+        print(f"no rollback to {target.pool}: {target.refusal}")
+    else:
+        print(f"a rollback goes back to {target.pool}, {target.release}: the release it "
+              "served when it was last live")
+    judged = config if target.ok else config.model_copy(update={  # its health, at least
+        "gates": config.gates.model_copy(update={"require_version": False})})
+    result = _verify_and_show(judged, lb=lb, expected=target.version or None, role="previous",
+                              release=target.release or None,
                               samples_per_host=config.switch.samples_per_host, outcome=False)
-    versions = _idle_versions(result)
     preview = Preview("rollback", result, result.live_pool, result.idle_pool,
-                      versions[0] if len(versions) == 1 else "", "")
-    if len(versions) != 1:
-        print(f"the {preview.target} pool answers {', '.join(versions) or 'no version'}: a "
-              "rollback needs it to serve one single release")
+                      target.version, target.release)
     record("preview", preview.pins())
     return preview
-
-
-def _idle_versions(result: VerifyResult) -> list[str]:
-    samples = result.samples
-    hosts = samples[(samples["target"] == "host") & (samples["pool"] == result.idle_pool)]
-    return sorted({str(v) for v in hosts["version"].dropna()})
 
 
 def _verify_and_show(config: Config, *, lb: LoadBalancer, expected: str | None,

@@ -201,6 +201,9 @@ def render_bgkit_toml(*, layout: Layout, options: SandboxOptions, hosts: Sequenc
         *(_table(f"[[pools.{host.pool}.hosts]]", _host_entry(options, host, facts))
           for host in hosts),
         *lb_tables,
+        "# Everything on loopback: nothing holds the old pool but what HAProxy and the hosts\n"
+        "# count, so a deploy right after a switch waits 2 s, not the default 30 s.\n"
+        + _table("[deploy]", {"min_idle_s": 2}),
         _table("[ssh]", {"known_hosts": str(layout.known_hosts),
                          "identity_file": str(layout.client_key),
                          **({"config_file": str(layout.root / "ssh" / "config")}

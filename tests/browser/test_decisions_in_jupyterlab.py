@@ -62,7 +62,7 @@ def test_a_double_click_switches_once_a_later_click_does_nothing_and_the_report_
     release = releases["2.0.0"]
     open_notebook(page, jupyterlab, lab_root, "04_switch.ipynb", config_path=str(ready.path),
                   artifact=str(release.artifact))
-    headline = page.get_by_text("green idle 2.0.0 vs blue live 1.0.0: 7/7 gates pass")
+    headline = page.get_by_text("green idle 2.0.0 vs blue live 1.0.0: 9/9 gates pass")
     expect(headline).to_be_visible(timeout=WAIT_MS)
     button = page.locator("button.bgkit-decision-button")
     expect(button).to_have_text(f"Switch to green, {release.release}", timeout=WAIT_MS)
@@ -101,7 +101,7 @@ def test_a_double_click_switches_once_a_later_click_does_nothing_and_the_report_
     viewport = page.viewport_size
     assert viewport is not None
     for text in ("jupyterlab", "switch from blue to green", release.release,
-                 "gates 7/7 pass", "succeeded"):
+                 "gates 9/9 pass", "succeeded"):
         found = page.get_by_text(text, exact=False).first
         expect(found).to_be_visible()
         box = found.bounding_box()

@@ -108,6 +108,27 @@ def set_fault(root: Path, **faults: object) -> None:
     config.write_text(text + "[faults]\n" + "\n".join(lines) + "\n")
 
 
+def add_server(config: Config, backend: str, name: str, address: str, *,
+               check: bool = True) -> None:
+    """A server added to the sandbox HAProxy's ``backend`` by hand through its runtime API,
+    as an operator would (bgkit.toml is not changed); with ``check``, once it is UP."""
+    from bgkit.lb import get_provider
+    from bgkit.lb.haproxy import HaproxyProvider
+
+    lb = get_provider(config)
+    assert isinstance(lb, HaproxyProvider)
+    where = f"{backend}/{name}"
+    commands = [f"add server {where} {address}:{config.service.port}"
+                + (" check" if check else ""),
+                *([f"enable health {where}"] if check else []), f"enable server {where}"]
+    for command in commands:
+        answer = lb.api.run(command).strip()
+        assert "New server registered" in answer or not answer, (command, answer)
+    if check:
+        wait_for(lambda: any(s.name == name and s.healthy for s in lb.backend_health()),
+                 what=f"{where} to be UP")
+
+
 def wait_lb_healthy(config: Config, pool: str, *, timeout_s: float = 10.0) -> None:
     """Wait until the load balancer's own health checks see every server of ``pool`` UP."""
     from bgkit.lb import get_provider
@@ -236,26 +257,46 @@ def break_pool(config: Config, pool: str, **faults: object) -> None:
         os.kill(int((root / "shared/run/service.pid").read_text()), signal.SIGHUP)
 
 
+def flip(config: Config, pool: str) -> None:
+    """Switch the load balancer to ``pool`` directly (no gates, no watch: a test's setup)
+    and record it on the hosts as the switch does: the pool left, the pool now live with
+    the release it serves (``last-live``), so that rollback and drain see the truth."""
+    from datetime import UTC, datetime
+
+    from bgkit.lb import get_provider
+    from bgkit.ledger import SshLedger
+
+    lb = get_provider(config)
+    left = lb.live_pool()
+    lb.switch(pool, timeout_s=10)  # type: ignore[arg-type]
+    now = datetime.now(UTC)
+    ledger = SshLedger(config)
+    if left != pool:
+        assert ledger.left_live(left, at=now) == []
+    assert ledger.went_live(pool, at=now) == []  # type: ignore[arg-type]
+
+
 def make_ready(sandbox: Config, releases: dict[str, Any]) -> Config:
-    """Blue live on 1.0.0, green idle on 2.0.0, both healthy in the load balancer.
+    """Blue live on 1.0.0, green idle on 2.0.0, both healthy in the load balancer; each
+    pool's hosts record that they went live on 1.0.0 (:func:`flip`).
 
     Latency gates are loose: on the shared 2-core test machine a busy moment can lift
     a pool's p99 to 500 ms or its p95 a few ms above the other's, and these tests are
     about errors, versions and the load balancer, not about latency.
     """
     from bgkit.deploy import deploy
-    from bgkit.lb import get_provider
 
     config = rewrite_config(sandbox.path, {"switch": {"samples_per_host": 60, "watch_s": 2},
                                            "gates": {"max_p99_ms": 1500,
-                                                     "min_p95_delta_ms": 100}},
+                                                     "min_p95_delta_ms": 100},
+                                           "deploy": {"min_idle_s": 1}},
                             name="switching.toml")
     deploy(config, artifact=releases["1.0.0"].artifact)  # blue is live, so this is green
     wait_lb_healthy(config, "green")
-    get_provider(config).switch("green", timeout_s=10)
+    flip(config, "green")
     deploy(config, artifact=releases["1.0.0"].artifact)  # now blue
     wait_lb_healthy(config, "blue")
-    get_provider(config).switch("blue", timeout_s=10)
+    flip(config, "blue")
     deploy(config, artifact=releases["2.0.0"].artifact)  # and the new release on green
     wait_lb_healthy(config, "green")
     return config
@@ -298,6 +339,9 @@ class AfterSwitch:
 
     def discard_staged(self, keep: Any) -> Any:
         return self.inner.discard_staged(keep)
+
+    def open_sessions(self, pool: Any) -> Any:
+        return self.inner.open_sessions(pool)
 
     def switch(self, pool: Any, *, timeout_s: float) -> Any:
         result = self.inner.switch(pool, timeout_s=timeout_s)

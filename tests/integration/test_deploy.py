@@ -20,7 +20,12 @@ from bgkit.errors import DeployError, UsageError
 from bgkit.hosts import Session
 from bgkit.lb import get_provider
 from bgkit.tarball import staged_files, write_tarball
-from tests.integration.sandbox_support import rewrite_config, set_fault, wait_lb_healthy
+from tests.integration.sandbox_support import (
+    add_server,
+    rewrite_config,
+    set_fault,
+    wait_lb_healthy,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -119,6 +124,7 @@ def test_one_unreachable_host_fails_preflight_and_no_host_changes(
                    + "-unreachable"}
     config = rewrite_config(serving.path, {"pools": {"blue": {"hosts": [*hosts, unreachable]}}},
                             name="unreachable.toml")
+    add_server(serving, "blue", "blue-3", "127.0.1.99", check=False)  # listed in both
     with pytest.raises(DeployError, match="failed at preflight on 1 of 3") as caught:
         deploy(config, artifact=releases["2.0.0"].artifact)
     assert "127.0.1.99" in str(caught.value) and "connection refused" in str(caught.value)

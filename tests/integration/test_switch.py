@@ -174,7 +174,7 @@ def test_the_switch_notebook_under_papermill_needs_approve_and_records_the_watch
     release = ["-p", "artifact", str(releases["2.0.0"].artifact)]
     unapproved = run_step_cli(ready, "04_switch", *release)
     assert unapproved.returncode == 1
-    assert "not approved: the gates passed; approve (-p approve true) was not given" in \
+    assert "not approved: the gates passed; approve=True (-p approve true) was not given" in \
         unapproved.stderr
     assert get_provider(ready).live_pool() == "blue"
 

@@ -228,7 +228,7 @@ def test_compare_without_enough_answers_has_no_test_and_is_json_ready() -> None:
 def test_healthy_pools_pass_every_gate() -> None:
     verdict = judge(healthy())
     assert verdict.overall == "pass"
-    assert [g.verdict for g in verdict.gates] == ["pass"] * 7
+    assert [g.verdict for g in verdict.gates] == ["pass"] * 9
     assert verdict.reasons() == []
 
 
@@ -397,7 +397,7 @@ def test_verdict_serialises_to_strict_json_and_tables() -> None:
     table = verdict.gate_table()
     assert list(table.columns) == ["gate", "verdict", "observed", "threshold", "reason"]
     assert list(table["gate"]) == ["samples", "errors", "p99_latency", "p95_ratio", "version",
-                                   "consecutive_failures", "lb_health"]
+                                   "release", "consecutive_failures", "lb_health", "lb_servers"]
     assert verdict.reasons()[0].startswith("errors: ")
 
 

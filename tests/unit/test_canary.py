@@ -110,7 +110,8 @@ def test_a_switch_holds_each_canary_step_then_moves_everything(
     from bgkit.switch import switch
 
     config = canary_config(fleet, tmp_path)
-    outcome = switch(config, lb=fleet.lb, expected_version="2.0.0", approve=True,
+    outcome = switch(config, lb=fleet.lb,
+                     ledger=fleet.ledger, expected_version="2.0.0", approve=True,
                      canary=[10, 40])
     assert outcome.ended == "switched", outcome.reason
     splits = [call for call in fleet.lb.calls if call.startswith(("split", "switch"))]
@@ -126,11 +127,12 @@ def test_the_configured_steps_are_the_default_and_an_empty_list_means_none(
     from bgkit.switch import switch
 
     config = canary_config(fleet, tmp_path, canary=[{"percent": 20, "hold_s": 0.5}])
-    went = switch(config, lb=fleet.lb, expected_version="2.0.0", approve=True)
+    went = switch(config, lb=fleet.lb, ledger=fleet.ledger, expected_version="2.0.0", approve=True)
     assert [step["percent"] for step in went.to_dict()["canary"]] == [20]
     assert went.to_dict()["canary"][0]["hold_s"] == 0.5
     fleet.lb.calls.clear()
-    back = switch(config, lb=fleet.lb, expected_version="1.0.0", approve=True, canary=[])
+    back = switch(config, lb=fleet.lb,
+                  ledger=fleet.ledger, expected_version="1.0.0", approve=True, canary=[])
     assert back.ended == "switched", back.reason
     assert not [call for call in fleet.lb.calls if call.startswith("split")]
 
@@ -148,7 +150,8 @@ def test_a_canary_pool_failing_during_a_step_ends_the_split_and_changes_nothing_
 
     fleet.lb.split = split_then_fail  # type: ignore[method-assign]
     config = canary_config(fleet, tmp_path)
-    outcome = switch(config, lb=fleet.lb, expected_version="2.0.0", approve=True,
+    outcome = switch(config, lb=fleet.lb,
+                     ledger=fleet.ledger, expected_version="2.0.0", approve=True,
                      canary=[10, 40])
     assert outcome.ended == "canary failed" and outcome.exit_code == 1
     assert "the canary of 40% to green failed" in outcome.reason
@@ -169,7 +172,8 @@ def test_a_provider_that_cannot_split_refuses_the_canary_before_any_change(
         raise SplitUnsupported("ovh-iplb cannot send a share of the traffic to the idle pool")
 
     fleet.lb.split = cannot  # type: ignore[method-assign]
-    outcome = switch(canary_config(fleet, tmp_path), lb=fleet.lb, expected_version="2.0.0",
+    outcome = switch(canary_config(fleet, tmp_path), lb=fleet.lb,
+                     ledger=fleet.ledger, expected_version="2.0.0",
                      approve=True, canary=[5])
     assert outcome.ended == "refused" and fleet.lb.applied == "blue"
     assert "a canary was asked for, but ovh-iplb cannot" in outcome.reason
@@ -185,6 +189,7 @@ def test_a_rerun_after_a_kill_mid_canary_ends_the_split_first(
     fleet.lb.split("green", 25, timeout_s=1)  # the killed run's canary, still in place
     left_lease(config, {"action": "switch", "from_pool": "blue", "to_pool": "green",
                         "version": "2.0.0", "phase": "canary", "percent": 25})
-    outcome = switch(config, lb=fleet.lb, expected_version="2.0.0", approve=False)
+    outcome = switch(config, lb=fleet.lb,
+                     ledger=fleet.ledger, expected_version="2.0.0", approve=False)
     assert "left a canary of 25% of requests to green; bgkit ended it" in outcome.converged
     assert fleet.lb.canary == 0 and outcome.ended == "not approved"

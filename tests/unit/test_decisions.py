@@ -127,7 +127,7 @@ def test_the_headline_gives_the_verdict_and_a_wrong_release_as_one_cause() -> No
     from bgkit.runbook.evidence import headline
 
     good = headline(verify_result("2.0.0", "2.0.0"))
-    assert good.title == "green idle 2.0.0 vs blue live 1.0.0: 7/7 gates pass"
+    assert good.title == "green idle 2.0.0 vs blue live 1.0.0: 9/9 gates pass"
     assert good.cause == "" and good.verdict == "pass"
     wrong = headline(verify_result("1.9.0", "2.0.0"))
     assert wrong.verdict == "fail"

@@ -34,7 +34,8 @@ def test_a_failing_pre_switch_hook_refuses_the_switch_and_nothing_moves(
         fleet: FakeFleet, tmp_path: Path) -> None:
     config = with_hooks(fleet.config(tmp_path), pre_switch=[
         sys.executable, "-c", "print('migration failed: table locked'); raise SystemExit(3)"])
-    outcome = switch(config, lb=fleet.lb, expected_version="2.0.0", approve=True)
+    outcome = switch(config, lb=fleet.lb,
+                     ledger=fleet.ledger, expected_version="2.0.0", approve=True)
     assert outcome.ended == "refused" and fleet.lb.applied == "blue"
     assert "the pre_switch hook" in outcome.reason and "exited with 3" in outcome.reason
     (hook,) = outcome.to_dict()["hooks"]
@@ -50,19 +51,19 @@ def test_switch_and_rollback_hooks_see_what_the_step_is_about(
         pre_switch=[sys.executable, "-c", DUMP_ENV, str(seen["pre"])],
         post_switch=[sys.executable, "-c", DUMP_ENV, str(seen["post"])],
         post_rollback=[sys.executable, "-c", DUMP_ENV, str(seen["back"])])
-    went = switch(config, lb=fleet.lb, expected_version="2.0.0", approve=True,
-                  release="fake-2.0.0-abc1234")
+    went = switch(config, lb=fleet.lb, ledger=fleet.ledger, expected_version="2.0.0", approve=True,
+                  release=fleet.pools["green"].release)
     assert went.ended == "switched", went.reason
     assert [hook["name"] for hook in went.to_dict()["hooks"]] == ["pre_switch", "post_switch"]
     pre = json.loads(seen["pre"].read_text())
     assert (pre["BGKIT_HOOK"], pre["BGKIT_POOL"], pre["BGKIT_LIVE_POOL"]) == \
         ("pre_switch", "green", "blue")
-    assert pre["BGKIT_RELEASE"] == "fake-2.0.0-abc1234" and pre["BGKIT_VERSION"] == "2.0.0"
+    assert pre["BGKIT_RELEASE"] == fleet.pools["green"].release and pre["BGKIT_VERSION"] == "2.0.0"
     assert pre["BGKIT_HOSTS"].split() == list(fleet.lb.addresses["green"])
     assert all(url.startswith("http://127.0.92.") for url in pre["BGKIT_HOST_URLS"].split())
     post = json.loads(seen["post"].read_text())
     assert (post["BGKIT_HOOK"], post["BGKIT_LIVE_POOL"]) == ("post_switch", "green")
-    back = rollback(config, lb=fleet.lb, approve=True)
+    back = rollback(config, lb=fleet.lb, ledger=fleet.ledger, approve=True)
     assert back.ended == "rolled back", back.reason
     assert json.loads(seen["back"].read_text())["BGKIT_POOL"] == "blue"
 

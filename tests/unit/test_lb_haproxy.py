@@ -206,6 +206,17 @@ def test_backend_health_reads_servers_of_both_backends_from_show_stat(
     assert servers[2].detail == "L7STS Layer7 wrong status: Service Unavailable"
 
 
+def test_open_sessions_reads_each_servers_scur_from_show_stat(short_dir: Path) -> None:
+    stat = (FIXTURES / "haproxy_show_stat.csv").read_text()
+    stat = stat.replace("green,green-1,0,0,0,", "green,green-1,0,0,3,")
+    provider, fake = make_provider(short_dir, lambda command: stat)
+    assert provider.open_sessions("green") == {("127.0.2.1", 18081): 3,
+                                               ("127.0.2.2", 18081): 0}
+    assert provider.open_sessions("blue") == {("127.0.1.1", 18081): 0,
+                                              ("127.0.1.2", 18081): 0}
+    fake.close()
+
+
 def test_a_missing_socket_says_what_to_check(tmp_path: Path) -> None:
     settings = HaproxySettings(runtime_api=str(tmp_path / "nope.sock"),
                                map_file=str(tmp_path / "live.map"))

@@ -159,10 +159,12 @@ def test_parity_fail_refuses_a_switch_to_a_pool_that_differs_and_warn_does_not(
     monkeypatch.setattr(bgkit.verify, "collect", fake_collect)
     with FakeFleet(blue="1.0.0", green="2.0.0") as fleet:
         strict = fleet.config(tmp_path, gates={"parity": "fail"})
-        refused = switch(strict, lb=fleet.lb, expected_version="2.0.0", approve=True)
+        refused = switch(strict, lb=fleet.lb,
+                         ledger=fleet.ledger, expected_version="2.0.0", approve=True)
         assert refused.ended == "refused" and fleet.lb.applied == "blue"
         assert "parity: the pools differ (memory (GiB): blue 31; green 16)" in refused.reason
         lenient = fleet.config(tmp_path)  # parity = "warn": not even read by a switch
-        went = switch(lenient, lb=fleet.lb, expected_version="2.0.0", approve=True)
+        went = switch(lenient, lb=fleet.lb,
+                      ledger=fleet.ledger, expected_version="2.0.0", approve=True)
         assert went.ended == "switched", went.reason
     assert reads == ["read"]

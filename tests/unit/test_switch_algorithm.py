@@ -31,7 +31,8 @@ def config(fleet: FakeFleet, tmp_path: Path) -> Config:
 
 
 def go(config: Config, fleet: FakeFleet, version: str = "2.0.0") -> Any:
-    return switch(config, lb=fleet.lb, expected_version=version, approve=True)
+    return switch(config, lb=fleet.lb, expected_version=version, approve=True,
+                  ledger=fleet.ledger)
 
 
 def left_lease(config: Config, intent: dict[str, Any]) -> None:
@@ -244,6 +245,84 @@ def test_a_rollback_killed_after_its_flip_is_not_rolled_back_twice(
     fleet.lb.applied = fleet.lb.staged = "blue"
     left_lease(config, {"action": "rollback", "from_pool": "green", "to_pool": "blue",
                         "version": "1.0.0", "phase": "watching"})
-    outcome = rollback(config, lb=fleet.lb, approve=True)
+    outcome = rollback(config, lb=fleet.lb, approve=True, ledger=fleet.ledger)
     assert outcome.ended == "rolled back", outcome.reason
     assert fleet.lb.applied == "blue" and "switch green" not in fleet.lb.calls
+
+
+# --- what went live, and rollback only to that -------------------------------------------
+
+
+def test_a_switch_records_what_went_live_and_when_traffic_left(
+        config: Config, fleet: FakeFleet) -> None:
+    outcome = go(config, fleet)
+    assert outcome.ended == "switched" and outcome.release == "fake-2.0.0-0000000"
+    green, blue = fleet.ledger.last_live["green"], fleet.ledger.last_live["blue"]
+    assert green.release == "fake-2.0.0-0000000" and green.live
+    assert blue.release == "fake-1.0.0-0000000" and not blue.live
+    recorded = outcome.to_dict()["recorded"]
+    assert recorded["went_live"]["pool"] == "green"
+    assert recorded["went_live"]["release"] == "fake-2.0.0-0000000"
+    assert recorded["left_live"] == {"pool": "blue", "at": blue.left_at}
+
+
+def test_rollback_goes_back_to_the_release_that_was_live_and_names_it(
+        config: Config, fleet: FakeFleet) -> None:
+    assert go(config, fleet).ended == "switched"
+    back = rollback(config, lb=fleet.lb, approve=True, ledger=fleet.ledger)
+    assert back.ended == "rolled back", back.reason
+    assert back.release == "fake-1.0.0-0000000" and fleet.lb.applied == "blue"
+    assert back.to_dict()["release"] == "fake-1.0.0-0000000"
+    assert fleet.ledger.last_live["blue"].live and not fleet.ledger.last_live["green"].live
+
+
+def test_rollback_refuses_a_release_deployed_on_the_previous_pool_since_and_names_the_fix(
+        config: Config, fleet: FakeFleet) -> None:
+    assert go(config, fleet).ended == "switched"
+    fleet.behave("blue", version="3.0.0")  # deployed on blue after it left live
+    back = rollback(config, lb=fleet.lb, approve=True, ledger=fleet.ledger)
+    assert back.ended == "refused" and back.exit_code == 1 and fleet.lb.applied == "green"
+    assert back.reason.startswith("refusing to roll back to the blue pool: blue now serves "
+                                  "3.0.0, which never went live")
+    assert "redeploy 1.0.0 (kept on the hosts) with `bgkit deploy --release " \
+        "fake-1.0.0-0000000` — no upload needed" in back.reason
+    fleet.behave("blue", version="1.0.0", build="dirty1")  # the same version, rebuilt
+    again = rollback(config, lb=fleet.lb, approve=True, ledger=fleet.ledger)
+    assert again.ended == "refused" and "serves fake-1.0.0-dirty1" in again.reason
+
+
+def test_a_switch_back_records_that_traffic_left_the_failing_pool_not_that_it_went_live(
+        config: Config, fleet: FakeFleet) -> None:
+    fleet.lb.faults.on_switch = lambda pool: pool == "green" and fleet.behave(
+        "green", status=503)
+    outcome = go(config, fleet)
+    assert outcome.ended == "switched back"
+    green = fleet.ledger.last_live["green"]
+    assert green.release == "" and not green.live  # it left, never went live
+    assert fleet.ledger.last_live["blue"].live
+    fleet.behave("green", status=200)
+    back = rollback(config, lb=fleet.lb, approve=True, ledger=fleet.ledger)
+    assert back.ended == "refused" and "no record" in back.reason
+
+
+def test_another_build_of_the_version_fails_the_release_gate_and_nothing_moves(
+        config: Config, fleet: FakeFleet) -> None:
+    outcome = switch(config, lb=fleet.lb, expected_version="2.0.0", approve=True,
+                     release="fake-2.0.0-1a2b3c4", ledger=fleet.ledger)
+    assert outcome.ended == "refused" and fleet.lb.applied == "blue"
+    assert "fake-2.0.0-0000000 (another build of 2.0.0)" in outcome.reason
+    fleet.behave("green", build="1a2b3c4")
+    went = switch(config, lb=fleet.lb, expected_version="2.0.0", approve=True,
+                  release="fake-2.0.0-1a2b3c4", ledger=fleet.ledger)
+    assert went.ended == "switched", went.reason
+
+
+def test_already_live_means_the_release_itself_is_live_not_its_version(
+        config: Config, fleet: FakeFleet) -> None:
+    fleet.behave("blue", version="2.0.0", build="old")  # live: another build of 2.0.0
+    outcome = switch(config, lb=fleet.lb, expected_version="2.0.0", approve=True,
+                     release="fake-2.0.0-0000000", ledger=fleet.ledger)
+    assert outcome.ended == "switched" and fleet.lb.applied == "green", outcome.reason
+    again = switch(config, lb=fleet.lb, expected_version="2.0.0", approve=True,
+                   release="fake-2.0.0-0000000", ledger=fleet.ledger)
+    assert again.ended == "already live", again.reason

@@ -33,6 +33,13 @@ def test_the_live_pool_is_the_pool_of_the_frontends_default_farm(iplb: Harness) 
     assert provider.live_pool() == "green"
 
 
+def test_open_sessions_says_ovhcloud_cannot_tell_and_asks_nothing(iplb: Harness) -> None:
+    provider = iplb.provider()
+    before = len(iplb.journal())
+    assert provider.open_sessions("blue") is None
+    assert len(iplb.journal()) == before
+
+
 def test_a_default_farm_that_is_neither_pool_is_named(iplb: Harness) -> None:
     provider = iplb.provider(farm_ids={"blue": 77212, "green": 1})
     iplb.client().put(FRONTEND, defaultFarmId=77213)
