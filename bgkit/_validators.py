@@ -89,6 +89,10 @@ def count(value: object) -> int:
     return _integer(value, 0, 2**31 - 1, "a whole number 0 or more")
 
 
+def canary_percent(value: object) -> int:
+    return _integer(value, 1, 99, "a whole percent from 1 to 99")
+
+
 def positive_seconds(value: object) -> float:
     number = _number(value)
     if number is None or not 0 < number <= 86400:
@@ -185,6 +189,11 @@ def version_from(value: object) -> str:
 
 def ctest_arg(value: object) -> str:
     return _string(value, "a ctest argument such as -E or network")
+
+
+def hook_arg(value: object) -> str:
+    """One argument of a hook command (no control characters; passed as is, no shell)."""
+    return _string(value, "an argument string")
 
 
 def name(value: object) -> str:

@@ -34,6 +34,7 @@ from bgkit.commands import build as cmd
 from bgkit.config import Config
 from bgkit.errors import BuildError
 from bgkit.identity import GitInfo, git_info, operator
+from bgkit.parity import release_glibc
 from bgkit.tarball import FileEntry, elf_arch, sha256_file, staged_files, write_tarball
 
 __all__ = ["BuildResult", "build_release", "release_name"]
@@ -131,6 +132,10 @@ def build_release(config: Config, *, version: str | None = None,
             "build_type": config.app.build_type,
             "cmake_options": list(config.app.cmake_options),
             "arch": _arch(executable, stage, entries, config.service.executable),
+            # the newest GLIBC_x.y its ELF files need: a host with an older glibc is
+            # refused at deploy preflight (bgkit.parity)
+            "glibc": release_glibc([stage / e.path for e in entries if e.kind == "file"
+                                    and elf_arch(stage / e.path) != "not-elf"]),
             "executable": config.service.executable,
             "files": [entry.to_manifest() for entry in entries],
         }

@@ -10,9 +10,10 @@ Relative paths in the file are resolved against the file's own folder.
 
 from __future__ import annotations
 
+import itertools
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -36,6 +37,7 @@ __all__ = [
     "DeployConfig",
     "GatesConfig",
     "HaproxySettings",
+    "HooksConfig",
     "HostConfig",
     "IncludeConfig",
     "LbConfig",
@@ -395,6 +397,43 @@ class GatesConfig(_Model):
     min_p95_delta_ms: Annotated[float, BeforeValidator(v.non_negative_number)] = 5.0
     require_version: StrictBool = True
     max_consecutive_failures: Count = 3
+    parity: Literal["warn", "fail"] = "warn"  # pools whose hosts differ (CPU, memory...)
+
+
+HookArgv = tuple[Annotated[str, BeforeValidator(v.hook_arg)], ...]
+
+
+class HooksConfig(_Model):
+    """``[hooks]``: commands bgkit runs on this machine around its steps.
+
+    Each is an argv list (no shell: ``["sh", "-c", "..."]`` when one is wanted), run in
+    bgkit.toml's folder with ``BGKIT_*`` variables describing the step (README "Hooks"),
+    for at most ``timeout_s`` seconds. A failing ``pre_*`` hook stops its step before
+    anything changes; every hook's exit code, duration and output tail are recorded.
+    """
+
+    pre_deploy: HookArgv = ()
+    post_deploy: HookArgv = ()
+    pre_switch: HookArgv = ()
+    post_switch: HookArgv = ()
+    post_rollback: HookArgv = ()
+    timeout_s: Seconds = 600.0
+
+
+CanaryPercent = Annotated[int, BeforeValidator(v.canary_percent)]
+
+
+class CanaryStep(_Model):
+    """One canary step: ``percent`` of requests to the idle pool for ``hold_s`` seconds
+    (default ``[switch].canary_hold_s``)."""
+
+    percent: CanaryPercent
+    hold_s: Seconds | None = None
+
+
+def _canary_step(value: object) -> object:
+    """``5`` is ``{percent = 5}``: a bare number is a step with the default hold."""
+    return {"percent": value} if isinstance(value, int | float | str) else value
 
 
 class SwitchConfig(_Model):
@@ -403,6 +442,9 @@ class SwitchConfig(_Model):
     ``timeout_s`` bounds one load-balancer change; when it passes with the change still
     being applied (an OVH refresh task), bgkit follows it ``apply_grace_s`` more before
     it calls the state unknown. The watch polls the load balancer every ``lb_poll_s``.
+    ``canary`` (e.g. ``[5, 25]`` or ``[{percent = 5, hold_s = 120}]``, percents rising)
+    sends that share of requests to the idle pool for each step's hold before the full
+    switch, watching the answers of each pool; empty: no canary.
     """
 
     samples_per_host: Count = 100
@@ -412,6 +454,23 @@ class SwitchConfig(_Model):
     lb_poll_s: Seconds = 0.25
     timeout_s: Seconds = 60.0
     apply_grace_s: Seconds = 120.0
+    canary: tuple[Annotated[CanaryStep, BeforeValidator(_canary_step)], ...] = ()
+    canary_hold_s: Seconds = 30.0
+
+    @model_validator(mode="after")
+    def _rising(self) -> SwitchConfig:
+        percents = [step.percent for step in self.canary]
+        if any(b <= a for a, b in itertools.pairwise(percents)):
+            raise ValueError(f"canary: the steps' percents must rise, got {percents}")
+        return self
+
+    def canary_steps(self, override: Sequence[int] | None = None) -> list[tuple[int, float]]:
+        """(percent, hold in seconds) per step: ``override`` (percents, held
+        ``canary_hold_s`` each; ``[]`` for none) or the configured steps."""
+        if override is not None:
+            return [(percent, self.canary_hold_s) for percent in override]
+        return [(step.percent, step.hold_s if step.hold_s is not None else self.canary_hold_s)
+                for step in self.canary]
 
 
 class StoreAccess(_Model):
@@ -512,6 +571,7 @@ class Config(_Model):
     ssh: SshConfig = SshConfig()
     switch: SwitchConfig = SwitchConfig()
     lock: LockConfig = LockConfig()
+    hooks: HooksConfig = HooksConfig()
     path: Path = Path(DEFAULT_NAME)
 
     @model_validator(mode="after")

@@ -35,7 +35,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +48,13 @@ from bgkit.drain import Drain
 from bgkit.drift import drift
 from bgkit.errors import DeployError, HostError, UsageError
 from bgkit.health import health_url, wait_healthy
+from bgkit.hooks import hook_environment, post_hook, pre_hook
 from bgkit.host_files import file_digest, render_file
 from bgkit.host_setup import setup_hint
 from bgkit.hosts import Fleet, Host, HostResult, Progress, Session, hosts_of
 from bgkit.lb.base import LoadBalancer, PoolName, other_pool
 from bgkit.ledger import kept_release
+from bgkit.parity import libc_problem
 from bgkit.release_check import CheckedRelease, artifact_for, check_release_name
 from bgkit.version_signal import VersionSource
 
@@ -85,6 +87,7 @@ class HostDeploy:
     error: str | None
     duration_s: float
     files: tuple[PublishedFile, ...] = ()
+    facts: remote.HostFacts | None = None  # CPUs, memory, kernel, arch, libc at preflight
     cut: int = 0  # connections still open when the service restarted
 
     @property
@@ -106,6 +109,7 @@ class DeployResult:
     live_pool: PoolName
     hosts: tuple[HostDeploy, ...]
     lock_takeover: dict[str, Any] | None = None  # the stale lease this deploy took over
+    hooks: tuple[dict[str, object], ...] = ()  # each hook that ran: exit code, output tail
     kept_on_hosts: bool = False  # deployed from releases/<id> on the hosts, no upload
 
     @property
@@ -129,7 +133,10 @@ class DeployResult:
         """What the archive keeps of a deploy."""
         return {"ok": True, "release": self.release, "sha256": self.sha256, "pool": self.pool,
                 "live_pool": self.live_pool, "moved": self.moved, "cut": self.cut,
-                "kept_on_hosts": self.kept_on_hosts, "lock_takeover": self.lock_takeover}
+                "kept_on_hosts": self.kept_on_hosts, "lock_takeover": self.lock_takeover,
+                "hooks": list(self.hooks),
+                "facts": {h.host.address: asdict(h.facts) for h in self.hosts
+                          if h.facts is not None}}
 
     def files_table(self) -> pd.DataFrame:
         """One row per host file per host: its path, sha256 and whether it changed."""
@@ -157,6 +164,7 @@ class _State:
     restarted: bool = False
     current: str = ""
     files: list[PublishedFile] = field(default_factory=list)
+    facts: remote.HostFacts | None = None  # what pool parity compares (bgkit.parity)
     cut: int = 0
 
 
@@ -204,6 +212,9 @@ def _deploy(config: Config, checked: CheckedRelease | None, name: str, *,
     results: list[HostResult[Any]] = []
     with Fleet(config, progress=progress) as fleet:
         release = checked or kept_release(fleet, config, hosts, name, target)
+        environment = hook_environment(config, "pre_deploy", pool=target, live_pool=live,
+                                       release=release.release, version=release.version)
+        ran = [pre_hook(config, "pre_deploy", environment)]  # HookFailed: nothing changed
         phases: list[tuple[str, Callable[[Session], Any]]] = [
             ("preflight", lambda s: _preflight(s, config, release, states[s.host])),
             ("stage", lambda s: _stage(s, config, release, states[s.host])),
@@ -216,7 +227,9 @@ def _deploy(config: Config, checked: CheckedRelease | None, name: str, *,
             if not all(r.ok for r in results):
                 outcome = _result(release, target, live, hosts, states, results, phase)
                 raise DeployError(_failure_message(outcome, phase), results=outcome.hosts)
-    return _result(release, target, live, hosts, states, results, "done")
+    ran.append(post_hook(config, "post_deploy", {**environment, "BGKIT_HOOK": "post_deploy"}))
+    return replace(_result(release, target, live, hosts, states, results, "done"),
+                   hooks=tuple(hook.to_dict() for hook in ran if hook is not None))
 
 
 def _provider(config: Config) -> LoadBalancer:
@@ -229,11 +242,15 @@ def _preflight(session: Session, config: Config, checked: CheckedRelease,
                state: _State) -> None:
     session.step("preflight")
     layout = remote.Layout(session.host.root, checked.release)
-    answer = remote.parse_preflight(session.run(remote.preflight(layout)).stdout)
+    said = session.run(f"{remote.preflight(layout)}; {remote.host_facts()}").stdout
+    answer = remote.parse_preflight(said)
     state.preflight, state.current = answer, answer.current
     if checked.arch and answer.arch != checked.arch:
         raise HostError(session.host.label, f"CPU architecture {answer.arch} does not match "
                         f"the release's {checked.arch}")
+    state.facts = remote.parse_host_facts(said)
+    if (problem := libc_problem(state.facts, checked.glibc)) is not None:
+        raise HostError(session.host.label, problem)
     if not answer.writable:
         raise HostError(session.host.label, f"{layout.root} is not writable by "
                         f"{session.host.user}")
@@ -410,7 +427,7 @@ def _result(checked: CheckedRelease, target: PoolName, live: PoolName, hosts: Se
         rows.append(HostDeploy(host=host, phase=phase, previous=before, current=state.current,
                                uploaded=state.uploaded, restarted=state.restarted,
                                error=result.error, duration_s=result.duration_s,
-                               files=tuple(state.files), cut=state.cut))
+                               files=tuple(state.files), facts=state.facts, cut=state.cut))
     return DeployResult(release=checked.release, sha256=checked.sha256, pool=target,
                         live_pool=live, hosts=tuple(rows), kept_on_hosts=checked.kept_on_hosts)
 

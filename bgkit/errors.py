@@ -8,11 +8,13 @@
     ├── RecordError             a value given to record() cannot be archived (exit 1)
     ├── StepFailed              an archived notebook run did not succeed (exit 1)
     ├── LoadBalancerError       the load balancer refused, failed or timed out (exit 1)
-    │   └── ApplyPending        a change was made but its application is still in progress
+    │   ├── ApplyPending        a change was made but its application is still in progress
+    │   └── SplitUnsupported    the provider cannot split traffic between pools (no canary)
     ├── SandboxError            the local sandbox fleet could not be started or read (exit 1)
     ├── HostError               one host could not be reached or a command on it failed
     ├── DeployError             a deploy failed on some hosts; carries every host's result
     ├── StorageError            the object store (S3) refused, failed or cannot be used
+    ├── HookFailed              a pre_* hook failed: its step stopped before any change
     └── LockHeld                someone else holds the deployment lock (exit 1)
         └── LeaseLost           the lock this process held is no longer its own
 
@@ -24,6 +26,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bgkit.hooks import HookResult
 
 __all__ = [
     "ApplyPending",
@@ -31,6 +37,7 @@ __all__ = [
     "BuildError",
     "ConfigError",
     "DeployError",
+    "HookFailed",
     "HostError",
     "LeaseLost",
     "LoadBalancerError",
@@ -38,6 +45,7 @@ __all__ = [
     "RecordError",
     "SandboxError",
     "SecretParameterError",
+    "SplitUnsupported",
     "StepFailed",
     "StorageError",
     "UsageError",
@@ -98,6 +106,11 @@ class LoadBalancerError(BgkitError):
     """The load balancer could not be read or switched; the message says what to do."""
 
 
+class SplitUnsupported(LoadBalancerError):
+    """The load balancer cannot send a share of the traffic to the idle pool without
+    changing the live pool's own servers; the message says why (a canary is refused)."""
+
+
 class ApplyPending(LoadBalancerError):
     """A change was made, and something (an OVH refresh task) may still apply it: the
     live pool is not known until it settles (``LoadBalancer.state(wait_s=...)``)."""
@@ -130,6 +143,15 @@ class DeployError(BgkitError):
 class StorageError(BgkitError):
     """An S3-compatible object store could not be reached, refused a request, or does
     not enforce conditional writes; the message names the bucket and says what to do."""
+
+
+class HookFailed(BgkitError):
+    """A ``pre_*`` hook failed, so its step stopped before changing anything; ``result``
+    is its :class:`bgkit.hooks.HookResult`."""
+
+    def __init__(self, message: str, *, result: HookResult) -> None:
+        self.result = result
+        super().__init__(message)
 
 
 class LockHeld(BgkitError):

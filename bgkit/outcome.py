@@ -106,6 +106,8 @@ class SwitchOutcome:
     revert: Revert | None = None
     lb_state: str = ""
     release: str | None = None  # the release id the target pool serves, when known
+    hooks: tuple[dict[str, Any], ...] = ()  # each hook that ran: exit code, output tail
+    canary: tuple[dict[str, Any], ...] = ()  # each canary step held: CanaryHold.to_dict()
     recorded: dict[str, Any] | None = None  # last-live records written on the hosts
 
     @property
@@ -123,5 +125,6 @@ class SwitchOutcome:
             "verdict_reasons": self.evidence.verdict.reasons() if self.evidence else [],
             "intent": self.intent, "takeover": self.takeover, "converged": self.converged,
             "revert": self.revert.to_dict() if self.revert else None,
-            "lb_state": self.lb_state, "recorded": self.recorded,
+            "lb_state": self.lb_state, "hooks": list(self.hooks),
+            "canary": list(self.canary), "recorded": self.recorded,
         }

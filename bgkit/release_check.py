@@ -78,6 +78,13 @@ class CheckedRelease:
     def arch(self) -> str:
         return str(self.manifest.get("arch", ""))
 
+    @property
+    def glibc(self) -> str | None:
+        """The newest glibc symbol version the release needs (``"2.34"``); None when it
+        needs none, or was built by a bgkit that did not record it."""
+        value = self.manifest.get("glibc")
+        return value if isinstance(value, str) else None
+
 
 def latest_artifact(dist_dir: Path) -> Path:
     """The newest artifact (tarball) in ``dist_dir``. Raises UsageError when there is none."""

@@ -1,5 +1,6 @@
-"""What is where: the live pool, each host's release, service and health, and per pool
-the release it last served live (``last-live``, recorded by the switch)."""
+"""What is where: the live pool (and any canary split), each host's release, service and
+health, and per pool the release it last served live (``last-live``, recorded by the
+switch)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,15 @@ class HostStatus:
 class FleetStatus:
     live_pool: PoolName
     hosts: tuple[HostStatus, ...]
+    canary: int = 0  # percent of requests a canary split sends to canary_pool
+    canary_pool: PoolName | None = None
+
+    def headline(self) -> str:
+        """``live pool: blue``, and the canary split when there is one."""
+        text = f"live pool: {self.live_pool}"
+        if self.canary:
+            text += f"; canary: {self.canary}% of requests to {self.canary_pool}"
+        return text
 
     def pools_table(self) -> pd.DataFrame:
         """Per pool: the release its hosts served when it was last live, since when, and
@@ -61,7 +71,8 @@ class FleetStatus:
 
 def fleet_status(config: Config, *, lb: LoadBalancer) -> FleetStatus:
     """Read the live pool from the load balancer and every host's state over SSH and HTTP."""
-    live = lb.live_pool()
+    state = lb.state()
+    live = state.live if state.settled and state.live is not None else lb.live_pool()
     seen: dict[tuple[str, str], BackendServer] = {
         (s.pool, s.address): s for s in lb.backend_health()}
     hosts = [*hosts_of(config, "blue"), *hosts_of(config, "green")]
@@ -82,7 +93,8 @@ def fleet_status(config: Config, *, lb: LoadBalancer) -> FleetStatus:
                 running=running, health="ok" if answer.ok else answer.problem,
                 version=answer.version, lb_status=_lb_word(backend),
                 last_live=served.last_live if served else None))
-    return FleetStatus(live_pool=live, hosts=tuple(rows))
+    return FleetStatus(live_pool=live, hosts=tuple(rows), canary=state.canary,
+                       canary_pool=state.canary_pool)
 
 
 def _lb_word(backend: BackendServer | None) -> str:

@@ -38,8 +38,8 @@ gates for that very release (errors, latency, the load balancer's view and serve
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,8 +47,17 @@ import pandas as pd
 
 from bgkit import lock as locking
 from bgkit.analysis import evaluate
+from bgkit.canary import hold as canary_hold
 from bgkit.config import Config
-from bgkit.errors import ApplyPending, BgkitError, LeaseLost, LoadBalancerError
+from bgkit.errors import (
+    ApplyPending,
+    BgkitError,
+    HookFailed,
+    LeaseLost,
+    LoadBalancerError,
+    SplitUnsupported,
+)
+from bgkit.hooks import HookName, HookResult, hook_environment, post_hook, pre_hook
 from bgkit.lb.base import LbState, LoadBalancer, PoolName, other_pool
 from bgkit.ledger import Ledger, SshLedger, rollback_target, stamp
 from bgkit.outcome import LivePool, Revert, SwitchOutcome
@@ -68,14 +77,17 @@ def _quiet(_: str) -> None:
 def switch(config: Config, *, lb: LoadBalancer, expected_version: str, approve: bool,
            message: str = "switch", on_step: Step = _quiet,
            expected_live: PoolName | None = None, release: str | None = None,
-           ledger: Ledger | None = None) -> SwitchOutcome:
+           ledger: Ledger | None = None,
+           canary: Sequence[int] | None = None) -> SwitchOutcome:
     """Move all traffic to the idle pool, which must serve ``expected_version`` (and, given
     ``release``, that very release id on every host).
 
     ``on_step`` hears each step as it starts (for progress displays). With
     ``expected_live`` (the live pool an operator was shown), a load balancer that no longer
     agrees is refused, after any killed run's change was converged. ``ledger`` reads and
-    records what the hosts serve (default: over SSH).
+    records what the hosts serve (default: over SSH). ``canary``: the percents of the
+    canary steps, each held ``[switch].canary_hold_s`` (None: the configured
+    ``[switch].canary``; empty: none).
 
     Raises:
         LockHeld: another deploy or switch is running.
@@ -85,7 +97,7 @@ def switch(config: Config, *, lb: LoadBalancer, expected_version: str, approve: 
     with locking.held(locking.store_for(config), message=message, ttl_s=config.lock.ttl_s,
                       accept_intent=True) as lease:
         run = _Run(config, lb, lease, "switch", on_step, release=release,
-                   ledger=ledger or SshLedger(config))
+                   ledger=ledger or SshLedger(config), canary_override=canary)
         ended = run.converge()
         if ended is not None:
             return ended
@@ -102,7 +114,7 @@ def switch(config: Config, *, lb: LoadBalancer, expected_version: str, approve: 
                              release=release, ledger=run.ledger)
         if _already_live(evidence, expected_version, release):
             return run.already_live(evidence, expected_version)
-        return run.decide_and_move(live, idle, evidence, approve, expected_version)
+        return run.after(run.decide_and_move(live, idle, evidence, approve, expected_version))
 
 
 def rollback(config: Config, *, lb: LoadBalancer, approve: bool,
@@ -146,7 +158,8 @@ def rollback(config: Config, *, lb: LoadBalancer, approve: bool,
         if evidence.verdict.overall != "pass":
             return run.end(Outcome.REFUSED, refused + "; ".join(evidence.verdict.reasons()),
                            live, previous, live=live, facts=_Facts(evidence=evidence))
-        return run.decide_and_move(live, previous, evidence, approve, target.version)
+        return run.after(run.decide_and_move(live, previous, evidence, approve,
+                                             target.version))
 
 
 def _moved(expected: PoolName, live: PoolName) -> str:
@@ -197,6 +210,14 @@ def _single(releases: list[str]) -> str | None:
     return releases[0] if len(releases) == 1 else None
 
 
+def _live_version(evidence: VerifyResult) -> str | None:
+    """The one version the live pool's hosts answered in the evidence (None: several)."""
+    samples = evidence.samples
+    versions = set(samples.loc[(samples["target"] == "host")
+                               & (samples["pool"] == evidence.live_pool), "version"].dropna())
+    return str(next(iter(versions))) if len(versions) == 1 else None
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -234,6 +255,10 @@ class _Run:
     finished_note: str = ""
     release: str | None = None  # the release id being made live, when the caller knows it
     recorded: dict[str, Any] | None = None  # what was recorded on the hosts (last-live)
+    hooks: list[dict[str, Any]] = field(default_factory=list)  # hooks that ran, as records
+    canary_override: Sequence[int] | None = None  # the caller's canary percents
+    canary_steps: list[dict[str, Any]] = field(default_factory=list)  # held, as records
+    split_to: PoolName | None = None  # the pool a canary split this run made sends traffic to
 
     def __post_init__(self) -> None:
         took = self.lease.took_over
@@ -264,7 +289,7 @@ class _Run:
             watch, back_s, timings, version=version, intent=self.intent,
             takeover=self.takeover, converged="; ".join(self.notes), revert=revert,
             lb_state=state.describe() if state is not None else "", release=self.release,
-            recorded=self.recorded)
+            recorded=self.recorded, hooks=tuple(self.hooks), canary=tuple(self.canary_steps))
 
     def needs_attention(self, why: str, from_pool: PoolName, to_pool: PoolName, *,
                         facts: _Facts = NO_FACTS, state: LbState | None = None,
@@ -342,6 +367,15 @@ class _Run:
         state = self.state(wait_s=self.config.switch.apply_grace_s)
         if isinstance(state, str):
             return self.needs_attention(f"{who} was interrupted and {state}", frm, to)
+        if state.canary and state.canary_pool is not None:
+            self.split_to = state.canary_pool
+            ended = self.end_split()
+            if ended is not None:
+                return self.needs_attention(f"{who} left a canary of {state.canary}% to "
+                                            f"{state.canary_pool} and {ended}", frm, to,
+                                            state=state)
+            self.notes.append(f"{who} left a canary of {state.canary}% of requests to "
+                              f"{state.canary_pool}; bgkit ended it")
         if state.live == frm:
             self.notes.append(f"{who} had not moved traffic: {frm} is live")
             self.record(None)
@@ -454,7 +488,114 @@ class _Run:
             return self.end(Outcome.NOT_APPROVED, "the gates passed but the switch was not "
                             "approved (approve=True, or the button)", live, target, live=live,
                             facts=facts)
+        if self.action == "switch":
+            environment = hook_environment(self.config, "pre_switch", pool=target,
+                                           live_pool=live, release=self.release or "",
+                                           version=version)
+            try:
+                self.ran(pre_hook(self.config, "pre_switch", environment))
+            except HookFailed as failed:
+                self.ran(failed.result)
+                return self.end(Outcome.REFUSED, str(failed), live, target, live=live,
+                                facts=facts)
+            stopped = self.run_canary(live, target, evidence, version)
+            if stopped is not None:
+                return stopped
         return self.move(live, target, evidence, version)
+
+    # --- the canary ---------------------------------------------------------------------------
+
+    def run_canary(self, live: PoolName, target: PoolName, evidence: VerifyResult,
+                   version: str) -> SwitchOutcome | None:
+        """Each canary step: split its share to ``target``, hold and judge; None when every
+        step passed (the split stays until the full switch ends it), else the outcome."""
+        steps = self.config.switch.canary_steps(self.canary_override)
+        if not steps:
+            return None
+        facts = _Facts(evidence=evidence, version=version)
+        disagreement = self.still_live(live, target, facts)
+        if disagreement is not None:
+            return disagreement
+        versions = {target: version, live: _live_version(evidence)}
+        for percent, hold_s in steps:
+            try:
+                self.record({"action": self.action, "from_pool": live, "to_pool": target,
+                             "version": version, "release": self.release, "phase": "canary",
+                             "percent": percent, "since": _now().isoformat()})
+            except LeaseLost as lost:
+                return self.canary_stopped(f"{lost}", live, target, facts)
+            self.on_step(f"canary: {percent}% of requests to {target} for {hold_s:g} s")
+            try:
+                self.lb.split(target, percent, timeout_s=self.config.switch.timeout_s)
+                self.split_to = target
+            except SplitUnsupported as error:
+                self.record(None)
+                return self.end(Outcome.REFUSED, f"a canary was asked for, but {error}; "
+                                "nothing was changed", live, target, live=live, facts=facts)
+            except LoadBalancerError as error:
+                self.split_to = target  # it may have half-happened: end it either way
+                return self.canary_stopped(f"the load balancer failed to split {percent}% "
+                                           f"to {target}: {error}", live, target, facts)
+            try:
+                held, _ = canary_hold(self.config, lb=self.lb, canary=target, live=live,
+                                      percent=percent, hold_s=hold_s, versions=versions)
+            except BaseException as error:  # interrupted: never leave a split behind
+                self.canary_stopped(f"the canary stopped ({type(error).__name__})", live,
+                                    target, facts)
+                raise
+            self.canary_steps.append(held.to_dict())
+            self.on_step(held.describe())
+            if not held.ok:
+                return self.canary_stopped(f"the canary of {percent}% to {target} failed: "
+                                           + "; ".join(held.reasons), live, target, facts)
+        return None
+
+    def canary_stopped(self, why: str, live: PoolName, target: PoolName,
+                       facts: _Facts) -> SwitchOutcome:
+        """End the split (all traffic back on ``live``) and say why the canary stopped."""
+        ended = self.end_split()
+        if ended is not None:
+            return self.needs_attention(f"{why}; {ended}", live, target, facts=facts,
+                                        state=LbState(live=live))
+        self.record(None)
+        return self.end(Outcome.CANARY_FAILED, f"{why}; the canary was ended: all traffic is "
+                        f"on {live} again", live, target, live=live, facts=facts)
+
+    def end_split(self) -> str | None:
+        """Set the canary share back to 0 if this run split traffic; None once done (or
+        nothing to do), else why it could not (tried three times)."""
+        if self.split_to is None:
+            return None
+        error: LoadBalancerError | None = None
+        for _ in range(3):
+            try:
+                self.lb.split(self.split_to, 0, timeout_s=self.config.switch.timeout_s)
+            except LoadBalancerError as failed:
+                error = failed
+                continue
+            self.split_to = None
+            return None
+        return f"ending the canary split failed: {error}"
+
+    def ran(self, hook: HookResult | None) -> None:
+        """Keep a hook's result for the outcome (``None``: no such hook is set)."""
+        if hook is not None:
+            self.hooks.append(hook.to_dict())
+
+    def after(self, outcome: SwitchOutcome) -> SwitchOutcome:
+        """Run ``post_switch`` / ``post_rollback`` after a change that went live and was
+        watched; its failure is recorded and reported, the change stands."""
+        names: dict[str, HookName] = {Outcome.SWITCHED: "post_switch",
+                                      Outcome.ROLLED_BACK: "post_rollback"}
+        name = names.get(outcome.ended)
+        if name is None or outcome.live_pool == "unknown":
+            return outcome
+        environment = hook_environment(self.config, name, pool=outcome.to_pool,
+                                       live_pool=outcome.live_pool,
+                                       release=outcome.release or "",
+                                       version=outcome.version or "")
+        self.ran(post_hook(self.config, name, environment))
+        return replace(outcome, hooks=tuple(self.hooks))
 
     def move(self, live: PoolName, target: PoolName, evidence: VerifyResult,
              version: str) -> SwitchOutcome:
@@ -527,6 +668,9 @@ class _Run:
         # From here on an interrupt (SIGTERM in a notebook lands anywhere, a progress print
         # included) switches back: the new pool is never left unwatched.
         try:
+            ended = self.end_split()  # the canary's share went to target, now live: all of it
+            if ended is not None:
+                self.notes.append(f"{target} is live; {ended}")
             try:
                 self.record({**self.intent, "phase": "watching",
                              "since": applied_at.isoformat()})
@@ -564,6 +708,9 @@ class _Run:
                             facts: _Facts, *,
                             known: LbState | str | None = None) -> SwitchOutcome:
         """Step 7 after a failed change: read what happened, then undo it if it is safe."""
+        ended = self.end_split()
+        if ended is not None:
+            why += f"; {ended}"
         state = known if known is not None else \
             self.state(wait_s=self.config.switch.apply_grace_s)
         if isinstance(state, str):
@@ -605,6 +752,9 @@ class _Run:
                     result: WatchResult | None, facts: _Facts) -> SwitchOutcome:
         """Put traffic back on ``back_to`` (the pool that served before), and say so."""
         started_at = _now()
+        ended = self.end_split()
+        if ended is not None:
+            why += f"; {ended}"
         try:
             self.record({"action": self.action, "from_pool": back_to, "to_pool": failing,
                          "version": facts.version, "phase": "switching back",

@@ -22,6 +22,7 @@ that a test changes at any time. Its :class:`FakeLedger` says what the hosts ser
 from __future__ import annotations
 
 import errno
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -64,6 +65,7 @@ class Faults:
     apply_outcome: ApplyOutcome = "done"
     unreadable: int = 0
     on_switch: Callable[[PoolName], None] | None = None
+    refuse_splits: int = 0
 
 
 @dataclass(slots=True)
@@ -91,6 +93,8 @@ class FakeLoadBalancer:
             for pool, net in POOL_NETWORKS.items()}
         self.port = port
         self.lock = threading.Lock()
+        self.canary = 0  # percent of requests to canary_pool
+        self.canary_pool: PoolName | None = None
         # Sessions per (address, port), as open_sessions reports them; None: cannot see.
         self.sessions: ServerSessions | None = {}
 
@@ -114,7 +118,23 @@ class FakeLoadBalancer:
             if self.staged != self.applied:
                 return LbState(live=None, staged=self.staged, pending=1,
                                detail=f"fake: {self.staged} staged, not applied")
-            return LbState(live=self.applied)
+            return LbState(live=self.applied, canary=self.canary,
+                           canary_pool=self.canary_pool if self.canary else None)
+
+    def split(self, pool: PoolName, percent: int, *, timeout_s: float) -> None:
+        with self.lock:
+            self.calls.append(f"split {pool} {percent}")
+            if self.faults.refuse_splits and percent:
+                self.faults.refuse_splits -= 1
+                raise LoadBalancerError(f"fake: the split of {percent}% to {pool} was refused")
+            self.canary, self.canary_pool = percent, (pool if percent else None)
+
+    def serving(self) -> PoolName:
+        """The pool one request goes to now: the canary's share, else the live pool."""
+        with self.lock:
+            if self.canary and self.canary_pool and random.random() * 100 < self.canary:  # noqa: S311 (a share, not a secret)
+                return self.canary_pool
+            return self.applied
 
     def discard_staged(self, keep: PoolName) -> LbState:
         with self.lock:
@@ -253,13 +273,13 @@ class FakeLedger:
         return self.kept[pool].get(release)
 
 
-def _constant(behaviour: PoolBehaviour) -> Callable[[], PoolBehaviour]:
-    return lambda: behaviour
+def _constant(behaviour: PoolBehaviour) -> Callable[[], tuple[PoolBehaviour, str | None]]:
+    return lambda: (behaviour, None)
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    answer: Callable[[], PoolBehaviour]
+    answer: Callable[[], tuple[PoolBehaviour, str | None]]  # and the pool header, if any
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -268,12 +288,14 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
-        behaviour = self.server.answer()
+        behaviour, pool = self.server.answer()
         if behaviour.latency_ms:
             time.sleep(behaviour.latency_ms / 1000)
         body = f'{{"version":"{behaviour.version}"}}'.encode()
         self.send_response(behaviour.status)
         self.send_header("X-App-Version", behaviour.version)
+        if pool is not None:  # as HAProxy's `http-response set-header X-Bgkit-Pool %b`
+            self.send_header("X-Bgkit-Pool", pool)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -328,7 +350,11 @@ class FakeFleet:
         self._stop()
 
     def _start(self) -> None:
-        public = self._serve("127.0.0.1", 0, lambda: self.pools[self.lb.applied])
+        def answer() -> tuple[PoolBehaviour, str | None]:
+            pool = self.lb.serving()
+            return self.pools[pool], pool
+
+        public = self._serve("127.0.0.1", 0, answer)
         self.public_port = public.server_address[1]
         self.port = 0
         pools: tuple[PoolName, ...] = ("blue", "green")
@@ -338,7 +364,8 @@ class FakeFleet:
                 server = self._serve(address, self.port, _constant(behaviour))
                 self.port = server.server_address[1]
 
-    def _serve(self, address: str, port: int, answer: Callable[[], PoolBehaviour]) -> _Server:
+    def _serve(self, address: str, port: int,
+               answer: Callable[[], tuple[PoolBehaviour, str | None]]) -> _Server:
         server = _Server((address, port), _Handler)
         server.answer = answer
         self._servers.append(server)

@@ -22,6 +22,7 @@ from bgkit.drift import drift
 from bgkit.errors import UsageError
 from bgkit.lb.base import BackendServer, LoadBalancer, PoolName, other_pool
 from bgkit.ledger import HostServes, Ledger, SshLedger
+from bgkit.parity import ParityReport, collect
 from bgkit.probe import host_targets, lb_target, sample
 from bgkit.version_signal import VersionSource, build_of
 from bgkit.words import Outcome, exit_code
@@ -47,6 +48,7 @@ class VerifyResult:
     version_signal: str = ""  # where the hosts' versions came from
     release: str | None = None  # the release id the idle pool should serve, when known
     served: tuple[HostServes, ...] = ()  # what each host serves, read over SSH
+    parity: ParityReport | None = None  # both pools' host facts, when they were read
 
     def releases(self, pool: PoolName) -> list[str]:
         """The releases the hosts of ``pool`` serve (read over SSH), each once."""
@@ -67,19 +69,24 @@ class VerifyResult:
                 "samples": len(self.samples),
                 "version_signal": self.version_signal,
                 "releases": {h.address: h.release or h.error for h in self.served},
-                "verdict": self.verdict.to_dict(), "comparison": self.comparison.to_dict()}
+                "verdict": self.verdict.to_dict(), "comparison": self.comparison.to_dict(),
+                "parity": self.parity.to_dict() if self.parity is not None else None}
 
 
 def verify(config: Config, *, lb: LoadBalancer, expected_version: str | None,
            samples_per_host: int | None = None, rate_per_s: float = 200.0,
            timeout_s: float = 2.0, release: str | None = None,
-           live_pool: PoolName | None = None, ledger: Ledger | None = None) -> VerifyResult:
+           live_pool: PoolName | None = None, ledger: Ledger | None = None,
+           parity: bool | None = None) -> VerifyResult:
     """Sample both pools and the public address, then judge the idle pool.
 
     ``release`` (the release id the idle pool should serve): every idle host must serve
     it (``ledger``, default over SSH, says what each serves), and an answer naming
     another build (``<version>+<build>``) is from another release. ``live_pool``, when
-    the caller has just read it, is not read again.
+    the caller has just read it, is not read again. ``parity``: read both pools' host
+    facts over SSH (one command per host) and judge them as the ``parity`` gate
+    (:mod:`bgkit.parity`); None reads them only when ``[gates] parity = "fail"`` makes
+    them decide.
 
     Raises:
         UsageError: ``samples_per_host`` below 1.
@@ -113,10 +120,14 @@ def verify(config: Config, *, lb: LoadBalancer, expected_version: str | None,
                        expected_hosts=[h.address for h in config.pools.get(idle).hosts],
                        expected_release=release, releases=releases,
                        drift=drift(config, servers))
+    facts = None
+    if parity or (parity is None and config.gates.parity == "fail"):
+        facts = collect(config)
+        verdict = verdict.with_gates(facts.gate())
     return VerifyResult(idle_pool=idle, live_pool=live, expected_version=expected_version,
                         samples=samples, comparison=verdict.comparison, verdict=verdict,
                         lb_servers=servers, version_signal=described, release=release,
-                        served=served)
+                        served=served, parity=facts)
 
 
 def _versions_over_ssh(samples: pd.DataFrame, served: tuple[HostServes, ...]) -> pd.DataFrame:

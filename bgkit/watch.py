@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pandas as pd
@@ -41,7 +41,8 @@ from bgkit.lb.base import BackendServer, LoadBalancer
 from bgkit.probe import Reading, Target, frame_of, lb_target, pool_label, probe, run_coroutine
 from bgkit.version_signal import VersionSource, build_of
 
-__all__ = ["P99_WINDOW", "WatchJudge", "WatchResult", "judge_watch", "watch"]
+__all__ = ["P99_WINDOW", "Judge", "WatchJudge", "WatchResult", "judge_watch", "judged_samples",
+           "watch"]
 
 P99_WINDOW = 100  # answers: p99 of 100 is robust to one outlier, and 2 s at 50/s
 
@@ -257,9 +258,9 @@ def watch(config: Config, *, lb: LoadBalancer, live_pool: str, expected_version:
                                                version=expected_version))
     reading = Reading(signal, config.lb.pool_header)
     began = time.monotonic()
-    rows = run_coroutine(_watch(target, lb, judge, duration_s=settings.watch_s,
-                                rate_per_s=settings.watch_rate_per_s,
-                                lb_poll_s=settings.lb_poll_s, reading=reading))
+    rows = run_coroutine(judged_samples(target, lb, judge, duration_s=settings.watch_s,
+                                        rate_per_s=settings.watch_rate_per_s,
+                                        lb_poll_s=settings.lb_poll_s, reading=reading))
     frame = frame_of(rows)
     result = _result(judge, frame, switched_at, time.monotonic() - began)
     return replace(result, signal=_signal_used(signal, config.lb.pool_header, frame)), frame
@@ -276,9 +277,22 @@ def _signal_used(signal: VersionSource, pool_header: str, samples: pd.DataFrame)
                                   "only errors and latency were judged")
 
 
-async def _watch(target: Target, lb: LoadBalancer, judge: WatchJudge, *, duration_s: float,
-                 rate_per_s: float, lb_poll_s: float,
-                 reading: Reading) -> list[dict[str, Any]]:
+class Judge(Protocol):
+    """What :func:`judged_samples` feeds: each sample, each read of the health checks."""
+
+    def add(self, row: dict[str, Any]) -> str | None: ...
+
+    def servers(self, servers: Sequence[BackendServer], at: datetime) -> str | None: ...
+
+    def read_failed(self) -> None: ...
+
+
+async def judged_samples(target: Target, lb: LoadBalancer, judge: Judge, *,
+                         duration_s: float, rate_per_s: float, lb_poll_s: float,
+                         reading: Reading) -> list[dict[str, Any]]:
+    """Probe ``target`` at ``rate_per_s`` for ``duration_s`` and read the load balancer's
+    health checks every ``lb_poll_s``, feeding ``judge`` each; stop at its first breach.
+    Returns the sample rows."""
     rows: list[dict[str, Any]] = []
     breached = asyncio.Event()
     deadline = time.monotonic() + duration_s

@@ -45,6 +45,7 @@ class Outcome(StrEnum):
     ALREADY_LIVE = "already live"
     SWITCHED_BACK = "switched back"
     SWITCH_FAILED = "switch failed"
+    CANARY_FAILED = "canary failed"
     NEEDS_ATTENTION = "needs attention"
 
 
@@ -55,7 +56,8 @@ EXIT_CODES: dict[Outcome, int] = {
     Outcome.ALREADY_LIVE: 0, Outcome.INCONCLUSIVE: 3,
     **{word: 1 for word in (Outcome.FAILED, Outcome.INTERRUPTED, Outcome.RUNNING,
                             Outcome.REFUSED, Outcome.NOT_APPROVED, Outcome.SWITCHED_BACK,
-                            Outcome.SWITCH_FAILED, Outcome.NEEDS_ATTENTION)},
+                            Outcome.SWITCH_FAILED, Outcome.CANARY_FAILED,
+                            Outcome.NEEDS_ATTENTION)},
 }
 
 

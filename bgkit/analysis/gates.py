@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,12 @@ class Verdict:
     gates: tuple[GateResult, ...]
     summary: pd.DataFrame
     comparison: Comparison
+
+    def with_gates(self, *extra: GateResult) -> Verdict:
+        """This verdict with ``extra`` gates judged beside the sampled ones (e.g. parity),
+        the overall verdict recomputed by the same rule."""
+        gates = (*self.gates, *extra)
+        return replace(self, overall=_overall(gates), gates=gates)
 
     def reasons(self) -> list[str]:
         """``"gate: reason"`` for every gate that did not pass (empty on a pass)."""

@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("bgkit.cli.steps:config_group", "Check bgkit.toml."),
     "deploy": ("bgkit.cli.steps:deploy", "Deploy a release to every host of the idle pool."),
     "host": ("bgkit.cli.steps:host_group", "One-time, privileged setup of real servers."),
+    "init": ("bgkit.cli.steps:init", "Write a commented bgkit.toml for a CMake project."),
     "lock": ("bgkit.cli.lock:lock_group", "The deployment lock shared by operators and CI."),
     "ovh": ("bgkit.cli.ovh:ovh_group", "OVHcloud API helpers (consumer keys)."),
     "release": ("bgkit.cli.steps:release_command",

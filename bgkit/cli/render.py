@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from bgkit.runbook.index import Finding
 
 __all__ = ["archive_of", "cell", "config_if_any", "config_option", "err", "error_line",
-           "escape", "now", "out", "print_frame", "print_head", "print_outcome",
-           "print_record", "print_takeover", "runs_dir_option", "runs_in_progress"]
+           "escape", "json_option", "now", "out", "print_frame", "print_head", "print_hooks",
+           "print_json", "print_outcome", "print_record", "print_takeover", "runs_dir_option",
+           "runs_in_progress"]
 
 # Piped output (CI logs, tests) gets wide lines instead of rich's 80-column default.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -35,6 +36,17 @@ config_option = click.option(
 runs_dir_option = click.option(
     "--runs-dir", type=click.Path(path_type=Path), default=None,
     help="Archive folder (default: [runs].dir of bgkit.toml).")
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True,
+    help="Print one JSON object on stdout for machines (progress still goes to stderr); "
+         "its shape is in README.md, 'JSON output'.")
+
+
+def print_json(value: object) -> None:
+    """``value`` as one line of JSON on stdout, nothing else."""
+    click.echo(json.dumps(value, sort_keys=True, default=str))
 
 
 def error_line(message: str) -> None:
@@ -73,8 +85,22 @@ def print_takeover(took: dict[str, Any]) -> None:
               f"{escape(str(took.get('reason')))}")
 
 
+def print_hooks(hooks: Any) -> None:
+    """One line per hook that ran (its exit and duration), then its output tail, indented;
+    the tail is the command's text, printed as text (never as rich markup)."""
+    for hook in hooks:
+        colour = "green" if hook["ok"] else "red"
+        ended = "ok" if hook["ok"] else hook["problem"]
+        out.print(f"  hook {hook['name']}: [{colour}]{escape(ended)}[/] in "
+                  f"{hook['duration_s']:.1f} s")
+        for line in str(hook["output_tail"]).splitlines()[-10:]:
+            out.print(f"    | {escape(line)}")
+
+
 def print_outcome(outcome: Any) -> None:
     """A switch or rollback outcome: what happened, where traffic is, the watch."""
+    from bgkit.canary import describe_step
+
     colour = "green" if outcome.exit_code == 0 else "red"
     if outcome.takeover:
         print_takeover(outcome.takeover)
@@ -96,6 +122,9 @@ def print_outcome(outcome: Any) -> None:
                   f"p99 {p99} ms")
         if watched.breach:
             out.print(f"  stopped at the first breach: {escape(watched.breach)}")
+    for step in outcome.canary:
+        out.print(f"  {escape(describe_step(step))}")
+    print_hooks(outcome.hooks)
     if outcome.revert is not None:
         revert = outcome.revert.to_dict()
         detect, apply, total = (revert[key] for key in ("detect_s", "apply_s",

@@ -8,6 +8,7 @@ Inputs that take a file say ``--artifact`` (the built tarball); results name the
 from __future__ import annotations
 
 from contextlib import nullcontext
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,10 +18,13 @@ from bgkit.cli.render import (
     config_option,
     err,
     escape,
+    json_option,
     now,
     out,
     print_frame,
     print_head,
+    print_hooks,
+    print_json,
     print_outcome,
     print_takeover,
     runs_in_progress,
@@ -85,6 +89,25 @@ def config_check(path: Path | None) -> None:
 
 
 @click.command()
+@click.argument("project_dir", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--output", "-o", "output", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Where to write it (default: bgkit.toml in the project).")
+def init(project_dir: Path, output: Path | None) -> None:
+    """Write a commented bgkit.toml for the CMake project in PROJECT_DIR (default: here).
+
+    The name and version come from project(), the executable from install(TARGETS ...);
+    both pools get placeholder hosts to replace. An existing file is never replaced.
+    """
+    from bgkit.scaffold import write_config
+
+    target, project = write_config(project_dir, output or project_dir / "bgkit.toml")
+    out.print(f"wrote {target}: {escape(project.name)} {escape(project.version)}, executable "
+              f"{escape(project.executable)}")
+    out.print("next: replace the placeholder hosts and the load balancer settings, then "
+              f"`bgkit config check {target}`")
+
+
+@click.command()
 @config_option
 @click.option("--version", "version", default=None, help="Override [app].version.")
 def build(config_path: Path | None, version: str | None) -> None:
@@ -144,12 +167,13 @@ def run(step: str, parameters: tuple[tuple[str, str], ...], raw: tuple[tuple[str
                    "(nothing is uploaded).")
 @click.option("--pool", type=click.Choice(POOLS), default=None,
               help="Target pool; it must be the idle one (default: the idle one).")
+@json_option
 def deploy(config_path: Path | None, artifact: Path | None, release_id: str | None,
-           pool: str | None) -> None:
+           pool: str | None, as_json: bool) -> None:
     """Deploy a release to every host of the idle pool; the live pool is never touched."""
     from bgkit.deploy import deploy as deploy_release
     from bgkit.deploy import hosts_table
-    from bgkit.errors import DeployError
+    from bgkit.errors import DeployError, HookFailed
     from bgkit.progress import LiveProgress, progress_for
     from bgkit.release_check import artifact_for, check_release_name
     from bgkit.runbook.actions import archive_action
@@ -175,30 +199,29 @@ def deploy(config_path: Path | None, artifact: Path | None, release_id: str | No
             result = deploy_release(config, release=release,
                                     kept=None if release else release_id, pool=_pool(pool),
                                     progress=display)
-    except DeployError as error:
-        table = hosts_table(error.results)
-        failed: dict[str, object] = {"deploy": {"ok": False, "error": str(error),
-                                                "release": name}}
+    except (DeployError, HookFailed) as error:
+        table = hosts_table(error.results if isinstance(error, DeployError) else ())
+        failed: dict[str, object] = {"ok": False, "error": str(error), "release": name}
+        if isinstance(error, HookFailed):
+            failed["hooks"] = [error.result.to_dict()]
+        kept: dict[str, object] = {"deploy": failed}
         if len(table):  # none when it was refused before any host was touched
-            print_frame(table, title="per-host result")
-            failed["hosts"] = table
+            kept["hosts"] = table
         run = archive_action(config, step="02_deploy_green", front_door="cli",
                              started=started, outcome="failed", reason=str(error),
                              summary=f"deploy failed: {error}", parameters=parameters,
-                             records=failed)
+                             records=kept)
+        if as_json:
+            print_json({"deploy": failed, "hosts": table.to_dict("records"),
+                        "run_id": run.run_id})
+        else:
+            if len(table):
+                print_frame(table, title="per-host result")
+            print_hooks(failed.get("hooks", ()))
         err.print(f"archived as run {run.run_id} ({run.path})")
         raise
-    print_frame(result.table(), title=f"{result.release} on the {result.pool} pool "
-                f"(live: {result.live_pool})")
-    if result.kept_on_hosts:
-        out.print(f"{escape(result.release)} is kept on the hosts: deployed from "
-                  "releases/<id> there, nothing uploaded")
-    if result.cut:
-        out.print(f"[yellow]{result.cut} connection(s) were still open when hosts restarted "
-                  "([deploy].drain_timeout_s ran out): they were cut[/]")
     records: dict[str, object] = {"deploy": result.record(), "hosts": result.table()}
     if config.service.files:
-        print_frame(result.files_table(), title="host files (sha256; changed by this deploy)")
         records["files"] = result.files_table()
     if result.lock_takeover:
         print_takeover(result.lock_takeover)
@@ -207,6 +230,21 @@ def deploy(config_path: Path | None, artifact: Path | None, release_id: str | No
                          outcome="succeeded", reason=None,
                          summary=f"deployed {result.release} to the {result.pool} pool",
                          parameters=parameters, records=records)
+    if as_json:
+        print_json({"deploy": result.record(), "hosts": result.table().to_dict("records"),
+                    "run_id": run.run_id})
+        return
+    print_frame(result.table(), title=f"{result.release} on the {result.pool} pool "
+                f"(live: {result.live_pool})")
+    if result.kept_on_hosts:
+        out.print(f"{escape(result.release)} is kept on the hosts: deployed from "
+                  "releases/<id> there, nothing uploaded")
+    if result.cut:
+        out.print(f"[yellow]{result.cut} connection(s) were still open when hosts restarted "
+                  "([deploy].drain_timeout_s ran out): they were cut[/]")
+    if config.service.files:
+        print_frame(result.files_table(), title="host files (sha256; changed by this deploy)")
+    print_hooks(result.hooks)
     out.print(f"archived as run {run.run_id} ({run.path})")
 
 
@@ -246,16 +284,23 @@ def host_setup(config_path: Path | None, pool: str | None, address: str | None,
 
 @click.command()
 @config_option
-def status(config_path: Path | None) -> None:
-    """Show the live pool, every host's release, service and health, and the release each
-    pool last served live."""
+@json_option
+def status(config_path: Path | None, as_json: bool) -> None:
+    """Show the live pool (and any canary split), every host's release, service and
+    health, and the release each pool last served live."""
     from bgkit.lb import get_provider
     from bgkit.runbook.backends import open_archive
     from bgkit.status import fleet_status
 
     config = _load(config_path)
     result = fleet_status(config, lb=get_provider(config))
-    print_frame(result.table(), title=f"live pool: {result.live_pool}")
+    if as_json:
+        print_json({"live_pool": result.live_pool,
+                    "canary": {"percent": result.canary, "pool": result.canary_pool},
+                    "hosts": result.table().to_dict("records"),
+                    "last_live": result.pools_table().to_dict("records")})
+        return
+    print_frame(result.table(), title=result.headline())
     print_frame(result.pools_table(), title="last live, per pool (what a rollback goes back to)")
     runs_in_progress(open_archive(config))
 
@@ -267,8 +312,9 @@ def status(config_path: Path | None) -> None:
               help="Samples per host (default: twice [gates].min_samples_per_host).")
 @click.option("--rate", type=click.FloatRange(min=1), default=200.0, show_default=True,
               help="Requests per second, all targets together.")
+@json_option
 def verify(config_path: Path | None, artifact: Path | None, samples: int | None,
-           rate: float) -> None:
+           rate: float, as_json: bool) -> None:
     """Sample the idle and live pools and judge the idle one by the gates.
 
     Exit 0 on pass, 1 on fail, 3 on inconclusive.
@@ -282,6 +328,11 @@ def verify(config_path: Path | None, artifact: Path | None, samples: int | None,
     with err.status("sampling"):
         result = run_verify(config, lb=get_provider(config), expected_version=release.version,
                             samples_per_host=samples, rate_per_s=rate, release=release.release)
+    if as_json:
+        print_json({**result.to_dict(), "exit_code": result.exit_code})
+        if result.exit_code:
+            raise click.exceptions.Exit(result.exit_code)
+        return
     summary = result.verdict.summary
     columns = ["pool", "host", "target", "samples", "ok_ratio", "p50_ms", "p95_ms", "p99_ms",
                "max_ms", "versions"]
@@ -328,12 +379,18 @@ def release_command(config_path: Path | None, approve: bool, version: str,
 @artifact_option
 @click.option("--approve", is_flag=True, help="Switch if the gates pass (else: not approved).")
 @click.option("--message", "-m", default="switch", help="Why, for the lock and the record.")
+@click.option("--canary", "canary", type=click.IntRange(0, 99), multiple=True,
+              metavar="PERCENT",
+              help="Before the full switch, send PERCENT of requests to the idle pool for "
+                   "[switch].canary_hold_s and watch each pool; repeat for steps "
+                   "(--canary 5 --canary 25); --canary 0: none. Default: [switch].canary.")
+@json_option
 def switch_command(config_path: Path | None, artifact: Path | None, approve: bool,
-                   message: str) -> None:
+                   message: str, canary: tuple[int, ...], as_json: bool) -> None:
     """Gate on fresh evidence, then move all traffic to the idle pool and watch it.
 
-    Exit 0 switched (or already live), 1 refused / not approved / switched back,
-    3 inconclusive.
+    Exit 0 switched (or already live), 1 refused / not approved / canary failed /
+    switched back, 3 inconclusive.
     """
     from bgkit.lb import get_provider
     from bgkit.release_check import artifact_for
@@ -344,29 +401,54 @@ def switch_command(config_path: Path | None, artifact: Path | None, approve: boo
     started = now()
     with err.status("sampling, switching, watching"):
         outcome = switch(config, lb=get_provider(config), expected_version=release.version,
-                         approve=approve, message=message, release=release.release)
-    print_outcome(outcome)
-    _archive_outcome(config, outcome, started,
-                     {"version": release.version, "release": release.release})
-    if outcome.exit_code:
-        raise click.exceptions.Exit(outcome.exit_code)
+                         approve=approve, message=message, release=release.release,
+                         canary=_canary_steps(canary))
+    _show_outcome(config, outcome, started, as_json,
+                  {"version": release.version, "release": release.release})
 
 
-def _archive_outcome(config: Config, outcome: Any, started: Any,
-                     pins: dict[str, str]) -> None:
-    """Every switch and rollback, from any front door, leaves a run in the archive."""
+def _canary_steps(percents: tuple[int, ...]) -> list[int] | None:
+    """``--canary`` values as the switch takes them: None (the config's) when not given,
+    [] for ``--canary 0``; rising percents otherwise.
+
+    Raises:
+        UsageError: 0 among other steps, or steps that do not rise.
+    """
+    if not percents:
+        return None
+    if percents == (0,):
+        return []
+    if 0 in percents or any(b <= a for a, b in pairwise(percents)):
+        raise UsageError("--canary: give rising percents from 1 to 99 (--canary 5 --canary "
+                         f"25), or --canary 0 alone for none; got "
+                         f"{', '.join(map(str, percents))}")
+    return list(percents)
+
+
+def _show_outcome(config: Config, outcome: Any, started: Any, as_json: bool,
+                  pins: dict[str, str]) -> None:
+    """Print a switch or rollback, archive it (every one, from any front door, leaves a
+    run), and exit with its outcome's code."""
     from bgkit.runbook.actions import archive_switch
 
     run = archive_switch(config, outcome, started=started, front_door="cli", pins=pins)
-    out.print(f"  archived as run {run.run_id} ({run.path})")
-    print_head(run.head, run.keyed_head)
+    if as_json:
+        print_json({**outcome.to_dict(), "run_id": run.run_id, "head": run.head})
+    else:
+        print_outcome(outcome)
+        out.print(f"  archived as run {run.run_id} ({run.path})")
+        print_head(run.head, run.keyed_head)
+    if outcome.exit_code:
+        raise click.exceptions.Exit(outcome.exit_code)
 
 
 @click.command("rollback")
 @config_option
 @click.option("--approve", is_flag=True, help="Roll back if the other pool is healthy.")
 @click.option("--message", "-m", default="rollback", help="Why, for the lock and the record.")
-def rollback_command(config_path: Path | None, approve: bool, message: str) -> None:
+@json_option
+def rollback_command(config_path: Path | None, approve: bool, message: str,
+                     as_json: bool) -> None:
     """Move all traffic back to the other pool, to the release it served when it was last
     live: refused when its hosts serve another one now, or when it is not healthy."""
     from bgkit.lb import get_provider
@@ -376,8 +458,5 @@ def rollback_command(config_path: Path | None, approve: bool, message: str) -> N
     started = now()
     with err.status("sampling, switching back, watching"):
         outcome = rollback(config, lb=get_provider(config), approve=approve, message=message)
-    print_outcome(outcome)
-    _archive_outcome(config, outcome, started,
-                     {"release": outcome.release} if outcome.release else {})
-    if outcome.exit_code:
-        raise click.exceptions.Exit(outcome.exit_code)
+    _show_outcome(config, outcome, started, as_json,
+                  {"release": outcome.release} if outcome.release else {})

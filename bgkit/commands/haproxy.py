@@ -68,6 +68,12 @@ def set_map(map_file: str, key: str, value: str) -> str:
             f"{_token(value, 'map value')}")
 
 
+def add_map(map_file: str, key: str, value: str) -> str:
+    """Add the entry ``key value`` to the loaded map ``map_file`` (for a key it lacks)."""
+    return (f"add map {_token(map_file, 'map file')} {_token(key, 'map key')} "
+            f"{_token(value, 'map value')}")
+
+
 def show_map(map_file: str) -> str:
     """List the entries of the loaded map ``map_file``."""
     return f"show map {_token(map_file, 'map file')}"

@@ -27,6 +27,7 @@ from bgkit.release_tree import Member
 
 __all__ = [
     "LAST_LIVE",
+    "HostFacts",
     "KeptRelease",
     "LastLive",
     "Layout",
@@ -37,6 +38,8 @@ __all__ = [
     "discard",
     "extract",
     "file_state",
+    "glibc_version",
+    "host_facts",
     "install_release",
     "kept_release",
     "list_releases",
@@ -46,6 +49,7 @@ __all__ = [
     "missing_libraries",
     "open_connections",
     "parse_file_state",
+    "parse_host_facts",
     "parse_kept_release",
     "parse_last_live",
     "parse_preflight",
@@ -129,6 +133,30 @@ class Preflight:
     last_live: LastLive | None = None  # what <root>/last-live says, if it exists
 
 
+@dataclass(frozen=True, slots=True)
+class HostFacts:
+    """What pool parity compares of a host (:func:`host_facts`)."""
+
+    cpus: int
+    memory_mib: int
+    kernel: str  # uname -r
+    arch: str  # uname -m
+    libc: str  # "glibc 2.36", or what ldd --version said of another libc
+
+    @property
+    def glibc(self) -> tuple[int, ...] | None:
+        """The glibc version as numbers ((2, 36)); None when the libc is not glibc."""
+        return glibc_version(self.libc.removeprefix("glibc "))
+
+
+def glibc_version(text: str) -> tuple[int, ...] | None:
+    """``"2.36"`` (or ``"GLIBC_2.36"``) as ``(2, 36)``; None when it is not such a version."""
+    digits = text.strip().removeprefix("GLIBC_").split(".")
+    if not 2 <= len(digits) <= 3 or not all(d.isascii() and d.isdigit() for d in digits):
+        return None
+    return tuple(int(d) for d in digits)
+
+
 def preflight(layout: Layout) -> str:
     """Report arch, free space, writability, current release and install state. No changes."""
     root, marker, release = _q(layout.root), _q(layout.marker), _q(layout.release_dir)
@@ -157,6 +185,38 @@ def parse_preflight(text: str) -> Preflight:
                          last_live=parse_last_live(text))
     except (KeyError, ValueError) as error:
         raise ValueError(f"unexpected preflight output ({error}): {text[:200]!r}") from error
+
+
+def host_facts() -> str:
+    """One read-only command printing what pool parity compares: ``cpus=`` (online CPUs),
+    ``mem_kib=`` (``MemTotal`` of /proc/meminfo), ``kernel=`` (``uname -r``), ``arch=``
+    (``uname -m``) and ``libc=`` (``getconf GNU_LIBC_VERSION``, e.g. ``glibc 2.36``; the
+    first line of ``ldd --version`` where getconf does not know it, as on musl)."""
+    return "; ".join([
+        "printf 'cpus=%s\\n' \"$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)\"",
+        "printf 'mem_kib=%s\\n' \"$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)\"",
+        "printf 'kernel=%s\\narch=%s\\n' \"$(uname -r)\" \"$(uname -m)\"",
+        "printf 'libc=%s\\n' \"$(getconf GNU_LIBC_VERSION 2>/dev/null || "
+        "ldd --version 2>&1 | head -n 1)\"",
+    ])
+
+
+def parse_host_facts(text: str) -> HostFacts:
+    """Parse :func:`host_facts` output.
+
+    Raises:
+        ValueError: a field is missing or not of its kind (names it, quotes the text).
+    """
+    fields = {key.strip(): value.strip() for key, _, value in
+              (line.partition("=") for line in text.splitlines() if "=" in line)}
+    try:
+        cpus, mem_kib = int(fields["cpus"]), int(fields["mem_kib"])
+        if cpus < 1 or mem_kib < 1:
+            raise ValueError("cpus and mem_kib must be positive")
+        return HostFacts(cpus=cpus, memory_mib=mem_kib // 1024, kernel=fields["kernel"],
+                         arch=fields["arch"], libc=fields["libc"] or "unknown")
+    except (KeyError, ValueError) as error:
+        raise ValueError(f"unexpected host facts ({error}): {text[:200]!r}") from error
 
 
 # Releases are readable by the service's user whatever the deploy user's umask (077 is
@@ -199,9 +259,19 @@ def check_libraries(layout: Layout, executable: str) -> str:
 
 
 def missing_libraries(ldd_output: str) -> list[str]:
-    """Library names ``ldd`` could not resolve (``libfoo.so.1 => not found``)."""
-    return [line.split("=>", 1)[0].strip() for line in ldd_output.splitlines()
-            if "=> not found" in line]
+    """What ``ldd`` could not resolve: library names (``libfoo.so.1 => not found``) and
+    symbol versions the host's libraries lack (``libc.so.6: version `GLIBC_2.38' not
+    found`` becomes ``libc.so.6 (GLIBC_2.38)``): either way the release would not load."""
+    missing = []
+    for line in ldd_output.splitlines():
+        if "=> not found" in line:
+            missing.append(line.split("=>", 1)[0].strip())
+        elif (found := _MISSING_VERSION.search(line)) is not None:
+            missing.append(f"{found['library'].rsplit('/', 1)[-1]} ({found['version']})")
+    return list(dict.fromkeys(missing))
+
+
+_MISSING_VERSION = re.compile(r"(?P<library>\S+): version [`'](?P<version>[^`']+)' not found")
 
 
 STAGE_BAD_CHECKSUM = 3
@@ -235,9 +305,10 @@ def stage(layout: Layout, *, sha256: str, executable: str, tree: str) -> str:
 
     Exits 3 (printing ``checksum=<sha256sum's line>``) on a checksum mismatch, 5 (printing
     ``tree=<found>``) when tar on the host unpacked something else than was checked, and
-    4 (printing ``ldd=<line>`` for each library ``ldd`` could not resolve) when libraries
-    are missing; each cleans up the upload and the partial unpack. :func:`parse_stage`
-    reads the answer with :func:`parse_sha256sum` and :func:`missing_libraries`.
+    4 (printing ``ldd=<line>`` for each library or symbol version ``ldd`` could not
+    resolve) when libraries are missing; each cleans up the upload and the partial
+    unpack. :func:`parse_stage` reads the answer with :func:`parse_sha256sum` and
+    :func:`missing_libraries`.
     """
     incoming, partial = _q(layout.incoming), _q(layout.partial_dir)
     return "; ".join([
@@ -252,7 +323,8 @@ def stage(layout: Layout, *, sha256: str, executable: str, tree: str) -> str:
         f'if [ "$tree" != {_q(tree)} ]; then echo "tree=$tree"; '
         f"rm -rf -- {partial} {incoming}; exit {STAGE_UNEXPECTED_TREE}; fi",
         f"libraries=$({check_libraries(layout, executable)})",
-        'missing=$(printf \'%s\\n\' "$libraries" | grep -F "=> not found" || true)',
+        # "libfoo.so.1 => not found", or "...libc.so.6: version `GLIBC_2.38' not found"
+        'missing=$(printf \'%s\\n\' "$libraries" | grep -F " not found" || true)',
         f'if [ -n "$missing" ]; then printf \'%s\\n\' "$missing" | sed \'s/^/ldd=/\'; '
         f"rm -rf -- {partial} {incoming}; exit {STAGE_MISSING_LIBRARIES}; fi",
         f"{install_release(layout, sha256)} || exit 1",

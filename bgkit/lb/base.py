@@ -1,10 +1,11 @@
 """What every load balancer provider offers: the primitives, never the algorithm.
 
 A provider reads which pool is live, switches to a pool (returning once the change is
-applied), reports each backend server's health as the load balancer sees it, and — when
-it can see them — the sessions it holds open to each server (a deploy waits for them to
-close before restarting a host; a provider that cannot see them says so). For a
-switch that was interrupted it also reports the whole state — a change staged but not
+applied), splits a share of requests to the idle pool for a canary where it can (or
+says why it cannot), reports each backend server's health as the load balancer sees it,
+and — when it can see them — the sessions it holds open to each server (a deploy waits
+for them to close before restarting a host; a provider that cannot see them says so).
+For a switch that was interrupted it also reports the whole state — a change staged but not
 applied, an application still in progress, or a live pool that cannot be known — and
 can discard a staged change. It never guesses: ``live`` is None when it is not known.
 The switch algorithm (lease, gates, watch, automatic switch-back, converging after a
@@ -68,6 +69,9 @@ class LbState:
     applying: str = ""
     detail: str = ""
 
+    canary: int = 0  # percent of requests sent to ``canary_pool`` (0: no split)
+    canary_pool: PoolName | None = None
+
     @property
     def settled(self) -> bool:
         return self.live is not None and not self.applying and not self.pending
@@ -81,6 +85,8 @@ class LbState:
         else:
             text = f"unknown: {self.pending} change(s) staged but not applied" + (
                 f" ({self.staged} staged)" if self.staged else "")
+        if self.canary:
+            text += f", {self.canary}% of requests to {self.canary_pool} (canary)"
         return text + (f"; {self.detail}" if self.detail else "")
 
 
@@ -95,6 +101,13 @@ class LoadBalancer(Protocol):
 
     def switch(self, pool: PoolName, *, timeout_s: float) -> SwitchResult:
         """Send all traffic to ``pool``; return once applied, or raise LoadBalancerError."""
+        ...
+
+    def split(self, pool: PoolName, percent: int, *, timeout_s: float) -> None:
+        """Send ``percent`` (0-99) of requests to ``pool`` (the idle one), the rest to the
+        live pool, without touching the live pool's servers; 0 ends a split. Returns once
+        applied. Raises SplitUnsupported when the provider cannot (saying why), else
+        LoadBalancerError."""
         ...
 
     def backend_health(self) -> list[BackendServer]:

@@ -7,6 +7,10 @@ Routing contract (``bgkit sandbox up`` generates exactly this; copy it on real s
 
     frontend app
         bind :80
+        # the canary: a share of requests to the idle pool, per the map (three lines)
+        http-request set-var(txn.bgkit_canary) str(canary),map(/etc/haproxy/bgkit-live.map,0)
+        acl bgkit_canary rand(100),sub(txn.bgkit_canary) lt 0
+        use_backend %[str(idle),map(/etc/haproxy/bgkit-live.map,green)] if bgkit_canary
         use_backend %[str(live),map(/etc/haproxy/bgkit-live.map,blue)]
 
     backend blue
@@ -36,6 +40,13 @@ bgkit rewrites), and ``backends`` maps the pools to the backend names.
   is set back to the file's (the last confirmed pool), the journal removed, and
   ``state()`` says so. If they differ without a journal, someone changed one by hand:
   the read is refused with the reason. Nothing else is ever left beside the map.
+- ``split(pool, percent)`` (a canary): sets the map's ``idle`` entry to ``pool``'s
+  backend, then its ``canary`` entry to ``percent`` (``add map`` for an entry the map
+  lacks), reads both back, then rewrites the map file the same way (0 ends the split);
+  the frontend's three canary lines send each request to ``idle`` with probability
+  ``percent``/100 (``rand(100)`` below it), every request is routed afresh, keep-alive
+  or not. A config without those lines ignores the entries: the canary's measured share
+  (0 %) then says so. ``state()`` reports the split.
 - ``backend_health()`` reads ``show stat``: one entry per server of both backends,
   healthy when HAProxy says UP (``UP``, ``UP 1/2``...) after at least one check: a
   freshly (re)started HAProxy reports unchecked servers UP with check status ``INI``.
@@ -61,7 +72,7 @@ from pathlib import Path
 
 from bgkit.commands import haproxy as cmd
 from bgkit.config import HaproxySettings
-from bgkit.errors import LoadBalancerError
+from bgkit.errors import LoadBalancerError, UsageError
 from bgkit.flock import lock_within
 from bgkit.lb.base import BackendServer, LbState, PoolName, ServerSessions, SwitchResult
 
@@ -181,9 +192,61 @@ class HaproxyProvider:
         return self._agreed()[0]
 
     def state(self, *, wait_s: float = 0.0) -> LbState:
-        """HAProxy applies at once and stages nothing: the live pool, and any repair."""
+        """HAProxy applies at once and stages nothing: the live pool, any canary split,
+        and any repair."""
         pool, repaired = self._agreed()
-        return LbState(live=pool, detail=repaired)
+        percent, canary_pool = self._split_now()
+        return LbState(live=pool, detail=repaired, canary=percent,
+                       canary_pool=canary_pool if percent else None)
+
+    def split(self, pool: PoolName, percent: int, *, timeout_s: float) -> None:
+        """Send ``percent`` of requests to ``pool``'s backend (module docstring).
+
+        Raises:
+            UsageError: ``percent`` outside 0-99.
+            LoadBalancerError: HAProxy unreachable or refusing, the map file not writable
+                (the runtime split is then set back to 0), or not applied in time.
+        """
+        if not 0 <= percent <= 99:
+            raise UsageError(f"a canary share is a whole percent from 0 to 99, got {percent}")
+        deadline = time.monotonic() + timeout_s
+        with self._guarded():
+            entries = self._runtime_map()
+            wanted = {"idle": self.backends[pool], "canary": str(percent)}
+            if percent == 0:
+                wanted.pop("idle")
+            for key, value in wanted.items():
+                exists = key in entries
+                self._set_entry(key, value, exists=exists)
+            while True:
+                entries = self._runtime_map()
+                if all(entries.get(key) == value for key, value in wanted.items()):
+                    break
+                if time.monotonic() >= deadline:
+                    raise LoadBalancerError(f"HAProxy accepted the canary split of {percent}% "
+                                            f"to {pool} but does not report it after "
+                                            f"{timeout_s:g} s")
+                time.sleep(POLL_INTERVAL_S)
+            try:
+                text = self.map_file.read_text(encoding="utf-8")
+                for key, value in wanted.items():
+                    text = cmd.render_map_file(text, key, value)
+                _replace_file(self.map_file, text)
+            except OSError as error:
+                with contextlib.suppress(LoadBalancerError):
+                    self._set_entry("canary", "0", exists=True)
+                raise LoadBalancerError(
+                    f"cannot rewrite the map file {self.map_file} ({error}); the canary "
+                    "split was set back to 0 so that a reload cannot differ") from error
+
+    def _split_now(self) -> tuple[int, PoolName | None]:
+        """The runtime's canary share and the pool it goes to (0, None without one)."""
+        entries = self._runtime_map()
+        share = entries.get("canary", "0")
+        percent = int(share) if share.isdigit() else 0
+        backend = entries.get("idle")
+        pool = next((p for p, name in self.backends.items() if name == backend), None)
+        return (percent, pool) if percent and pool is not None else (0, None)
 
     def discard_staged(self, keep: PoolName) -> LbState:
         """Nothing is ever staged on HAProxy: the state as it is."""
@@ -293,14 +356,23 @@ class HaproxyProvider:
             f"{confirmed}: a switch was interrupted before it was confirmed, so bgkit set "
             f"the runtime back to {confirmed}, the last confirmed pool")
 
-    def _runtime_backend(self) -> str:
+    def _runtime_map(self) -> dict[str, str]:
         answer = self.api.run(cmd.show_map(str(self.map_file)))
         try:
-            entries = cmd.parse_map(answer)
+            return cmd.parse_map(answer)
         except ValueError as error:
             raise LoadBalancerError(
                 f"HAProxy cannot list the map {self.map_file} ({error}); [lb.haproxy].map_file "
                 "must be spelled exactly as in the map() converter of haproxy.cfg") from error
+
+    def _set_entry(self, key: str, value: str, *, exists: bool) -> None:
+        command = (cmd.set_map if exists else cmd.add_map)(str(self.map_file), key, value)
+        answer = self.api.run(command).strip()
+        if answer:
+            raise LoadBalancerError(f"HAProxy refused `{command}`: {answer}")
+
+    def _runtime_backend(self) -> str:
+        entries = self._runtime_map()
         backend = entries.get("live")
         if backend is None:
             raise LoadBalancerError(
@@ -442,6 +514,21 @@ class HaproxyProvider:
                     f"HAProxy accepted the switch to {pool} but still reports {live} after "
                     f"{timeout_s:g} s")
             time.sleep(POLL_INTERVAL_S)
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` at once (same mode and owner), synced to disk."""
+    partial = path.with_name(f".{path.name}.bgkit-partial")
+    mode = path.stat()
+    with partial.open("w", encoding="utf-8") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    partial.chmod(mode.st_mode & 0o7777)
+    with contextlib.suppress(PermissionError):
+        os.chown(partial, mode.st_uid, mode.st_gid)
+    partial.replace(path)
+    _sync_folder(path.parent)
 
 
 def _sync_folder(folder: Path) -> None:

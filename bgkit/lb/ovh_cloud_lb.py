@@ -59,7 +59,7 @@ from typing import TypeVar
 from bgkit.commands import ovh_cloud_lb as cmd
 from bgkit.commands.ovh_iplb import ApiRequest
 from bgkit.config import OvhCloudLbSettings
-from bgkit.errors import ApplyPending, LoadBalancerError
+from bgkit.errors import ApplyPending, LoadBalancerError, SplitUnsupported
 from bgkit.lb.base import BackendServer, LbState, PoolName, SwitchResult
 from bgkit.lb.ovh_api import CLOUD_LB, OvhApi, Product, make_client, register_endpoint
 
@@ -206,6 +206,27 @@ class OvhCloudLbProvider:
             return LbState(live=None, detail=f"{self.where} is "
                            f"{cmd.statuses(balancer, listener)}; {names}")
         return LbState(live=pool)
+
+    def split(self, pool: PoolName, percent: int, *, timeout_s: float) -> None:
+        """A canary cannot be done on the Public Cloud Load Balancer without changing the
+        live pool.
+
+        A listener sends its traffic to one pool (``defaultPoolId``); L7 policies redirect
+        by what a request carries (``cloud.loadbalancing.L7Rule``: host, path, header,
+        cookie...), never by a random share; member weights (``MemberUpdate.weight``) divide
+        traffic between the members of one pool. So a share reaches the idle pool only if
+        its members join the live pool.
+
+        Raises:
+            SplitUnsupported: always for ``percent`` > 0 (0 is nothing to do).
+        """
+        if percent:
+            raise SplitUnsupported(
+                "ovh-cloud-lb cannot send a share of the traffic to the idle pool: a listener "
+                "serves one pool, L7 rules match request fields (host, path, header, cookie), "
+                "never a random share, and member weights only divide a pool's own traffic; "
+                "a canary would need the idle members added to the live pool, which bgkit "
+                "never changes. Switch without a canary (--canary 0) or use HAProxy")
 
     def open_sessions(self, pool: PoolName) -> None:
         """The Public Cloud Load Balancer's API gives no per-member session count (its

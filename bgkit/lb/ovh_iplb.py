@@ -43,7 +43,7 @@ from typing import TypeVar
 
 from bgkit.commands import ovh_iplb as cmd
 from bgkit.config import OvhIplbSettings
-from bgkit.errors import ApplyPending, LoadBalancerError
+from bgkit.errors import ApplyPending, LoadBalancerError, SplitUnsupported
 from bgkit.lb.base import BackendServer, LbState, PoolName, SwitchResult
 from bgkit.lb.ovh_api import OvhApi, make_client, register_endpoint
 
@@ -162,6 +162,26 @@ class OvhIplbProvider:
                            detail=f"changes staged but not applied ({_describe(pending)}); "
                            f"{where} is staged to farm {frontend.default_farm_id}")
         return LbState(live=staged)
+
+    def split(self, pool: PoolName, percent: int, *, timeout_s: float) -> None:
+        """A canary cannot be done on IP Load Balancing without changing the live farm.
+
+        A frontend sends its traffic to one farm (``defaultFarmId``); routes choose a farm
+        by what a request carries (host, uri, header, cookie, source... per
+        ``ipLoadbalancing.RouteRule``), never by a random share; weights
+        (``BackendHTTPServer.weight``) divide traffic between the servers of one farm.
+        So a share of traffic reaches the idle pool only if its servers join the live farm.
+
+        Raises:
+            SplitUnsupported: always for ``percent`` > 0 (0 is nothing to do).
+        """
+        if percent:
+            raise SplitUnsupported(
+                "ovh-iplb cannot send a share of the traffic to the idle pool: a frontend "
+                "serves one farm, routes match request fields (host, uri, header, cookie, "
+                "source), never a random share, and server weights only divide a farm's own "
+                "traffic; a canary would need the idle servers added to the live farm, which "
+                "bgkit never changes. Switch without a canary (--canary 0) or use HAProxy")
 
     def discard_staged(self, keep: PoolName) -> LbState:
         """Set the frontend back to ``keep``'s farm without refreshing; the state after.

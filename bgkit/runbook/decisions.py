@@ -18,13 +18,13 @@ plain HTML (a display that the action updates), readable without widgets.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bgkit.config import Config
-from bgkit.errors import BgkitError, DeployError
+from bgkit.errors import BgkitError, DeployError, HookFailed
 from bgkit.lb.base import LoadBalancer, other_pool
 from bgkit.runbook.actions import archive_action, archive_switch, under_runner
 from bgkit.runbook.record import record, record_outcome
@@ -54,7 +54,8 @@ def act(config: Config, *, lb: LoadBalancer, preview: Preview,
     if preview.action == "switch":
         return switch(config, lb=lb, expected_version=preview.version, approve=True,
                       on_step=report, expected_live=preview.live,
-                      release=preview.release or None)
+                      release=preview.release or None,
+                      canary=list(preview.canary) if preview.canary is not None else None)
     return rollback(config, lb=lb, approve=True, on_step=report,
                     expected_version=preview.version, expected_live=preview.live,
                     expected_release=preview.release or None)
@@ -140,6 +141,9 @@ def outcome_html(outcome: SwitchOutcome, *, run_id: str | None = None) -> str:
         p99 = "-" if watch.p99_ms is None else f"{watch.p99_ms:.1f} ms"
         lines.append(f"watch: {watch.samples} answers, {watch.errors} failed, "
                      f"{watch.wrong_version} from another release, p99 {p99}")
+    from bgkit.canary import describe_step
+
+    lines += [describe_step(step) for step in outcome.canary]
     if outcome.switch_back_applied_s is not None:
         lines.append(f"switched back in {outcome.switch_back_applied_s:.3f} s")
     if run_id:
@@ -148,7 +152,27 @@ def outcome_html(outcome: SwitchOutcome, *, run_id: str | None = None) -> str:
     return (f'<div style="{style};padding:0.6em 0.8em;border-radius:4px">'
             f'<div style="font-size:1.3em"><b>{html.escape(outcome.action)}: '
             f"{html.escape(outcome.ended)}</b></div><ul>{items}</ul></div>"
+            f"{hooks_html(outcome.hooks)}"
             f"<p><b>Next:</b> {html.escape(next_step(outcome))}</p>")
+
+
+def hooks_html(hooks: Iterable[Mapping[str, Any]]) -> str:
+    """The hooks that ran (``HookResult.to_dict()`` records) as HTML: one line each with
+    its exit and duration, then the end of its output. Their output is data from the
+    user's commands: always escaped, never markup. "" when none ran."""
+    parts = []
+    for hook in hooks:
+        argv = " ".join(str(arg) for arg in hook.get("argv", ()))
+        ended = "ok" if hook.get("ok") else str(hook.get("problem") or "failed")
+        parts.append(f"<li><b>{html.escape(str(hook.get('name')))}</b> "
+                     f"<code>{html.escape(argv)}</code>: {html.escape(ended)} in "
+                     f"{float(hook.get('duration_s') or 0.0):.1f} s")
+        tail = str(hook.get("output_tail") or "")
+        if tail:
+            parts.append(f'<pre style="max-height:12em;overflow:auto;margin:0.2em 0">'
+                         f"{html.escape(tail)}</pre>")
+        parts.append("</li>")
+    return f"<p><b>Hooks</b></p><ul>{''.join(parts)}</ul>" if parts else ""
 
 
 def next_step(outcome: SwitchOutcome) -> str:
@@ -161,6 +185,9 @@ def next_step(outcome: SwitchOutcome) -> str:
         "already live": "nothing to do: the release already serves the traffic.",
         "switched back": (f"traffic is back on {outcome.live_pool}; read the watch above, fix "
                           "the release, then deploy and verify it again before switching."),
+        "canary failed": (f"traffic is all on {outcome.live_pool} again; read what the canary "
+                          "pool answered above, fix the release, then deploy and verify it "
+                          "again."),
         "switch failed": (f"traffic stayed on {outcome.live_pool}; the reason above says what "
                           "the load balancer did; retry once it is healthy."),
         "needs attention": ("look at the load balancer now (bgkit status): bgkit could not "
@@ -200,17 +227,20 @@ def deploy_button(config: Config, *, lb: LoadBalancer) -> Any:
             progress.refresh()
             results = error.results if isinstance(error, DeployError) else ()
             table = hosts_table(results)
+            hooks = [error.result.to_dict()] if isinstance(error, HookFailed) else []
             run = _archive_deploy(config, started, "failed", str(error), artifact,
-                                  {"deploy": {"ok": False, "error": str(error)},
-                                   "hosts": table})
-            _update(plain, f"deploy failed: {error}", html_table(table), run.run_id, ok=False)
+                                  {"deploy": {"ok": False, "error": str(error),
+                                              "hooks": hooks}, "hosts": table})
+            _update(plain, f"deploy failed: {error}", html_table(table) + hooks_html(hooks),
+                    run.run_id, ok=False)
             report(f"failed: {error}; archived as run {run.run_id}")
             return "deploy failed", "failed"
         progress.refresh()
         run = _archive_deploy(config, started, "succeeded", None, artifact,
                               {"deploy": result.record(), "hosts": result.table()})
         _update(plain, f"deployed {result.release} to the {result.pool} pool (live: "
-                f"{result.live_pool})", html_table(result.table()), run.run_id, ok=True)
+                f"{result.live_pool})", html_table(result.table()) + hooks_html(result.hooks),
+                run.run_id, ok=True)
         report(f"deployed {result.release}; archived as run {run.run_id}")
         return "deployed", "done"
 

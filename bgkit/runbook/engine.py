@@ -229,12 +229,21 @@ class BgkitEngine(NBClientEngine):  # type: ignore[misc]
 
 
 def _kernel_mismatch(expected: dict[str, str], found: dict[str, str]) -> str | None:
+    """Why the kernel is not the runner's own (None when it is). Paths are compared
+    normalised (``venv/../venv/bin/python`` is ``venv/bin/python``), never resolved: every
+    venv's python links to the same system interpreter."""
     for name, value in expected.items():
-        if found.get(name) != value:
+        if _same(name, found.get(name)) != _same(name, value):
             return (f"the kernel is not the runner's own: its {name} is "
                     f"{found.get(name) or 'unknown'!r}, the runner's is {value!r}; nothing "
                     "ran (reinstall bgkit into the environment that runs `bgkit run`)")
     return None
+
+
+def _same(name: str, value: str | None) -> str | None:
+    if value and name in ("python", "bgkit_path"):
+        return os.path.normpath(value)
+    return value
 
 
 def _write_kernelspec(folder: Path, env: dict[str, str]) -> None:

@@ -32,7 +32,8 @@ MASK = "***"
 MIN_LENGTH = 6  # shorter values ("1", "true") would mask ordinary text: never scrubbed
 _STRONG = re.compile(r"secret|passw|passcode|passphrase|token|credential|private|privkey|"
                      r"sshpass|dbpass", re.IGNORECASE)
-_WEAK_WORDS = frozenset({"key", "keys", "apikey", "pass", "pwd", "pin", "auth"})
+_WEAK_WORDS = frozenset({"key", "keys", "apikey", "pass", "pwd", "pin", "auth",
+                         "authorization"})  # the HTTP header of credentials (RFC 9110)
 _NOT_SECRET = frozenset({"PWD", "OLDPWD"})  # the shell's working folders
 _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 _TRUNCATED_FROM = 12  # a secret this long is also masked when shown cut short ("abcd...")
@@ -45,8 +46,9 @@ _OWN_FIELDS = ("schema", "run_id", "step", "outcome", "started_at", "finished_at
 def looks_secret(name: str) -> bool:
     """True for a name that suggests a secret: it contains secret, passw(or)d, passcode,
     passphrase, token, credential, private, privkey, sshpass or dbpass anywhere, or the
-    word key, apikey, pass, pwd, pin or auth (``api_key``, ``OVH_CONSUMER_KEY``, ``dbPass``,
-    ``MYSQL_PWD``; not ``monkey``, ``keyboard`` nor the shell's ``PWD``)."""
+    word key, apikey, pass, pwd, pin, auth or authorization (``api_key``,
+    ``OVH_CONSUMER_KEY``, ``dbPass``, ``MYSQL_PWD``; not ``monkey``, ``keyboard`` nor the
+    shell's ``PWD``)."""
     if name in _NOT_SECRET:
         return False
     if _STRONG.search(name):

@@ -8,6 +8,7 @@ of what happened. The interactive halves (buttons) live in :mod:`bgkit.runbook.d
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from bgkit.config import Config
-from bgkit.errors import DeployError
+from bgkit.errors import DeployError, HookFailed, UsageError
 from bgkit.lb.base import LoadBalancer, PoolName, other_pool
 from bgkit.runbook.record import record, record_outcome
 
@@ -44,20 +45,28 @@ class Preview:
     target: PoolName
     version: str
     release: str  # the release id it goes to ("" when unknown)
+    canary: tuple[int, ...] | None = None  # a switch's canary percents (None: the config's)
 
     @property
     def ok(self) -> bool:
         return self.result.verdict.overall == "pass" and bool(self.version)
 
     def describe(self) -> str:
-        """"switch to green, hello-c-2.0.0-abc123" / "roll back to blue, hello-c-1.0.0-…"."""
+        """"switch to green, hello-c-2.0.0-abc123" / "roll back to blue, hello-c-1.0.0-…",
+        and a switch's canary steps ("after a canary of 5%, then 25%")."""
         what = self.release or self.version or "an unknown release"
         verb = "switch to" if self.action == "switch" else "roll back to"
-        return f"{verb} {self.target}, {what}"
+        text = f"{verb} {self.target}, {what}"
+        if self.canary:
+            text += ", after a canary of " + "%, then ".join(map(str, self.canary)) + "%"
+        return text
 
     def pins(self) -> dict[str, str]:
-        return {"action": self.action, "live_pool": self.live, "target_pool": self.target,
-                "version": self.version, "release": self.release}
+        pinned = {"action": self.action, "live_pool": self.live, "target_pool": self.target,
+                  "version": self.version, "release": self.release}
+        if self.canary is not None:
+            pinned["canary"] = ",".join(map(str, self.canary)) or "none"
+        return pinned
 
 
 def open_config(config_path: str = "") -> Config:
@@ -154,16 +163,22 @@ def deploy_step(config: Config, *, artifact: str = "", lb: LoadBalancer | None =
     record("release", release.release)
     try:
         result = deploy(config, release=release, lb=lb, progress=LineProgress())
-    except DeployError as error:
-        table = hosts_table(error.results)
-        record("deploy", {"ok": False, "error": str(error)})
-        record("hosts", table)
-        _show(table)
+    except (DeployError, HookFailed) as error:
+        failed: dict[str, object] = {"ok": False, "error": str(error)}
+        if isinstance(error, HookFailed):  # stopped before any host was touched
+            failed["hooks"] = [error.result.to_dict()]
+            _show_hooks(failed["hooks"])
+        else:
+            table = hosts_table(error.results)
+            record("hosts", table)
+            _show(table)
+        record("deploy", failed)
         record_outcome("failed", str(error))
         raise
     record("deploy", result.record())
     record("hosts", result.table())
     _show(result.table())
+    _show_hooks(result.hooks)
     if result.cut:
         print(f"{result.cut} connection(s) were still open when hosts restarted "
               "([deploy].drain_timeout_s ran out): they were cut")
@@ -184,21 +199,33 @@ def verify_step(config: Config, *, lb: LoadBalancer, artifact: str = "",
     release = artifact_for(config, Path(artifact) if artifact else None)
     record("release", release.release)
     return _verify_and_show(config, lb=lb, expected=release.version, release=release.release,
-                            samples_per_host=samples_per_host, outcome=outcome)
+                            samples_per_host=samples_per_host, outcome=outcome, parity=True)
 
 
-def switch_preview(config: Config, *, lb: LoadBalancer, artifact: str = "") -> Preview:
+def switch_preview(config: Config, *, lb: LoadBalancer, artifact: str = "",
+                   canary: int = -1) -> Preview:
     """What a switch to the release in ``artifact`` (default: the newest) would be judged on
     right now (no lock, no change): shown, recorded, and returned as the :class:`Preview`
-    the decision is pinned to (the release is checked here, once)."""
+    the decision is pinned to (the release is checked here, once). ``canary``: one canary
+    step of that percent before the full switch; 0 none; -1 ``[switch].canary``.
+
+    Raises:
+        UsageError: ``canary`` outside -1..99.
+    """
     from bgkit.release_check import artifact_for
+
+    if not -1 <= canary <= 99:
+        raise UsageError(f"canary: a percent from 1 to 99, 0 for none or -1 for "
+                         f"[switch].canary; got {canary}")
+    steps = tuple(p for p, _ in config.switch.canary_steps()) if canary == -1 else \
+        ((canary,) if canary else ())
 
     checked = artifact_for(config, Path(artifact) if artifact else None)
     record("release", checked.release)
     result = _verify_and_show(config, lb=lb, expected=checked.version, release=checked.release,
                               samples_per_host=config.switch.samples_per_host, outcome=False)
     preview = Preview("switch", result, result.live_pool, result.idle_pool,
-                      checked.version, checked.release)
+                      checked.version, checked.release, steps)
     record("preview", preview.pins())
     return preview
 
@@ -232,14 +259,14 @@ def rollback_preview(config: Config, *, lb: LoadBalancer) -> Preview:
 
 def _verify_and_show(config: Config, *, lb: LoadBalancer, expected: str | None,
                      samples_per_host: int, outcome: bool, role: str = "idle",
-                     release: str | None = None) -> VerifyResult:
+                     release: str | None = None, parity: bool | None = None) -> VerifyResult:
     from bgkit import plots
     from bgkit.runbook.display import html_block, styled_gates
     from bgkit.runbook.evidence import headline, summary_html
     from bgkit.verify import verify
 
     result = verify(config, lb=lb, expected_version=expected, release=release,
-                    samples_per_host=samples_per_host or None)
+                    samples_per_host=samples_per_host or None, parity=parity)
     verdict = result.verdict
     top = headline(result, role=role)
     record("verify", result.to_dict())
@@ -252,6 +279,8 @@ def _verify_and_show(config: Config, *, lb: LoadBalancer, expected: str | None,
     _show(html_block(summary_html(verdict.summary, config.gates, idle_pool=result.idle_pool)))
     _show(styled_gates(verdict.gate_table()))
     _show(result.lb_table())
+    if result.parity is not None:
+        _show_parity(result.parity)
     for figure in (plots.latency_cdf(result.samples, max_p99_ms=config.gates.max_p99_ms),
                    plots.latency_by_host(result.samples), plots.over_time(result.samples)):
         _show(_png(plots.figure_to_png(figure)))
@@ -299,6 +328,35 @@ def _show(value: Any) -> None:
     from IPython.display import display
 
     display(value)
+
+
+def _show_parity(report: Any) -> None:
+    """Pool parity: the differences first (or that there are none), then every host."""
+    from IPython.display import HTML, display
+
+    from bgkit.runbook.evidence import html_table
+
+    record("parity", report.to_dict())
+    gate = report.gate()
+    title = ("The pools' hosts match: same CPUs, memory, kernel, architecture and libc"
+             if not report.differences else f"The pools differ ({gate.verdict}: "
+             f"[gates] parity = \"{report.setting}\")")
+    display(HTML(f"<h4>{html.escape(title)}</h4>"))
+    if report.differences:
+        display(HTML(html_table(report.differences_table())))
+    if report.unread:
+        display(HTML("<p>Not read: " + html.escape("; ".join(report.unread)) + "</p>"))
+    display(HTML(html_table(report.table.drop(columns=["memory_gib"]))))
+
+
+def _show_hooks(hooks: Any) -> None:
+    """Show the hooks that ran (nothing when none did), their output escaped."""
+    from IPython.display import HTML, display
+
+    from bgkit.runbook.decisions import hooks_html
+
+    if markup := hooks_html(hooks):
+        display(HTML(markup))
 
 
 def _png(data: bytes) -> Any:

@@ -323,8 +323,9 @@ class AfterSwitch:
     only the post-switch watch can catch it."""
 
     def __init__(self, inner: Any, pool: str, then: Callable[[], None], *,
-                 delay_s: float = 0.0) -> None:
+                 delay_s: float = 0.0, on_split: bool = False) -> None:
         self.inner, self.pool, self.then, self.delay_s = inner, pool, then, delay_s
+        self.on_split = on_split  # fire at the first canary split to pool instead
         self.name = inner.name
         self.fired_at: float | None = None
 
@@ -345,10 +346,19 @@ class AfterSwitch:
 
     def switch(self, pool: Any, *, timeout_s: float) -> Any:
         result = self.inner.switch(pool, timeout_s=timeout_s)
-        if pool == self.pool and self.fired_at is None:
+        if pool == self.pool and not self.on_split:
+            self._arm()
+        return result
+
+    def split(self, pool: Any, percent: int, *, timeout_s: float) -> None:
+        self.inner.split(pool, percent, timeout_s=timeout_s)
+        if pool == self.pool and percent and self.on_split:
+            self._arm()
+
+    def _arm(self) -> None:
+        if self.fired_at is None:
             self.fired_at = -1.0
             threading.Timer(self.delay_s, self._fire).start()
-        return result
 
     def _fire(self) -> None:
         self.fired_at = time.monotonic()

@@ -118,6 +118,27 @@ def test_public_requests_reach_the_live_pool(
     assert public_version(sandbox) == "1.0.0-blue"
 
 
+def test_a_canary_split_sends_its_share_and_survives_a_reload(
+        sandbox: SandboxInfo, provider: HaproxyProvider, start_service: StartService) -> None:
+    start_service(sandbox.hosts[0], "1.0.0-blue")
+    start_service(sandbox.hosts[2], "2.0.0-green")
+    wait_for(lambda: {"blue-1", "green-1"} <= healthy(provider), what="blue-1 and green-1 UP")
+    provider.split("green", 30, timeout_s=5)
+    state = provider.state()
+    assert (state.live, state.canary, state.canary_pool) == ("blue", 30, "green")
+    assert "30% of requests to green (canary)" in state.describe()
+    assert provider.map_file.read_text() == "live blue\nidle green\ncanary 30\n"
+    answers = [public_version(sandbox) for _ in range(600)]
+    share = 100 * answers.count("2.0.0-green") / len(answers)
+    assert answers.count(None) == 0 and 22 < share < 38, share  # 30 +- 4 sigma
+    reload_haproxy(sandbox.state_dir)
+    assert provider.state().canary == 30
+    provider.split("green", 0, timeout_s=5)
+    assert provider.state().canary == 0 and provider.live_pool() == "blue"
+    assert {public_version(sandbox) for _ in range(50)} == {"1.0.0-blue"}
+    assert provider.map_file.read_text() == "live blue\nidle green\ncanary 0\n"
+
+
 def test_a_stopped_haproxy_is_a_load_balancer_error_saying_what_to_check(
         sandbox: SandboxInfo, provider: HaproxyProvider) -> None:
     sandbox_down(sandbox.state_dir)

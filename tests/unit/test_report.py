@@ -146,3 +146,40 @@ def test_figures_of_an_empty_archive_say_so() -> None:
         texts = [text.get_text() for text in fig.axes[0].texts]
         assert texts and texts[0].startswith("no ")
         assert figure_to_png(fig).startswith(PNG)
+
+
+def test_the_overview_summarises_each_pool_and_draws_the_latest_runs() -> None:
+    from bgkit.runbook.overview import figure_timeline, pool_summary
+
+    hosts = pd.DataFrame([
+        {"pool": "blue", "host": "127.0.1.1", "release": "app-1.0.0-aaa", "health": "ok"},
+        {"pool": "blue", "host": "127.0.1.2", "release": "app-1.0.0-aaa", "health": "ok"},
+        {"pool": "green", "host": "127.0.2.1", "release": "app-2.0.0-bbb", "health": "ok"},
+        {"pool": "green", "host": "127.0.2.2", "release": "-", "health": "refused"},
+    ])
+    summary = pool_summary(hosts, "blue")
+    assert summary.to_dict("records") == [
+        {"pool": "blue", "role": "live", "hosts": 2, "healthy": 2, "releases": "app-1.0.0-aaa"},
+        {"pool": "green", "role": "idle", "hosts": 2, "healthy": 1, "releases": "app-2.0.0-bbb"}]
+    runs = pd.DataFrame([
+        {"time": pd.Timestamp(f"2026-11-30T1{hour}:00:00Z"), "step": step, "outcome": outcome}
+        for hour, step, outcome in ((0, "04_switch", "succeeded"),
+                                    (1, "04_switch", "not approved"),
+                                    (2, "02_deploy_green", "failed"))])
+    ax = figure_timeline(runs).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["deploy_green", "switch"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["succeeded", "stopped", "failed"]
+    empty = figure_timeline(runs.iloc[0:0]).axes[0]
+    assert [t.get_text() for t in empty.texts] == ["no runs yet"]
+
+
+def test_the_kernel_check_compares_paths_normalised_not_spelled() -> None:
+    from bgkit.runbook.engine import _kernel_mismatch
+
+    runner = {"python": "/w/a/../venv/bin/python", "bgkit_path": "/w/repo/./bgkit",
+              "bgkit_version": "0.1.0"}
+    kernel = {"python": "/w/venv/bin/python", "bgkit_path": "/w/repo/bgkit",
+              "bgkit_version": "0.1.0"}
+    assert _kernel_mismatch(runner, kernel) is None
+    other = {**kernel, "bgkit_path": "/w/other/bgkit"}
+    assert "its bgkit_path is '/w/other/bgkit'" in (_kernel_mismatch(runner, other) or "")

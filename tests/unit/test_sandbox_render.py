@@ -103,6 +103,7 @@ def test_haproxy_cfg_routes_by_the_live_map_and_checks_every_host() -> None:
                               health_path="/health")
     assert "    bind 127.0.0.1:8000" in text
     assert "    use_backend %[str(live),map(/s/haproxy/live.map,blue)]" in text
+    assert "    use_backend %[str(idle),map(/s/haproxy/live.map,green)] if bgkit_canary" in text
     assert "stats socket /s/run/haproxy.sock mode 600 level admin expose-fd listeners" in text
     assert "    server green-2 127.0.2.2:8080 check" in text
     assert text.count("http-check expect status 200") == 2

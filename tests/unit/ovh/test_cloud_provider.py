@@ -53,6 +53,18 @@ def test_open_sessions_says_the_cloud_api_cannot_tell_and_asks_nothing(
     assert len(cloud.journal()) == before
 
 
+def test_a_canary_split_is_refused_with_the_reason_and_asks_nothing(
+        cloud: CloudHarness) -> None:
+    from bgkit.errors import SplitUnsupported
+
+    provider = cloud.provider()
+    before = len(cloud.journal())
+    with pytest.raises(SplitUnsupported, match="L7 rules match request fields"):
+        provider.split("green", 5, timeout_s=1)
+    provider.split("green", 0, timeout_s=1)  # ending no split is nothing to do
+    assert len(cloud.journal()) == before
+
+
 def test_a_default_pool_that_is_neither_colour_is_named(cloud: CloudHarness) -> None:
     other = stable_id("someone else's pool")
     provider = cloud.provider(pool_ids={"blue": other, "green": POOLS["green"]})

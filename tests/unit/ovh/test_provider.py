@@ -40,6 +40,16 @@ def test_open_sessions_says_ovhcloud_cannot_tell_and_asks_nothing(iplb: Harness)
     assert len(iplb.journal()) == before
 
 
+def test_a_canary_split_is_refused_with_the_reason_and_asks_nothing(iplb: Harness) -> None:
+    from bgkit.errors import SplitUnsupported
+
+    provider = iplb.provider()
+    before = len(iplb.journal())
+    with pytest.raises(SplitUnsupported, match="routes match request fields"):
+        provider.split("green", 25, timeout_s=1)
+    assert len(iplb.journal()) == before
+
+
 def test_a_default_farm_that_is_neither_pool_is_named(iplb: Harness) -> None:
     provider = iplb.provider(farm_ids={"blue": 77212, "green": 1})
     iplb.client().put(FRONTEND, defaultFarmId=77213)

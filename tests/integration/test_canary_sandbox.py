@@ -1,0 +1,78 @@
+"""The canary on the real sandbox under load: each step's share measured at the public
+address, zero failed requests through every step; a canary pool that fails goes back to
+0 % by itself; a provider that cannot split refuses before any change."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+
+from bgkit.config import Config
+from bgkit.lb import get_provider
+from bgkit.switch import switch
+from tests.integration.sandbox_support import AfterSwitch, Load, break_pool, rewrite_config
+
+pytestmark = pytest.mark.slow
+
+
+def with_canary(ready: Config, name: str) -> Config:
+    return rewrite_config(ready.path, {"switch": {"canary_hold_s": 3, "watch_rate_per_s": 200}},
+                          name=name)
+
+
+def test_canary_steps_then_the_switch_fail_no_request_and_measure_their_share(
+        ready: Config) -> None:
+    config = with_canary(ready, "canary.toml")
+    lb = get_provider(config)
+    with Load(config) as load:
+        time.sleep(0.3)
+        began = time.monotonic()
+        outcome = switch(config, lb=lb, expected_version="2.0.0", approve=True,
+                         canary=[5, 25])
+        time.sleep(0.3)
+    assert outcome.ended == "switched", outcome.reason
+    assert load.failures == [] and len(load.answers) > 500
+    steps = outcome.to_dict()["canary"]
+    assert [step["percent"] for step in steps] == [5, 25]
+    assert all(step["ok"] and step["errors"] == 0 for step in steps), steps
+    assert abs(steps[0]["share"] - 5) < 3 and abs(steps[1]["share"] - 25) < 6, steps
+    during = Counter(v for at, _, v in load.answers if began < at)
+    assert during["1.0.0"] and during["2.0.0"]  # users met both pools during the canary
+    state = lb.state()
+    assert (state.live, state.canary) == ("green", 0)
+
+
+def test_a_canary_pool_failing_under_load_goes_back_to_zero_by_itself(
+        ready: Config) -> None:
+    config = with_canary(ready, "canary-fails.toml")
+    lb = AfterSwitch(get_provider(config), "green",
+                     lambda: break_pool(config, "green", health_fail_percent=100),
+                     on_split=True)
+    with Load(config, path="/health") as load:
+        outcome = switch(config, lb=lb, expected_version="2.0.0", approve=True,
+                         canary=[25])
+        returned = time.monotonic()
+        time.sleep(0.5)
+    assert outcome.ended == "canary failed", outcome.reason
+    assert outcome.live_pool == "blue" and outcome.exit_code == 1
+    state = get_provider(config).state()
+    assert (state.live, state.canary) == ("blue", 0)
+    assert load.failed_after(returned) == 0
+    assert lb.fired_at is not None and lb.fired_at > 0
+    print(f"failed requests between the fault and the canary's end: {len(load.failures)}")
+    assert len(load.failures) < 50  # the first probe failure ends it: tens of ms of 25%
+
+
+@pytest.mark.parametrize("fixture", ["ready_ovh", "ready_cloud"])
+def test_the_ovh_providers_refuse_a_canary_and_change_nothing(
+        fixture: str, request: pytest.FixtureRequest) -> None:
+    ready: Config = request.getfixturevalue(fixture)
+    lb = get_provider(ready)
+    with Load(ready) as load:
+        outcome = switch(ready, lb=lb, expected_version="2.0.0", approve=True, canary=[5])
+    assert outcome.ended == "refused", outcome.reason
+    assert f"{ready.lb.provider} cannot send a share" in outcome.reason
+    assert "nothing was changed" in outcome.reason
+    assert lb.live_pool() == "blue" and load.failures == []
