@@ -119,7 +119,8 @@ def test_a_rollback_confirmed_then_the_tab_closed_still_completes_and_is_archive
     open_notebook(page, jupyterlab, lab_root, "05_rollback.ipynb",
                   config_path=str(ready.path))
     button = page.locator("button.bgkit-decision-button")
-    expect(button).to_have_text("Roll back to blue, 1.0.0", timeout=WAIT_MS)
+    expect(button).to_have_text(f"Roll back to blue, {releases['1.0.0'].release}",
+                                 timeout=WAIT_MS)  # the last-live release, by id
     expect(button).to_be_enabled(timeout=WAIT_MS)
     button.click()
     page.close()  # the operator closes the tab right after confirming

@@ -177,6 +177,6 @@ def test_a_deploy_during_a_watch_longer_than_the_ttl_is_refused(
             deploy(config, artifact=releases["3.0.0"].artifact)
         switching.join(timeout=60)
     outcome = ended["outcome"]
-    assert getattr(outcome, "outcome", None) == "switched", getattr(outcome, "reason", None)
+    assert getattr(outcome, "ended", None) == "switched", getattr(outcome, "reason", None)
     assert load.failures == []
     assert not list(Path(config.lock_path).parent.glob("bgkit.lock.stale-*"))
