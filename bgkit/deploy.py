@@ -48,7 +48,7 @@ from bgkit.drain import Drain
 from bgkit.drift import drift
 from bgkit.errors import DeployError, HostError, UsageError
 from bgkit.health import health_url, wait_healthy
-from bgkit.hooks import hook_environment, post_hook, pre_hook
+from bgkit.hooks import HookResult, hook_environment, post_hook, pre_hook
 from bgkit.host_files import file_digest, render_file
 from bgkit.host_setup import setup_hint
 from bgkit.hosts import Fleet, Host, HostResult, Progress, Session, hosts_of
@@ -214,7 +214,7 @@ def _deploy(config: Config, checked: CheckedRelease | None, name: str, *,
         release = checked or kept_release(fleet, config, hosts, name, target)
         environment = hook_environment(config, "pre_deploy", pool=target, live_pool=live,
                                        release=release.release, version=release.version)
-        ran = [pre_hook(config, "pre_deploy", environment)]  # HookFailed: nothing changed
+        ran: list[HookResult | None] = []
         phases: list[tuple[str, Callable[[Session], Any]]] = [
             ("preflight", lambda s: _preflight(s, config, release, states[s.host])),
             ("stage", lambda s: _stage(s, config, release, states[s.host])),
@@ -223,6 +223,8 @@ def _deploy(config: Config, checked: CheckedRelease | None, name: str, *,
             ("prune", lambda s: _prune(s, config, release)),
         ]
         for phase, work in phases:
+            if phase == "stage":  # every host passed its preflight; HookFailed: no host
+                ran.append(pre_hook(config, "pre_deploy", environment))  # was changed
             results = fleet.each(hosts, work)
             if not all(r.ok for r in results):
                 outcome = _result(release, target, live, hosts, states, results, phase)

@@ -22,15 +22,19 @@ BGKIT_RUN_ID        the run when under ``bgkit run`` (empty otherwise)
 
 :func:`run_hook` returns a :class:`HookResult` (exit code, duration, output tail); a hook
 that times out is killed with its process group. The tail is redacted before anything
-keeps it: the values the archive never holds (:func:`bgkit.runbook.scrub.archive_secrets`),
-the value of any ``NAME=value`` / ``NAME: value`` whose name looks secret, and the password
-of any ``scheme://user:password@`` URL become ``***``. :func:`pre_hook` raises
-:class:`~bgkit.errors.HookFailed` when a ``pre_*`` hook fails, so its step stops before it
-changes anything.
+keeps it, and so is the argv kept with it: the values the archive never holds
+(:func:`bgkit.runbook.scrub.archive_secrets`), the value of any ``NAME=value`` /
+``NAME: value`` / ``"name": "value"`` whose name looks secret (a quoted value whole), the
+credentials of an ``Authorization`` header or a ``Bearer`` token, and the password of any
+``scheme://user:password@`` URL become ``***``. Ctrl-C or SIGTERM while a hook runs kills
+its process group too (it runs in a session of its own, so the signal never reaches it).
+:func:`pre_hook` raises :class:`~bgkit.errors.HookFailed` when a ``pre_*`` hook fails, so
+its step stops before it changes anything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -52,10 +56,19 @@ HookName = Literal["pre_deploy", "post_deploy", "pre_switch", "post_switch", "po
 HOOKS: tuple[HookName, ...] = ("pre_deploy", "post_deploy", "pre_switch", "post_switch",
                                "post_rollback")
 TAIL_LINES = 40
-# NAME=value or NAME: value; the value runs to whitespace, a quote or a separator
-_ASSIGNMENT = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)(?P<sep>\s*[=:]\s*)"
-                         r"(?P<quote>[\"']?)(?P<value>[^\s\"',;&]+)")
+REAP_S = 5.0  # after a kill, how long the output pipe is read before it is abandoned
+# NAME=value, NAME: value, "name": "value" (JSON); a quoted value runs to its closing
+# quote, a bare one to whitespace, a quote or a separator
+_ASSIGNMENT = re.compile(
+    r"(?P<q>[\"']?)(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)(?P=q)(?P<sep>\s*[=:]\s*)"
+    r"(?:(?P<quote>[\"'])(?P<quoted>[^\"'\n]*)(?P=quote)|(?P<value>[^\s\"',;&]+))")
+# An HTTP Authorization header (RFC 9110 11.6.2): the credentials after the scheme
+_AUTHORIZATION = re.compile(
+    r"(?i)(?P<head>\b(?:proxy-)?authorization[\"']?\s*[=:]\s*[\"']?"
+    r"(?:(?:basic|bearer|digest|token|negotiate|aws4-hmac-sha256)\s+)?)(?P<value>[^\s\"']+)")
+_BEARER = re.compile(r"(?i)(?P<head>\bbearer\s+)(?P<value>[A-Za-z0-9._~+/=-]+)")
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]+:)[^\s/@]+(?=@)")
+_SCHEMES = {"basic", "bearer", "digest", "token", "negotiate"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +115,7 @@ def run_hook(config: Config, name: HookName, environment: dict[str, str]) -> Hoo
     argv = tuple(getattr(config.hooks, name))
     if not argv:
         return None
+    shown = tuple(redact(arg, config) for arg in argv)  # argv may carry a password too
     timeout = config.hooks.timeout_s
     started = time.monotonic()
     try:
@@ -109,19 +123,37 @@ def run_hook(config: Config, name: HookName, environment: dict[str, str]) -> Hoo
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    env={**os.environ, **environment}, start_new_session=True)
     except OSError as error:
-        return HookResult(name, argv, None, time.monotonic() - started, "",
+        return HookResult(name, shown, None, time.monotonic() - started, "",
                           f"could not start {argv[0]!r}: {error.strerror}")
     try:
         output, _ = process.communicate(timeout=timeout)
         problem = "" if process.returncode == 0 else f"exited with {process.returncode}"
         code: int | None = process.returncode
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
+        output = _kill(process)
         problem, code = f"timed out after {timeout:g} s and was killed", None
+    except BaseException:  # Ctrl-C, SIGTERM: its own session never hears it, so kill it
+        _kill(process)
+        raise
     text = output.decode("utf-8", errors="replace")
     tail = redact("\n".join(text.splitlines()[-TAIL_LINES:]), config)
-    return HookResult(name, argv, code, time.monotonic() - started, tail, problem)
+    return HookResult(name, shown, code, time.monotonic() - started, tail, problem)
+
+
+def _kill(process: subprocess.Popen[bytes]) -> bytes:
+    """Kill the hook's process group, then read what it printed for up to ``REAP_S``: a
+    process that left the group (``setsid``) may hold the pipe open, and is not waited
+    for. Returns the output read."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    try:
+        output, _ = process.communicate(timeout=REAP_S)
+    except subprocess.TimeoutExpired as still:
+        output = still.output or b""
+        if process.stdout is not None:
+            process.stdout.close()
+        process.wait()
+    return output or b""
 
 
 def redact(text: str, config: Config | None) -> str:
@@ -129,11 +161,16 @@ def redact(text: str, config: Config | None) -> str:
     from bgkit.runbook.scrub import MASK, archive_secrets, looks_secret, scrub
 
     def assignment(match: re.Match[str]) -> str:
-        if not looks_secret(match["name"]) or match["value"] == MASK:
+        value = match["quoted"] if match["quote"] else match["value"]
+        if not looks_secret(match["name"]) or value == MASK or value.lower() in _SCHEMES:
             return match[0]
-        return f"{match['name']}{match['sep']}{match['quote']}{MASK}"
+        name = f"{match['q']}{match['name']}{match['q']}{match['sep']}"
+        return f"{name}{match['quote']}{MASK}{match['quote']}" if match["quote"] else \
+            f"{name}{MASK}"
 
     text = _URL_PASSWORD.sub(lambda match: match["head"] + MASK, text)
+    text = _AUTHORIZATION.sub(lambda match: match["head"] + MASK, text)
+    text = _BEARER.sub(lambda match: match["head"] + MASK, text)
     text = _ASSIGNMENT.sub(assignment, text)
     scrubbed, _ = scrub(text, archive_secrets(config))
     return str(scrubbed)

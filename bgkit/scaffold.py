@@ -188,8 +188,9 @@ def write_config(project_dir: Path, target: Path) -> tuple[Path, CmakeProject]:
     """Write ``target`` for the CMake project in ``project_dir``; validated first.
 
     Raises:
-        UsageError: ``target`` exists (it is never replaced), or the project cannot be
-            read (see :func:`read_project`).
+        UsageError: ``target`` exists (it is never replaced) or cannot be written (no
+            such folder, no permission), or the project cannot be read (see
+            :func:`read_project`).
     """
     from bgkit.config import parse_config
     from bgkit.errors import ConfigError
@@ -207,7 +208,15 @@ def write_config(project_dir: Path, target: Path) -> tuple[Path, CmakeProject]:
     except ConfigError as error:  # a project whose names bgkit.toml cannot hold
         raise UsageError(f"the bgkit.toml for {cmakelists} would not be valid:\n{error}") \
             from None
-    target.write_text(text, encoding="utf-8")
+    try:
+        with target.open("x", encoding="utf-8") as out:  # "x": never replaces, even in a race
+            out.write(text)
+    except FileExistsError:
+        raise UsageError(f"{target} exists; bgkit init never replaces a file (remove it, or "
+                         "pass another --output)") from None
+    except OSError as error:
+        raise UsageError(f"cannot write {target} ({error.strerror}); pass an --output in a "
+                         "folder that exists and that you can write") from None
     return target, project
 
 

@@ -37,6 +37,7 @@ gates for that very release (errors, latency, the load balancer's view and serve
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -56,6 +57,7 @@ from bgkit.errors import (
     LeaseLost,
     LoadBalancerError,
     SplitUnsupported,
+    UsageError,
 )
 from bgkit.hooks import HookName, HookResult, hook_environment, post_hook, pre_hook
 from bgkit.lb.base import LbState, LoadBalancer, PoolName, other_pool
@@ -90,15 +92,23 @@ def switch(config: Config, *, lb: LoadBalancer, expected_version: str, approve: 
     ``[switch].canary``; empty: none).
 
     Raises:
+        UsageError: a canary was asked for and ``lb`` can never split traffic (checked
+            before anything runs, a ``pre_switch`` hook included).
         LockHeld: another deploy or switch is running.
         LoadBalancerError: the live pool could not even be read (nothing was changed).
     """
+    steps = config.switch.canary_steps(canary)
+    refusal = lb.split_refusal() if steps else None
+    if refusal:
+        shares = ", ".join(f"{percent}%" for percent, _ in steps)
+        raise UsageError(f"a canary was asked for ({shares}, from [switch].canary or "
+                         f"--canary), but {refusal}; nothing was changed")
     on_step("taking the deployment lock")
     with locking.held(locking.store_for(config), message=message, ttl_s=config.lock.ttl_s,
                       accept_intent=True) as lease:
         run = _Run(config, lb, lease, "switch", on_step, release=release,
                    ledger=ledger or SshLedger(config), canary_override=canary)
-        ended = run.converge()
+        ended = run.converge() or run.end_stray_split()
         if ended is not None:
             return ended
         if run.watched is not None and run.finished_intent(expected_version):
@@ -131,7 +141,7 @@ def rollback(config: Config, *, lb: LoadBalancer, approve: bool,
     with locking.held(locking.store_for(config), message=message, ttl_s=config.lock.ttl_s,
                       accept_intent=True) as lease:
         run = _Run(config, lb, lease, "rollback", on_step, ledger=ledger or SshLedger(config))
-        ended = run.converge()
+        ended = run.converge() or run.end_stray_split()
         if ended is not None:
             return ended
         if run.watched is not None and run.finished_intent(None):
@@ -421,6 +431,29 @@ class _Run:
         self.notes.append(self.finished_note)
         return None
 
+    def end_stray_split(self) -> SwitchOutcome | None:
+        """End a canary split no lease speaks for (the run that made it ended without
+        ending it), before anything else: every switch and rollback starts with all traffic
+        on the live pool. None to go on (noted when a split was ended); an outcome when
+        it could not be ended. Skipped for a load balancer that can never split."""
+        if self.lb.split_refusal() is not None:
+            return None
+        try:
+            state = self.lb.state()
+        except LoadBalancerError:
+            return None  # the live pool's read, next, says why
+        if not state.canary or state.canary_pool is None:
+            return None
+        stray = f"a canary split of {state.canary}% of requests to {state.canary_pool}"
+        self.split_to = state.canary_pool
+        ended = self.end_split()
+        if ended is not None:
+            return self.needs_attention(f"{stray} was left in place and {ended}",
+                                        state.live or "blue", state.canary_pool, state=state)
+        self.notes.append(f"{stray} was left in place by a run that did not end it; bgkit "
+                          "ended it before anything else")
+        return None
+
     def _discard_left_change(self, left: dict[str, Any], who: str,
                              state: LbState) -> SwitchOutcome | None:
         frm, to = left["from_pool"], left["to_pool"]
@@ -501,7 +534,16 @@ class _Run:
             stopped = self.run_canary(live, target, evidence, version)
             if stopped is not None:
                 return stopped
-        return self.move(live, target, evidence, version)
+        try:
+            outcome = self.move(live, target, evidence, version)
+        except BaseException:  # interrupted before the switch: never leave the split behind
+            self.end_split()
+            raise
+        if self.split_to is not None:  # refused before the switch, after the canary's split
+            return self.canary_stopped(outcome.reason.replace("; nothing was changed", ""),
+                                       live, target, facts, ended=outcome.ended,
+                                       live_now=outcome.live_pool)
+        return outcome
 
     # --- the canary ---------------------------------------------------------------------------
 
@@ -525,17 +567,19 @@ class _Run:
             except LeaseLost as lost:
                 return self.canary_stopped(f"{lost}", live, target, facts)
             self.on_step(f"canary: {percent}% of requests to {target} for {hold_s:g} s")
+            self.split_to = target  # before the call: whatever happens in it, the split ends
             try:
                 self.lb.split(target, percent, timeout_s=self.config.switch.timeout_s)
-                self.split_to = target
             except SplitUnsupported as error:
-                self.record(None)
-                return self.end(Outcome.REFUSED, f"a canary was asked for, but {error}; "
-                                "nothing was changed", live, target, live=live, facts=facts)
+                return self.canary_stopped(f"a canary was asked for, but {error}", live,
+                                           target, facts, ended=Outcome.REFUSED)
             except LoadBalancerError as error:
-                self.split_to = target  # it may have half-happened: end it either way
                 return self.canary_stopped(f"the load balancer failed to split {percent}% "
                                            f"to {target}: {error}", live, target, facts)
+            except BaseException as error:  # interrupted (or refused) mid-split
+                self.canary_stopped(f"the canary stopped ({type(error).__name__})", live,
+                                    target, facts)
+                raise
             try:
                 held, _ = canary_hold(self.config, lb=self.lb, canary=target, live=live,
                                       percent=percent, hold_s=hold_s, versions=versions)
@@ -550,16 +594,23 @@ class _Run:
                                            + "; ".join(held.reasons), live, target, facts)
         return None
 
-    def canary_stopped(self, why: str, live: PoolName, target: PoolName,
-                       facts: _Facts) -> SwitchOutcome:
-        """End the split (all traffic back on ``live``) and say why the canary stopped."""
-        ended = self.end_split()
-        if ended is not None:
-            return self.needs_attention(f"{why}; {ended}", live, target, facts=facts,
-                                        state=LbState(live=live))
-        self.record(None)
-        return self.end(Outcome.CANARY_FAILED, f"{why}; the canary was ended: all traffic is "
-                        f"on {live} again", live, target, live=live, facts=facts)
+    def canary_stopped(self, why: str, live: PoolName, target: PoolName, facts: _Facts, *,
+                       ended: str = Outcome.CANARY_FAILED,
+                       live_now: LivePool | None = None) -> SwitchOutcome:
+        """End the split (all traffic back on the live pool: ``live``, or ``live_now`` when
+        the load balancer said another) and end the run as ``ended``, saying why."""
+        live_now = live_now or live
+        failed = self.end_split()
+        if failed is not None:
+            return self.needs_attention(f"{why}; {failed}", live, target, facts=facts,
+                                        state=LbState(live=live_now)
+                                        if live_now != "unknown" else None)
+        with contextlib.suppress(LeaseLost):  # the split is ended; the lease is not ours
+            self.record(None)
+        back = f"all traffic is on {live_now} again" if live_now != "unknown" else \
+            "all traffic is on the live pool again"
+        return self.end(ended, f"{why}; the canary was ended: {back}", live, target,
+                        live=live_now, facts=facts)
 
     def end_split(self) -> str | None:
         """Set the canary share back to 0 if this run split traffic; None once done (or

@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from bgkit.commands.remote import LastLive
 from bgkit.config import Config
-from bgkit.errors import ApplyPending, LoadBalancerError
+from bgkit.errors import ApplyPending, LoadBalancerError, SplitUnsupported
 from bgkit.lb.base import BackendServer, LbState, PoolName, ServerSessions, SwitchResult
 from bgkit.ledger import HostServes, stamp
 
@@ -95,6 +95,7 @@ class FakeLoadBalancer:
         self.lock = threading.Lock()
         self.canary = 0  # percent of requests to canary_pool
         self.canary_pool: PoolName | None = None
+        self.cannot_split: str | None = None  # set: split_refusal() says it, split refuses
         # Sessions per (address, port), as open_sessions reports them; None: cannot see.
         self.sessions: ServerSessions | None = {}
 
@@ -124,10 +125,15 @@ class FakeLoadBalancer:
     def split(self, pool: PoolName, percent: int, *, timeout_s: float) -> None:
         with self.lock:
             self.calls.append(f"split {pool} {percent}")
+            if self.cannot_split and percent:
+                raise SplitUnsupported(self.cannot_split)
             if self.faults.refuse_splits and percent:
                 self.faults.refuse_splits -= 1
                 raise LoadBalancerError(f"fake: the split of {percent}% to {pool} was refused")
             self.canary, self.canary_pool = percent, (pool if percent else None)
+
+    def split_refusal(self) -> str | None:
+        return self.cannot_split
 
     def serving(self) -> PoolName:
         """The pool one request goes to now: the canary's share, else the live pool."""

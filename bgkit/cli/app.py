@@ -29,6 +29,10 @@ ERROR_EXIT_CODES: tuple[tuple[type[BgkitError], int], ...] = (
     (BgkitError, 1),
 )
 
+# This call's --json: asked for, and whether its object was printed (an error after it
+# must not print a second one); main() resets it, bgkit.cli.render sets it.
+JSON_STATE = {"asked": False, "printed": False}
+
 # name: (module:attribute, the one-line help shown by `bgkit --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("bgkit.cli.steps:build", "Build, test and package the app into a release."),
@@ -101,13 +105,15 @@ def exit_code_for(error: BgkitError) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
+    JSON_STATE.update(asked=False, printed=False)
     try:
         # Without standalone mode click returns (not raises) a command's Exit code.
         code = app.main(args=argv, prog_name="bgkit", standalone_mode=False)
     except BgkitError as error:
-        from bgkit.cli.render import error_line
+        from bgkit.cli.render import error_line, json_error
 
         error_line(str(error))
+        json_error(str(error), exit_code_for(error), type(error).__name__)
         return exit_code_for(error)
     except click.exceptions.Exit as done:
         return int(done.exit_code)
@@ -115,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("aborted", err=True)
         return 130
     except click.ClickException as error:
+        from bgkit.cli.render import json_error
+
         error.show()
+        json_error(error.format_message(), 2, "UsageError")
         return 2
     return code if isinstance(code, int) else 0
 

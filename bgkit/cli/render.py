@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from bgkit.cli.app import JSON_STATE
+
 if TYPE_CHECKING:
     from bgkit.config import Config
     from bgkit.runbook.backends import Archive
@@ -38,8 +40,13 @@ runs_dir_option = click.option(
     help="Archive folder (default: [runs].dir of bgkit.toml).")
 
 
+def _json_asked(_ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    JSON_STATE["asked"] = JSON_STATE["asked"] or value
+    return value
+
+
 json_option = click.option(
-    "--json", "as_json", is_flag=True,
+    "--json", "as_json", is_flag=True, callback=_json_asked,
     help="Print one JSON object on stdout for machines (progress still goes to stderr); "
          "its shape is in README.md, 'JSON output'.")
 
@@ -47,6 +54,14 @@ json_option = click.option(
 def print_json(value: object) -> None:
     """``value`` as one line of JSON on stdout, nothing else."""
     click.echo(json.dumps(value, sort_keys=True, default=str))
+    JSON_STATE["printed"] = True
+
+
+def json_error(message: str, code: int, kind: str) -> None:
+    """Under --json, an error that printed no object prints ``{"error", "exit_code",
+    "kind"}`` on stdout: a machine always reads one object (the line on stderr stays)."""
+    if JSON_STATE["asked"] and not JSON_STATE["printed"]:
+        print_json({"error": message, "exit_code": code, "kind": kind})
 
 
 def error_line(message: str) -> None:

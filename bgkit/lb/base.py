@@ -110,6 +110,12 @@ class LoadBalancer(Protocol):
         LoadBalancerError."""
         ...
 
+    def split_refusal(self) -> str | None:
+        """Why this load balancer can never split traffic (the text :meth:`split` raises
+        SplitUnsupported with); None when it can. Read without any request, so that a
+        canary is refused before anything (a ``pre_switch`` hook) runs."""
+        ...
+
     def backend_health(self) -> list[BackendServer]:
         """Every server of both pools with its health-check state."""
         ...

@@ -35,14 +35,18 @@ bgkit rewrites), and ``backends`` maps the pools to the backend names.
   switch. The map file therefore only ever holds a pool HAProxy confirmed live. If
   HAProxy refuses, the file is left untouched; if the rename fails, the runtime entry
   is set back. bgkit must run where it can write ``map_file`` and its folder.
-- Every read compares the runtime entry with the map file. If they differ and the
-  journal exists, a switch was interrupted before it was confirmed: the runtime entry
+- Every read compares the runtime's ``live`` entry with the map file's. If they differ
+  and the journal exists, a switch was interrupted before it was confirmed: the runtime entry
   is set back to the file's (the last confirmed pool), the journal removed, and
   ``state()`` says so. If they differ without a journal, someone changed one by hand:
-  the read is refused with the reason. Nothing else is ever left beside the map.
+  the read is refused with the reason. Nothing else is left beside the map (a write that
+  fails removes its partial file).
 - ``split(pool, percent)`` (a canary): sets the map's ``idle`` entry to ``pool``'s
-  backend, then its ``canary`` entry to ``percent`` (``add map`` for an entry the map
-  lacks), reads both back, then rewrites the map file the same way (0 ends the split);
+  backend and its ``canary`` entry to ``percent`` (``add map`` for an entry the map
+  lacks) on the runtime and in the map file, in the order that leaves the file with the
+  smaller share if it is interrupted: a larger share on the runtime first (read back),
+  a smaller one (0 ends the split) in the file first. ``state()`` compares the split of
+  the runtime and the file and ends one they disagree on;
   the frontend's three canary lines send each request to ``idle`` with probability
   ``percent``/100 (``rand(100)`` below it), every request is routed afresh, keep-alive
   or not. A config without those lines ignores the entries: the canary's measured share
@@ -193,60 +197,119 @@ class HaproxyProvider:
 
     def state(self, *, wait_s: float = 0.0) -> LbState:
         """HAProxy applies at once and stages nothing: the live pool, any canary split,
-        and any repair."""
+        and any repair (of the live entry, or a split the runtime and file disagree on)."""
         pool, repaired = self._agreed()
-        percent, canary_pool = self._split_now()
-        return LbState(live=pool, detail=repaired, canary=percent,
-                       canary_pool=canary_pool if percent else None)
+        percent, canary_pool, ended = self._split_agreed()
+        return LbState(live=pool, detail="; ".join(filter(None, (repaired, ended))),
+                       canary=percent, canary_pool=canary_pool)
 
     def split(self, pool: PoolName, percent: int, *, timeout_s: float) -> None:
         """Send ``percent`` of requests to ``pool``'s backend (module docstring).
 
+        The map file never holds a larger share than HAProxy confirmed: a larger share (or
+        another pool) is set on the runtime first and written to the file once HAProxy
+        reports it; a smaller one (0 ends the split) is written to the file first. So a
+        crash between the two leaves the file with the smaller share, and :meth:`state`
+        ends a split the runtime and the file disagree on.
+
         Raises:
             UsageError: ``percent`` outside 0-99.
             LoadBalancerError: HAProxy unreachable or refusing, the map file not writable
-                (the runtime split is then set back to 0), or not applied in time.
+                (the runtime is then set back to what the file holds), or not applied in
+                time.
         """
         if not 0 <= percent <= 99:
             raise UsageError(f"a canary share is a whole percent from 0 to 99, got {percent}")
         deadline = time.monotonic() + timeout_s
         with self._guarded():
             entries = self._runtime_map()
-            wanted = {"idle": self.backends[pool], "canary": str(percent)}
-            if percent == 0:
-                wanted.pop("idle")
+            now = _split_of(entries.get("canary"), entries.get("idle"))
+            wanted = {"canary": str(percent)} if percent == 0 else \
+                {"idle": self.backends[pool], "canary": str(percent)}
+            text = self._map_text()
+            new_text = text
             for key, value in wanted.items():
-                exists = key in entries
-                self._set_entry(key, value, exists=exists)
-            while True:
-                entries = self._runtime_map()
-                if all(entries.get(key) == value for key, value in wanted.items()):
-                    break
-                if time.monotonic() >= deadline:
-                    raise LoadBalancerError(f"HAProxy accepted the canary split of {percent}% "
-                                            f"to {pool} but does not report it after "
-                                            f"{timeout_s:g} s")
-                time.sleep(POLL_INTERVAL_S)
+                new_text = cmd.render_map_file(new_text, key, value)
+            if percent == 0 or (percent <= now[0] and now[1] == self.backends[pool]):
+                self._write_map(new_text, f"the split of {now[0]}% was left as it was")
+                self._set_split(entries, wanted, deadline, f"{percent}% to {pool}", timeout_s)
+                return
+            self._set_split(entries, wanted, deadline, f"{percent}% to {pool}", timeout_s)
             try:
-                text = self.map_file.read_text(encoding="utf-8")
-                for key, value in wanted.items():
-                    text = cmd.render_map_file(text, key, value)
-                _replace_file(self.map_file, text)
+                _replace_file(self.map_file, new_text)
             except OSError as error:
+                held = _split_of(cmd.map_file_value(text, "canary"),
+                                 cmd.map_file_value(text, "idle"))
+                undo = {"canary": str(held[0])} | ({"idle": held[1]} if held[1] else {})
                 with contextlib.suppress(LoadBalancerError):
-                    self._set_entry("canary", "0", exists=True)
+                    self._set_split(self._runtime_map(), undo, time.monotonic() + timeout_s,
+                                    "the map file's split", timeout_s)
                 raise LoadBalancerError(
-                    f"cannot rewrite the map file {self.map_file} ({error}); the canary "
-                    "split was set back to 0 so that a reload cannot differ") from error
+                    f"cannot rewrite the map file {self.map_file} ({error}); the runtime "
+                    f"split was set back to what the file holds ({held[0]}%)") from error
 
-    def _split_now(self) -> tuple[int, PoolName | None]:
-        """The runtime's canary share and the pool it goes to (0, None without one)."""
-        entries = self._runtime_map()
-        share = entries.get("canary", "0")
-        percent = int(share) if share.isdigit() else 0
-        backend = entries.get("idle")
-        pool = next((p for p, name in self.backends.items() if name == backend), None)
-        return (percent, pool) if percent and pool is not None else (0, None)
+    def split_refusal(self) -> None:
+        """HAProxy can always split (the frontend's canary lines, module docstring)."""
+        return None
+
+    def _set_split(self, entries: dict[str, str], wanted: dict[str, str], deadline: float,
+                   what: str, timeout_s: float) -> None:
+        """Set the runtime map's ``wanted`` entries, then read back until HAProxy has them."""
+        for key, value in wanted.items():
+            self._set_entry(key, value, exists=key in entries)
+        while True:
+            entries = self._runtime_map()
+            if all(entries.get(key) == value for key, value in wanted.items()):
+                return
+            if time.monotonic() >= deadline:
+                raise LoadBalancerError(f"HAProxy accepted the canary split of {what} but "
+                                        f"does not report it after {timeout_s:g} s")
+            time.sleep(POLL_INTERVAL_S)
+
+    def _split_agreed(self) -> tuple[int, PoolName | None, str]:
+        """The canary share and its pool (0, None without one), once the runtime and the
+        map file agree; if they do not (a split interrupted between the two), the split
+        is ended on both (all traffic to the live pool): the third item says so."""
+        runtime = self._runtime_map()
+        now = _split_of(runtime.get("canary"), runtime.get("idle"))
+        text = self._map_text()
+        written = _split_of(cmd.map_file_value(text, "canary"), cmd.map_file_value(text, "idle"))
+        if now == written:
+            return now[0], self._pool_or_none(now[1]), ""
+        with self._guarded():
+            runtime = self._runtime_map()
+            now = _split_of(runtime.get("canary"), runtime.get("idle"))
+            text = self._map_text()
+            written = _split_of(cmd.map_file_value(text, "canary"),
+                                cmd.map_file_value(text, "idle"))
+            if now == written:
+                return now[0], self._pool_or_none(now[1]), ""
+            self._write_map(cmd.render_map_file(text, "canary", "0"),
+                            "the split was left as it was")
+            self._set_split(runtime, {"canary": "0"}, time.monotonic() + GUARD_TIMEOUT_S,
+                            "0%", GUARD_TIMEOUT_S)
+        return 0, None, (
+            f"HAProxy's runtime sent {now[0]}% of requests to {now[1] or 'no backend'} but "
+            f"its map file says {written[0]}% to {written[1] or 'no backend'}: a canary split "
+            "was interrupted between the two, so bgkit ended it (all traffic to the live pool)")
+
+    def _pool_or_none(self, backend: str | None) -> PoolName | None:
+        return next((p for p, name in self.backends.items() if name == backend), None)
+
+    def _map_text(self) -> str:
+        try:
+            return self.map_file.read_text(encoding="utf-8")
+        except OSError as error:
+            raise LoadBalancerError(
+                f"cannot read the map file {self.map_file} ({error}); bgkit must run where it "
+                "can read and write [lb.haproxy].map_file; nothing was changed") from error
+
+    def _write_map(self, text: str, otherwise: str) -> None:
+        try:
+            _replace_file(self.map_file, text)
+        except OSError as error:
+            raise LoadBalancerError(
+                f"cannot rewrite the map file {self.map_file} ({error}); {otherwise}") from error
 
     def discard_staged(self, keep: PoolName) -> LbState:
         """Nothing is ever staged on HAProxy: the state as it is."""
@@ -517,18 +580,31 @@ class HaproxyProvider:
 
 
 def _replace_file(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` at once (same mode and owner), synced to disk."""
+    """Replace ``path`` with ``text`` at once (same mode and owner), synced to disk; on an
+    OSError the partial file is removed and ``path`` is as it was."""
     partial = path.with_name(f".{path.name}.bgkit-partial")
-    mode = path.stat()
-    with partial.open("w", encoding="utf-8") as out:
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
-    partial.chmod(mode.st_mode & 0o7777)
-    with contextlib.suppress(PermissionError):
-        os.chown(partial, mode.st_uid, mode.st_gid)
-    partial.replace(path)
+    try:
+        mode = path.stat()
+        with partial.open("w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        partial.chmod(mode.st_mode & 0o7777)
+        with contextlib.suppress(PermissionError):
+            os.chown(partial, mode.st_uid, mode.st_gid)
+        partial.replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise
     _sync_folder(path.parent)
+
+
+def _split_of(canary: str | None, idle: str | None) -> tuple[int, str | None]:
+    """A map's ``canary`` and ``idle`` values as the split they make: (percent, backend),
+    (0, None) when there is none (no share, or no backend to send it to)."""
+    percent = int(canary) if canary is not None and canary.isdigit() else 0
+    return (percent, idle) if percent and idle else (0, None)
 
 
 def _sync_folder(folder: Path) -> None:

@@ -221,12 +221,15 @@ class OvhCloudLbProvider:
             SplitUnsupported: always for ``percent`` > 0 (0 is nothing to do).
         """
         if percent:
-            raise SplitUnsupported(
-                "ovh-cloud-lb cannot send a share of the traffic to the idle pool: a listener "
-                "serves one pool, L7 rules match request fields (host, path, header, cookie), "
-                "never a random share, and member weights only divide a pool's own traffic; "
-                "a canary would need the idle members added to the live pool, which bgkit "
-                "never changes. Switch without a canary (--canary 0) or use HAProxy")
+            raise SplitUnsupported(self.split_refusal())
+
+    def split_refusal(self) -> str:
+        """Always: see :meth:`split`."""
+        return ("ovh-cloud-lb cannot send a share of the traffic to the idle pool: a "
+                "listener serves one pool, L7 rules match request fields (host, path, header, "
+                "cookie), never a random share, and member weights only divide a pool's own "
+                "traffic; a canary would need the idle members added to the live pool, which "
+                "bgkit never changes. Switch without a canary (--canary 0) or use HAProxy")
 
     def open_sessions(self, pool: PoolName) -> None:
         """The Public Cloud Load Balancer's API gives no per-member session count (its

@@ -176,8 +176,11 @@ class OvhIplbProvider:
             SplitUnsupported: always for ``percent`` > 0 (0 is nothing to do).
         """
         if percent:
-            raise SplitUnsupported(
-                "ovh-iplb cannot send a share of the traffic to the idle pool: a frontend "
+            raise SplitUnsupported(self.split_refusal())
+
+    def split_refusal(self) -> str:
+        """Always: see :meth:`split`."""
+        return ("ovh-iplb cannot send a share of the traffic to the idle pool: a frontend "
                 "serves one farm, routes match request fields (host, uri, header, cookie, "
                 "source), never a random share, and server weights only divide a farm's own "
                 "traffic; a canary would need the idle servers added to the live farm, which "

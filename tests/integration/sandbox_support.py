@@ -350,6 +350,9 @@ class AfterSwitch:
             self._arm()
         return result
 
+    def split_refusal(self) -> Any:
+        return self.inner.split_refusal()
+
     def split(self, pool: Any, percent: int, *, timeout_s: float) -> None:
         self.inner.split(pool, percent, timeout_s=timeout_s)
         if pool == self.pool and percent and self.on_split:

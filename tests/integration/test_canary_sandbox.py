@@ -4,12 +4,15 @@ address, zero failed requests through every step; a canary pool that fails goes 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections import Counter
 
 import pytest
 
 from bgkit.config import Config
+from bgkit.errors import UsageError
 from bgkit.lb import get_provider
 from bgkit.switch import switch
 from tests.integration.sandbox_support import AfterSwitch, Load, break_pool, rewrite_config
@@ -70,9 +73,15 @@ def test_the_ovh_providers_refuse_a_canary_and_change_nothing(
         fixture: str, request: pytest.FixtureRequest) -> None:
     ready: Config = request.getfixturevalue(fixture)
     lb = get_provider(ready)
-    with Load(ready) as load:
-        outcome = switch(ready, lb=lb, expected_version="2.0.0", approve=True, canary=[5])
-    assert outcome.ended == "refused", outcome.reason
-    assert f"{ready.lb.provider} cannot send a share" in outcome.reason
-    assert "nothing was changed" in outcome.reason
+    with Load(ready) as load, pytest.raises(UsageError) as refused:
+        switch(ready, lb=lb, expected_version="2.0.0", approve=True, canary=[5])
+    assert f"{ready.lb.provider} cannot send a share" in str(refused.value)
+    assert "nothing was changed" in str(refused.value)
     assert lb.live_pool() == "blue" and load.failures == []
+    assert not ready.lock_path.exists()
+    artifact = request.getfixturevalue("releases")["2.0.0"].artifact
+    cli = subprocess.run([sys.executable, "-m", "bgkit", "switch", "--config", str(ready.path),
+                          "--artifact", str(artifact), "--approve", "--canary", "5"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert cli.returncode == 2, cli.stderr
+    assert "cannot send a share" in cli.stderr and lb.live_pool() == "blue"

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -65,6 +66,22 @@ def test_a_failing_pre_deploy_hook_changes_nothing_and_its_secret_stays_out(
     assert SECRET not in done.stdout + done.stderr
     (run,) = archived(config)
     assert "relation orders is locked" in run and SECRET not in run
+
+
+def test_a_deploy_its_preflight_refuses_never_runs_the_pre_deploy_hook(
+        sandbox: Config, releases: dict[str, BuildResult], tmp_path: Path) -> None:  # noqa: F811
+    """A migration runs only for a deploy every host can take: a preflight refusal (here
+    too little free disk) comes first."""
+    ready = make_ready(sandbox, releases)
+    marker = tmp_path / "migrated"
+    config = rewrite_config(ready.path, {
+        "deploy": {"min_free_mb": 1 << 40},
+        "hooks": {"pre_deploy": [sys.executable, "-c", f"open({str(marker)!r}, 'w')"]}},
+        name="hooked-full.toml")
+    done = bgkit(config, "deploy", "--artifact", str(releases["3.0.0"].artifact))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "MiB free" in done.stderr and not marker.exists()
+    assert versions(config, "green") == {"2.0.0"}
 
 
 def test_the_example_pre_switch_hook_tests_the_idle_pool_before_traffic_moves(

@@ -163,21 +163,157 @@ def test_a_canary_pool_failing_during_a_step_ends_the_split_and_changes_nothing_
     assert not config.lock_path.exists()
 
 
-def test_a_provider_that_cannot_split_refuses_the_canary_before_any_change(
+def test_a_provider_that_cannot_split_refuses_the_canary_before_the_hook_and_the_lock(
+        fleet: FakeFleet, tmp_path: Path) -> None:
+    """Checked before anything runs: a pre_switch hook (a migration) never ran for a
+    canary the load balancer can never do, and the refusal is a usage error (exit 2)."""
+    import sys
+
+    from bgkit.config import HooksConfig
+    from bgkit.errors import UsageError
+    from bgkit.switch import switch
+
+    marker = tmp_path / "migrated"
+    config = canary_config(fleet, tmp_path).model_copy(update={
+        "hooks": HooksConfig.model_validate({"pre_switch": [
+            sys.executable, "-c", f"open({str(marker)!r}, 'w').write('v7')"]})})
+    fleet.lb.cannot_split = "ovh-iplb cannot send a share of the traffic to the idle pool"
+    with pytest.raises(UsageError, match=r"a canary was asked for \(5%.*ovh-iplb cannot"):
+        switch(config, lb=fleet.lb, ledger=fleet.ledger, expected_version="2.0.0",
+               approve=True, canary=[5])
+    assert not marker.exists() and fleet.lb.applied == "blue"
+    assert not any(call.startswith("split") for call in fleet.lb.calls)
+    assert not config.lock_path.exists()
+    plain = switch(config, lb=fleet.lb, ledger=fleet.ledger, expected_version="2.0.0",
+                   approve=True, canary=[])
+    assert plain.ended == "switched" and marker.exists()
+
+
+def test_a_provider_refusing_a_split_it_said_it_could_do_ends_the_run_refused(
         fleet: FakeFleet, tmp_path: Path) -> None:
     from bgkit.errors import SplitUnsupported
     from bgkit.switch import switch
 
     def cannot(pool: str, percent: int, *, timeout_s: float) -> None:
-        raise SplitUnsupported("ovh-iplb cannot send a share of the traffic to the idle pool")
+        if percent:
+            raise SplitUnsupported("fake cannot split after all")
 
     fleet.lb.split = cannot  # type: ignore[method-assign]
-    outcome = switch(canary_config(fleet, tmp_path), lb=fleet.lb,
-                     ledger=fleet.ledger, expected_version="2.0.0",
-                     approve=True, canary=[5])
+    outcome = switch(canary_config(fleet, tmp_path), lb=fleet.lb, ledger=fleet.ledger,
+                     expected_version="2.0.0", approve=True, canary=[5])
     assert outcome.ended == "refused" and fleet.lb.applied == "blue"
-    assert "a canary was asked for, but ovh-iplb cannot" in outcome.reason
-    assert "nothing was changed" in outcome.reason
+    assert "a canary was asked for, but fake cannot split after all" in outcome.reason
+    assert "all traffic is on blue again" in outcome.reason
+
+
+def test_a_load_balancer_unreadable_after_the_canary_ends_the_split(
+        fleet: FakeFleet, tmp_path: Path) -> None:
+    """Refused right before the full switch (move's last read): the split the canary
+    made is ended too, and the refusal does not claim that nothing was changed."""
+    from bgkit.errors import LoadBalancerError
+    from bgkit.switch import switch
+
+    real = fleet.lb.live_pool
+
+    def live_pool() -> str:
+        if fleet.lb.canary == 40:
+            raise LoadBalancerError("fake: read timed out")
+        return real()
+
+    fleet.lb.live_pool = live_pool  # type: ignore[method-assign,assignment]
+    config = canary_config(fleet, tmp_path)
+    outcome = switch(config, lb=fleet.lb, ledger=fleet.ledger, expected_version="2.0.0",
+                     approve=True, canary=[10, 40])
+    assert outcome.ended == "refused", outcome.reason
+    assert fleet.lb.canary == 0 and fleet.lb.applied == "blue"
+    assert "nothing was changed" not in outcome.reason
+    assert "the canary was ended" in outcome.reason
+    assert not config.lock_path.exists()
+
+
+def test_a_lease_lost_before_the_full_switch_ends_the_split(
+        fleet: FakeFleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bgkit import lock as locking
+    from bgkit.errors import LeaseLost
+    from bgkit.switch import switch
+
+    real = locking.Lease.record_intent
+
+    def record_intent(self: locking.Lease, intent: dict[str, object] | None) -> None:
+        if intent and intent.get("phase") == "switching":
+            raise LeaseLost("fake: taken over")
+        real(self, intent)
+
+    monkeypatch.setattr(locking.Lease, "record_intent", record_intent)
+    outcome = switch(canary_config(fleet, tmp_path), lb=fleet.lb, ledger=fleet.ledger,
+                     expected_version="2.0.0", approve=True, canary=[10, 40])
+    assert outcome.ended == "refused" and "fake: taken over" in outcome.reason
+    assert fleet.lb.canary == 0 and fleet.lb.applied == "blue"
+
+
+def test_a_lease_lost_between_canary_steps_is_an_outcome_not_an_exception(
+        fleet: FakeFleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bgkit import lock as locking
+    from bgkit.errors import LeaseLost
+    from bgkit.switch import switch
+
+    real = locking.Lease.record_intent
+    lost = {"yes": False}
+
+    def record_intent(self: locking.Lease, intent: dict[str, object] | None) -> None:
+        if lost["yes"] or (intent and intent.get("percent") == 40):
+            lost["yes"] = True
+            raise LeaseLost("fake: taken over")
+        real(self, intent)
+
+    monkeypatch.setattr(locking.Lease, "record_intent", record_intent)
+    outcome = switch(canary_config(fleet, tmp_path), lb=fleet.lb, ledger=fleet.ledger,
+                     expected_version="2.0.0", approve=True, canary=[10, 40])
+    assert outcome.ended == "canary failed" and "fake: taken over" in outcome.reason
+    assert fleet.lb.canary == 0 and fleet.lb.applied == "blue"
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+def test_an_interrupt_inside_the_providers_split_ends_the_split(
+        fleet: FakeFleet, tmp_path: Path, interrupt: type[BaseException]) -> None:
+    from bgkit.switch import switch
+
+    real = fleet.lb.split
+
+    def split(pool: str, percent: int, *, timeout_s: float) -> None:
+        real(pool, percent, timeout_s=timeout_s)
+        if percent == 40:
+            raise interrupt  # Ctrl-C / SIGTERM while the provider reads the split back
+
+    fleet.lb.split = split  # type: ignore[method-assign]
+    config = canary_config(fleet, tmp_path)
+    with pytest.raises(interrupt):
+        switch(config, lb=fleet.lb, ledger=fleet.ledger, expected_version="2.0.0",
+               approve=True, canary=[10, 40])
+    assert fleet.lb.canary == 0 and fleet.lb.applied == "blue"
+
+
+@pytest.mark.parametrize("action", ["switch", "rollback"])
+def test_a_split_no_lease_speaks_for_is_ended_before_anything_else(
+        fleet: FakeFleet, tmp_path: Path, action: str) -> None:
+    """A split left by a run that ended without ending it (no intent in any lease):
+    every switch and rollback starts by ending it, and says so."""
+    from bgkit.switch import rollback, switch
+
+    config = canary_config(fleet, tmp_path)
+    if action == "rollback":
+        assert switch(config, lb=fleet.lb, ledger=fleet.ledger, expected_version="2.0.0",
+                      approve=True, canary=[]).ended == "switched"
+        fleet.lb.split("blue", 40, timeout_s=1)
+        outcome = rollback(config, lb=fleet.lb, ledger=fleet.ledger, approve=False)
+    else:
+        fleet.lb.split("green", 40, timeout_s=1)
+        outcome = switch(config, lb=fleet.lb, ledger=fleet.ledger, expected_version="2.0.0",
+                         approve=False, canary=[])
+    assert fleet.lb.canary == 0
+    assert "was left in place by a run that did not end it; bgkit ended it" in \
+        outcome.converged
+    assert outcome.ended == "not approved", outcome.reason
 
 
 def test_a_rerun_after_a_kill_mid_canary_ends_the_split_first(

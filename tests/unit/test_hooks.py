@@ -144,3 +144,75 @@ def test_hook_output_is_shown_as_text_never_markup() -> None:
     assert "<img" not in shown and "&lt;img src=x onerror=alert(1)&gt;" in shown
     assert "run&lt;b&gt;" in shown and "exited with 1 in 0.2 s" in shown
     assert hooks_html([]) == ""
+
+
+@pytest.mark.parametrize(("said", "kept"), [
+    ('{"password": "hunter2-json"}', '{"password": "***"}'),
+    ("> Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig", "> Authorization: Bearer ***"),
+    ("proxy-authorization: Basic dXNlcjpwYXNz", "proxy-authorization: Basic ***"),
+    ("sent bearer tok_live_123 to the API", "sent bearer *** to the API"),
+    ('DB_PASSWORD="two words"', 'DB_PASSWORD="***"'),
+    ("PASSWORD: 'a b c' then", "PASSWORD: '***' then"),
+])
+def test_common_secret_formats_are_redacted_whole(said: str, kept: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from bgkit.hooks import redact
+
+    monkeypatch.delenv("MIGRATION_DB_PASSWORD", raising=False)
+    assert redact(said, None) == kept
+
+
+def test_a_secret_in_the_hooks_own_arguments_never_reaches_the_record(
+        fleet: FakeFleet, tmp_path: Path) -> None:
+    from bgkit.errors import HookFailed
+
+    config = with_hooks(fleet.config(tmp_path), pre_switch=[
+        sys.executable, "-c", "import sys; sys.exit(4)",
+        "--db=postgres://app:S3cretPw@127.0.0.1/x", "--password=hunter2"])
+    environment = hook_environment(config, "pre_switch", pool="green", live_pool="blue")
+    with pytest.raises(HookFailed) as failed:
+        pre_hook(config, "pre_switch", environment)
+    kept = json.dumps(failed.value.result.to_dict()) + str(failed.value)
+    assert "S3cretPw" not in kept and "hunter2" not in kept
+    assert "postgres://app:***@127.0.0.1/x" in kept and "--password=***" in kept
+
+
+def test_ctrl_c_while_a_hook_runs_kills_the_hook_too(fleet: FakeFleet, tmp_path: Path) -> None:
+    """The hook runs in a session of its own, so the terminal's SIGINT never reaches it:
+    bgkit kills its process group before the interrupt goes on."""
+    import os
+    import signal
+    import threading
+    import time
+
+    marker = tmp_path / "still-running"
+    config = with_hooks(fleet.config(tmp_path), timeout_s=60, pre_switch=[
+        sys.executable, "-c", f"import time; time.sleep(2); open({str(marker)!r}, 'w')"])
+    environment = hook_environment(config, "pre_switch", pool="green", live_pool="blue")
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        run_hook(config, "pre_switch", environment)
+    time.sleep(3)
+    assert not marker.exists()
+
+
+def test_a_process_that_left_the_hooks_group_does_not_hold_the_timeout_open(
+        fleet: FakeFleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A grandchild in its own session keeps the output pipe open after the kill: bgkit
+    reads it for REAP_S more at most, then goes on with what it has."""
+    import time
+
+    from bgkit import hooks
+
+    monkeypatch.setattr(hooks, "REAP_S", 1.0)
+    config = with_hooks(fleet.config(tmp_path), timeout_s=1, pre_deploy=[
+        sys.executable, "-c", "import subprocess, time; print('started', flush=True); "
+        "subprocess.Popen(['setsid', 'sleep', '20']); time.sleep(30)"])
+    started = time.monotonic()
+    result = run_hook(config, "pre_deploy",
+                      hook_environment(config, "pre_deploy", pool="green", live_pool="blue"))
+    took = time.monotonic() - started
+    assert result is not None and result.problem == "timed out after 1 s and was killed"
+    assert "started" in result.output_tail
+    assert took < 10, took  # not the grandchild's 20 s

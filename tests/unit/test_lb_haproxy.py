@@ -284,3 +284,120 @@ def test_a_map_file_path_the_runtime_api_cannot_carry_is_refused_up_front() -> N
     settings = HaproxySettings(runtime_api="/run/a.sock", map_file="/etc/my maps/live.map")
     with pytest.raises(LoadBalancerError, match=r"map_file: map file '/etc/my maps/live.map'"):
         HaproxyProvider(settings)
+
+
+# --- the canary split: runtime and map file ----------------------------------------------
+
+def map_haproxy(entries: dict[str, str]) -> Callable[[str], str]:
+    """show/set/add map over one in-memory map, as HAProxy answers them."""
+    def answer(command: str) -> str:
+        words = command.split()
+        if words[:2] == ["show", "map"]:
+            return "".join(f"0x{i} {k} {v}\n" for i, (k, v) in enumerate(entries.items())) + "\n"
+        if words[:2] in (["set", "map"], ["add", "map"]):
+            entries[words[3]] = words[4]
+            return "\n"
+        return "Unknown command\n\n"
+    return answer
+
+
+def test_a_kill_while_ending_a_split_leaves_the_file_ended_and_the_next_read_ends_it(
+        short_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ending a split writes the file first: a kill after it leaves the runtime at 25%
+    and the file at 0%, and state() ends the split on the runtime too."""
+    from bgkit.lb import haproxy
+
+    runtime = {"live": "blue"}
+    provider, fake = make_provider(short_dir, map_haproxy(runtime))
+    provider.split("green", 25, timeout_s=2)
+    assert (runtime["canary"], runtime["idle"]) == ("25", "green")
+    original = provider._set_split
+
+    def killed(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt  # the process dies between the file and the runtime
+    monkeypatch.setattr(provider, "_set_split", killed)
+    with pytest.raises(KeyboardInterrupt):
+        provider.split("green", 0, timeout_s=2)
+    monkeypatch.setattr(provider, "_set_split", original)
+    assert runtime["canary"] == "25"
+    assert haproxy.cmd.map_file_value((short_dir / "live.map").read_text(), "canary") == "0"
+    state = provider.state()
+    fake.close()
+    assert (state.live, state.canary, state.canary_pool) == ("blue", 0, None)
+    assert "a canary split was interrupted between the two, so bgkit ended it" in state.detail
+    assert runtime["canary"] == "0"
+
+
+def test_a_kill_while_raising_a_split_leaves_the_file_lower_and_the_read_ends_it(
+        short_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bgkit.lb import haproxy
+
+    runtime = {"live": "blue"}
+    provider, fake = make_provider(short_dir, map_haproxy(runtime))
+    provider.split("green", 10, timeout_s=2)
+
+    def killed(path: Path, text: str) -> None:
+        raise KeyboardInterrupt
+    monkeypatch.setattr(haproxy, "_replace_file", killed)
+    with pytest.raises(KeyboardInterrupt):
+        provider.split("green", 40, timeout_s=2)
+    monkeypatch.undo()
+    assert runtime["canary"] == "40" and "canary 10" in (short_dir / "live.map").read_text()
+    state = provider.state()
+    fake.close()
+    assert state.canary == 0 and runtime["canary"] == "0"
+    assert "canary 0" in (short_dir / "live.map").read_text()
+
+
+def test_an_unwritable_map_file_when_ending_a_split_says_the_split_stays(
+        short_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file is written first: when it cannot be, nothing changed and it says so."""
+    from bgkit.lb import haproxy
+
+    runtime = {"live": "blue"}
+    provider, fake = make_provider(short_dir, map_haproxy(runtime))
+    provider.split("green", 25, timeout_s=2)
+
+    def full(path: Path, text: str) -> None:
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(haproxy, "_replace_file", full)
+    with pytest.raises(LoadBalancerError, match="the split of 25% was left as it was"):
+        provider.split("green", 0, timeout_s=2)
+    monkeypatch.undo()
+    fake.close()
+    assert runtime["canary"] == "25" and "canary 25" in (short_dir / "live.map").read_text()
+
+
+def test_an_unwritable_map_file_when_raising_a_split_sets_the_runtime_back_to_the_file(
+        short_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bgkit.lb import haproxy
+
+    runtime = {"live": "blue"}
+    provider, fake = make_provider(short_dir, map_haproxy(runtime))
+    provider.split("green", 10, timeout_s=2)
+
+    def full(path: Path, text: str) -> None:
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(haproxy, "_replace_file", full)
+    with pytest.raises(LoadBalancerError, match=r"set back to what the file holds \(10%\)"):
+        provider.split("green", 40, timeout_s=2)
+    monkeypatch.undo()
+    assert runtime["canary"] == "10"
+    assert provider.state().canary == 10
+    fake.close()
+
+
+def test_a_failed_map_file_write_leaves_no_partial_file(short_dir: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from bgkit.lb import haproxy
+
+    (short_dir / "live.map").write_text("live blue\n")
+
+    def no_space(self: Path, src: object = None) -> None:
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(Path, "replace", no_space)
+    with pytest.raises(OSError):
+        haproxy._replace_file(short_dir / "live.map", "live green\n")
+    monkeypatch.undo()
+    assert sorted(p.name for p in short_dir.iterdir()) == ["live.map"]
+    assert (short_dir / "live.map").read_text() == "live blue\n"

@@ -67,3 +67,14 @@ def test_a_project_bgkit_cannot_read_is_refused_saying_what_to_write(
         read_project(folder / "CMakeLists.txt")
     assert main(["init", str(folder)]) == 2
     assert not (folder / "bgkit.toml").exists()
+
+
+def test_an_output_in_a_missing_folder_is_a_usage_error_not_a_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = project(tmp_path / "srv", "project(app VERSION 1.0)\nadd_executable(app m.c)\n"
+                     "install(TARGETS app RUNTIME DESTINATION bin)\n")
+    target = tmp_path / "no-such-folder" / "bgkit.toml"
+    assert main(["init", str(folder), "-o", str(target)]) == 2
+    said = capsys.readouterr().err
+    assert f"cannot write {target}" in said and "Traceback" not in said
+    assert not target.parent.exists()

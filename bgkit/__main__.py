@@ -1,0 +1,7 @@
+"""``python -m bgkit``: the same CLI as the ``bgkit`` command."""
+
+import sys
+
+from bgkit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,42 @@
+"""What the CLI prints when it stops on an error: a line on stderr, the family's exit
+code, and under --json one object on stdout, so that a machine always reads one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bgkit.cli import main
+
+
+@pytest.mark.parametrize("command", [["status"], ["verify"], ["switch"], ["rollback"],
+                                     ["deploy"]])
+def test_an_error_under_json_prints_one_error_object_on_stdout(
+        command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "absent.toml"
+    assert main([*command, "--json", "--config", str(missing)]) == 2
+    said = capsys.readouterr()
+    (line,) = said.out.splitlines()
+    assert json.loads(line) == {"error": f"{missing}: no such file (pass --config PATH or "
+                                         "set BGKIT_CONFIG)", "exit_code": 2,
+                                "kind": "ConfigError"}
+    assert "no such file" in said.err
+
+
+def test_without_json_an_error_prints_nothing_on_stdout(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "--config", str(tmp_path / "absent.toml")]) == 2
+    said = capsys.readouterr()
+    assert said.out == "" and "no such file" in said.err
+
+
+def test_python_dash_m_bgkit_is_the_same_cli(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "bgkit", "status", "--json", "--config",
+                           str(tmp_path / "absent.toml")], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 2
+    assert json.loads(done.stdout)["kind"] == "ConfigError"
