@@ -59,8 +59,12 @@ typecheck: venv
 # The tests start their own sandboxes on free ports in temporary folders. The notebooks run
 # under nbval with their defaults, against a sandbox of their own in a temporary folder on
 # free ports ($$BGKIT_CONFIG): never your .sandbox, its ports or its dist/.
+# Most tests wait on real services (sshd, HAProxy, kernels, watch windows), so two workers
+# (pytest-xdist, one test file each at a time; each worker has its own port range, see
+# tests/conftest.py) take about half the time on two cores. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 pytest: deps
-	$(BIN)/pytest -p no:cacheprovider tests
+	$(BIN)/pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile tests
 	@tier=$$(mktemp -d /tmp/bgkit-notebooks.XXXXXX); \
 	$(BIN)/bgkit sandbox up --dir $$tier/sandbox --free-ports > /dev/null || exit $$?; \
 	status=0; BGKIT_CONFIG=$$tier/sandbox/bgkit.toml $(BIN)/pytest -p no:cacheprovider \

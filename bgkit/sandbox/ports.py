@@ -3,6 +3,7 @@
 A port is free for the sandbox only if it can be bound on 127.0.0.1 (HAProxy's public
 port) *and* on every host address (127.0.1.i and 127.0.2.i serve the app and SSH): a
 service already listening on 127.0.1.1:8080 is invisible to a check of 127.0.0.1 alone.
+Candidates come from :func:`bgkit.sandbox.processes.free_port` (``$BGKIT_PORT_RANGE``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import socket
 
 from bgkit.errors import SandboxError
+from bgkit.sandbox.processes import free_port
 
 __all__ = ["free_ports", "host_addresses"]
 
@@ -31,9 +33,7 @@ def free_ports(count: int, *, hosts: int, attempts: int = 50) -> list[int]:
     for _ in range(attempts * count):
         if len(found) == count:
             break
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
+        port = free_port()
         if port not in found and all(_bindable(address, port) for address in addresses):
             found.append(port)
     if len(found) < count:

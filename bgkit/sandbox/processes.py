@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import signal
 import socket
 import time
@@ -186,12 +187,51 @@ def ensure_free(endpoints: Iterable[tuple[str, int]], *, what: str) -> None:
                     from error
 
 
+PORT_RANGE_ENV = "BGKIT_PORT_RANGE"
+
+
+def port_range() -> tuple[int, int] | None:
+    """``$BGKIT_PORT_RANGE`` (``"LOW-HIGH"``, inclusive) as a pair; None when unset.
+
+    Raises:
+        SandboxError: set, but not two ports 1024 <= LOW < HIGH <= 65535.
+    """
+    text = os.environ.get(PORT_RANGE_ENV, "").strip()
+    if not text:
+        return None
+    low, _, high = text.partition("-")
+    if not (low.isdigit() and high.isdigit() and 1024 <= int(low) < int(high) <= 65535):
+        raise SandboxError(f"{PORT_RANGE_ENV}={text!r}: expected LOW-HIGH, two ports "
+                           "1024 <= LOW < HIGH <= 65535 (e.g. 20000-24999)")
+    return int(low), int(high)
+
+
 def free_port(address: str = "127.0.0.1") -> int:
-    """A TCP port the kernel reports free on ``address`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((address, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port free on ``address`` right now: one the kernel picks, or, with
+    ``$BGKIT_PORT_RANGE`` set, one from that range. A range below the kernel's ephemeral
+    ports (``/proc/sys/net/ipv4/ip_local_port_range``, 32768-60999 by default) is never
+    taken by an outgoing connection between the pick and the bind, and disjoint ranges let
+    sandboxes start side by side (the test workers each get one).
+
+    Raises:
+        SandboxError: a bad range, or no free port in it after 500 tries.
+    """
+    span = port_range()
+    if span is None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((address, 0))
+            port: int = sock.getsockname()[1]
+            return port
+    for _ in range(500):
+        candidate = random.randint(*span)  # noqa: S311 (a port, not a secret)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((address, candidate))
+            except OSError:
+                continue
+        return candidate
+    raise SandboxError(f"no free port on {address} in {PORT_RANGE_ENV}="
+                       f"{span[0]}-{span[1]} after 500 tries")
 
 
 def wait_until(check: Callable[[], T | None], *, timeout_s: float,

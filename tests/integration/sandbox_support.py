@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -28,17 +27,16 @@ T = TypeVar("T")
 
 
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports free on loopback now (bound to port 0, then closed)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    """``count`` distinct TCP ports free on loopback now (from this test worker's
+    ``$BGKIT_PORT_RANGE``, tests/conftest.py)."""
+    from bgkit.sandbox.processes import free_port
+
+    found: list[int] = []
+    while len(found) < count:
+        port = free_port()
+        if port not in found:
+            found.append(port)
+    return found
 
 
 def sandbox_ports(hosts: int = 2) -> dict[str, int]:
