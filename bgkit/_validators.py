@@ -12,7 +12,7 @@ import ipaddress
 import json
 import re
 import types
-from typing import Any, Union, get_args, get_origin
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticCustomError
@@ -418,6 +418,8 @@ def _model_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseMod
 def _model_in(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
+    if get_origin(annotation) is Annotated:
+        return _model_in(get_args(annotation)[0])
     if get_origin(annotation) in (Union, types.UnionType, tuple, list):
         for arg in get_args(annotation):
             found = _model_in(arg)

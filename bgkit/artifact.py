@@ -32,7 +32,7 @@ import pandas as pd
 from bgkit import __version__
 from bgkit.commands import build as cmd
 from bgkit.config import Config
-from bgkit.errors import BuildError
+from bgkit.errors import BuildError, UsageError
 from bgkit.identity import GitInfo, git_info, operator
 from bgkit.parity import release_glibc
 from bgkit.tarball import FileEntry, elf_arch, sha256_file, staged_files, write_tarball
@@ -93,11 +93,20 @@ def release_name(name: str, version: str, source: GitInfo, content_digest: str) 
 
 def build_release(config: Config, *, version: str | None = None,
                   on_progress: Progress | None = None, jobs: int | None = None) -> BuildResult:
-    """Build ``config.app`` from source into a release in ``config.dist_dir``.
+    """Build ``config.app`` from source into a release in ``config.dist_dir``; ``version``
+    (None: ``[app].version``) follows the same rule as ``[app].version``.
 
     Raises:
+        UsageError: ``version`` is not a version (empty, a space, a ``;``...).
         BuildError: a stage failed; the message carries the tail of its output.
     """
+    if version is not None:
+        from bgkit import _validators
+
+        try:
+            version = _validators.version(version)
+        except ValueError as error:
+            raise UsageError(f"--version: {error}") from None
     progress = on_progress or (lambda _stage: None)
     started = time.monotonic()
     source = config.source_dir

@@ -262,6 +262,8 @@ class PoolsConfig(_Model):
     @model_validator(mode="after")
     def _hosts_are_distinct(self) -> PoolsConfig:
         seen: dict[tuple[str, int | None, str], str] = {}
+        pool_of: dict[str, str] = {}
+        named: dict[str, str] = {}
         for pool_name in ("blue", "green"):
             pool: PoolConfig = getattr(self, pool_name)
             for index, host in enumerate(pool.hosts):
@@ -272,7 +274,20 @@ class PoolsConfig(_Model):
                         f"{where} is the same host and deploy root as {seen[key]}; "
                         "expected every host to appear once"
                     )
+                other = pool_of.get(host.address)
+                if other is not None and not other.startswith(pool_name):
+                    raise ValueError(
+                        f"{where} has the address {host.address} of {other}: the load "
+                        "balancer tells servers apart by address and port, so one server "
+                        "in both pools would take live traffic while it is deployed to as "
+                        "idle; expected each address in one pool only")
+                if host.name is not None:
+                    if host.name in named:
+                        raise ValueError(f"{where} is named {host.name!r} like "
+                                         f"{named[host.name]}; expected distinct names")
+                    named[host.name] = where
                 seen[key] = where
+                pool_of.setdefault(host.address, where)
         return self
 
     def get(self, pool: PoolName) -> PoolConfig:

@@ -179,8 +179,9 @@ def deploy(config: Config, *, artifact: Path | None = None,
     Raises:
         UsageError: the release is missing, corrupt or unsafe (``kept``: not installed on
             every host), or ``pool`` is the live one.
-        DeployError: the load balancer's servers are not bgkit.toml's hosts (no host was
-            touched), or some host failed; ``results`` holds every host's HostDeploy.
+        DeployError: the load balancer's servers are not bgkit.toml's hosts, or a canary
+            split still sends live requests to the target pool (no host was touched), or
+            some host failed; ``results`` holds every host's HostDeploy.
         LoadBalancerError: the live pool could not be read.
         LockHeld: another deploy or switch holds the deployment lock, or a switch left it
             with a load-balancer change unfinished (run the switch again first).
@@ -201,6 +202,13 @@ def _deploy(config: Config, checked: CheckedRelease | None, name: str, *,
     if target == live:
         raise UsageError(f"refusing to deploy to the {target} pool: it is live. bgkit only "
                          f"deploys to the idle pool ({other_pool(live)})")
+    split = lb.state() if lb.split_refusal() is None else None
+    if split is not None and split.canary and split.canary_pool == target:
+        raise DeployError(
+            f"refusing to deploy to the {target} pool: a canary split sends "
+            f"{split.canary}% of live requests to it, so it is not idle (a switch that "
+            "ended without ending its split left it); `bgkit switch` or `bgkit rollback`, "
+            "approved or not, ends a split left behind first; no host was touched")
     problems = drift(config, lb.backend_health())
     if problems:
         raise DeployError("refusing to deploy: the load balancer's servers are not "

@@ -6,12 +6,15 @@ Exit codes, decided here and nowhere else:
   (nothing ran), 1 for anything else bgkit reports;
 - an outcome, by its word (:data:`bgkit.words.EXIT_CODES`): 0 it did what was asked,
   1 it did not, 3 not enough evidence to decide;
-- 130 when the user aborted.
+- 130 when the user aborted (Ctrl-C), 143 when stopped by SIGTERM (after the same
+  cleanup).
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from importlib import import_module
 from typing import Any
 
@@ -31,7 +34,7 @@ ERROR_EXIT_CODES: tuple[tuple[type[BgkitError], int], ...] = (
 
 # This call's --json: asked for, and whether its object was printed (an error after it
 # must not print a second one); main() resets it, bgkit.cli.render sets it.
-JSON_STATE = {"asked": False, "printed": False}
+JSON_STATE = {"asked": False, "printed": False, "terminated": False}
 
 # name: (module:attribute, the one-line help shown by `bgkit --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -103,12 +106,29 @@ def exit_code_for(error: BgkitError) -> int:
     return next(code for family, code in ERROR_EXIT_CODES if isinstance(error, family))
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI job cancelled, ``timeout``, systemd), raised in the main thread like
+    Ctrl-C's KeyboardInterrupt, so that every cleanup path runs for it too: a canary split
+    ended, a hook's process group killed, a switched pool watched or switched back, the
+    lease released. The exit code is then 143 (128 + SIGTERM)."""
+
+
+def _on_sigterm(signum: int, _frame: object) -> None:
+    if JSON_STATE.get("terminated"):
+        click.echo("bgkit: already stopping (finishing what keeps traffic safe)", err=True)
+        return  # a second SIGTERM must not interrupt the cleanup the first one started
+    JSON_STATE["terminated"] = True
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
-    JSON_STATE.update(asked=False, printed=False)
+    args = list(sys.argv[1:] if argv is None else argv)
+    JSON_STATE.update(asked="--json" in args, printed=False, terminated=False)
+    previous = _install(signal.SIGTERM, _on_sigterm)
     try:
         # Without standalone mode click returns (not raises) a command's Exit code.
-        code = app.main(args=argv, prog_name="bgkit", standalone_mode=False)
+        code = app.main(args=args, prog_name="bgkit", standalone_mode=False)
     except BgkitError as error:
         from bgkit.cli.render import error_line, json_error
 
@@ -117,16 +137,30 @@ def main(argv: list[str] | None = None) -> int:
         return exit_code_for(error)
     except click.exceptions.Exit as done:
         return int(done.exit_code)
-    except click.Abort:
-        click.echo("aborted", err=True)
-        return 130
+    except (click.Abort, KeyboardInterrupt):
+        from bgkit.cli.render import json_error
+
+        said, code = ("terminated (SIGTERM)", 143) if JSON_STATE.get("terminated") else \
+            ("aborted", 130)
+        click.echo(said, err=True)
+        json_error(said, code, "Terminated" if code == 143 else "Aborted")
+        return code
     except click.ClickException as error:
         from bgkit.cli.render import json_error
 
         error.show()
         json_error(error.format_message(), 2, "UsageError")
         return 2
+    finally:
+        _install(signal.SIGTERM, previous)
     return code if isinstance(code, int) else 0
+
+
+def _install(signum: int, handler: Any) -> Any:
+    """Set a signal handler where Python may (the main thread); returns the previous."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

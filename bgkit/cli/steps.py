@@ -7,13 +7,15 @@ Inputs that take a file say ``--artifact`` (the built tarball); results name the
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext, suppress
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from bgkit.cli.app import Terminated
 from bgkit.cli.render import (
     config_option,
     err,
@@ -29,7 +31,7 @@ from bgkit.cli.render import (
     print_takeover,
     runs_in_progress,
 )
-from bgkit.errors import StepFailed, UsageError
+from bgkit.errors import ConfigError, StepFailed, UsageError
 from bgkit.words import POOLS, PoolName
 
 if TYPE_CHECKING:
@@ -399,12 +401,52 @@ def switch_command(config_path: Path | None, artifact: Path | None, approve: boo
     config = _load(config_path)
     release = artifact_for(config, artifact)
     started = now()
-    with err.status("sampling, switching, watching"):
+    steps = _canary_steps(canary)
+    with err.status("sampling, switching, watching"), _archived_if_stopped(
+            config, "04_switch", started, {"version": release.version,
+                                           "release": release.release}):
         outcome = switch(config, lb=get_provider(config), expected_version=release.version,
                          approve=approve, message=message, release=release.release,
-                         canary=_canary_steps(canary))
+                         canary=steps)
     _show_outcome(config, outcome, started, as_json,
                   {"version": release.version, "release": release.release})
+
+
+@contextmanager
+def _archived_if_stopped(config: Config, step: str, started: Any,
+                         pins: dict[str, str]) -> Iterator[None]:
+    """A switch or rollback stopped by Ctrl-C, SIGTERM or an unexpected error still leaves
+    a run (outcome ``interrupted`` or ``failed``) saying where the load balancer stands
+    after its cleanup; a usage error (nothing ran) leaves none."""
+    try:
+        yield
+    except (KeyboardInterrupt, Exception) as error:
+        if isinstance(error, UsageError | ConfigError):
+            raise
+        from bgkit.runbook.actions import archive_action
+
+        stopped = isinstance(error, KeyboardInterrupt)
+        how = ("stopped by SIGTERM" if isinstance(error, Terminated) else
+               "stopped by Ctrl-C") if stopped else f"stopped by an error: {error}"
+        where = _lb_after(config)
+        reason = f"{how}; after its cleanup the load balancer says: {where}"
+        with suppress(Exception):
+            run = archive_action(config, step=step, front_door="cli", started=started,
+                                 outcome="interrupted" if stopped else "failed",
+                                 reason=reason, summary=reason, parameters=pins,
+                                 records={"stopped": {"how": how, "load_balancer": where}})
+            err.print(f"archived as run {run.run_id} ({run.path})")
+        raise
+
+
+def _lb_after(config: Config) -> str:
+    """The load balancer's state in words, or why it could not be read."""
+    from bgkit.lb import get_provider
+
+    try:
+        return get_provider(config).state().describe()
+    except Exception as error:  # said, never raised: the stop goes on
+        return f"it could not be read ({error})"
 
 
 def _canary_steps(percents: tuple[int, ...]) -> list[int] | None:
@@ -456,7 +498,8 @@ def rollback_command(config_path: Path | None, approve: bool, message: str,
 
     config = _load(config_path)
     started = now()
-    with err.status("sampling, switching back, watching"):
+    with err.status("sampling, switching back, watching"), _archived_if_stopped(
+            config, "05_rollback", started, {}):
         outcome = rollback(config, lb=get_provider(config), approve=approve, message=message)
     _show_outcome(config, outcome, started, as_json,
                   {"release": outcome.release} if outcome.release else {})

@@ -11,11 +11,18 @@ from collections import Counter
 
 import pytest
 
+from bgkit.artifact import BuildResult
 from bgkit.config import Config
 from bgkit.errors import UsageError
 from bgkit.lb import get_provider
 from bgkit.switch import switch
-from tests.integration.sandbox_support import AfterSwitch, Load, break_pool, rewrite_config
+from tests.integration.sandbox_support import (
+    AfterSwitch,
+    Load,
+    break_pool,
+    rewrite_config,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -85,3 +92,36 @@ def test_the_ovh_providers_refuse_a_canary_and_change_nothing(
                          capture_output=True, text=True, timeout=120, check=False)
     assert cli.returncode == 2, cli.stderr
     assert "cannot send a share" in cli.stderr and lb.live_pool() == "blue"
+
+
+def test_sigterm_during_a_canary_ends_the_split_releases_the_lock_and_leaves_a_run(
+        ready: Config, releases: dict[str, BuildResult]) -> None:
+    """A CI job cancelled mid-canary: SIGTERM runs the same cleanup as Ctrl-C (the split
+    back to 0 %), exits 143, and the stop is archived with where the load balancer stands."""
+    import json
+    import signal
+
+    from bgkit.runbook import archive
+
+    config = rewrite_config(ready.path, {"switch": {"canary_hold_s": 30}}, name="long.toml")
+    lb = get_provider(config)
+    with Load(config) as load:
+        switching = subprocess.Popen(
+            [sys.executable, "-m", "bgkit", "switch", "--config", str(config.path),
+             "--artifact", str(releases["2.0.0"].artifact), "--approve", "--canary", "25",
+             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: lb.state().canary == 25, timeout_s=90, what="the canary's split")
+        switching.send_signal(signal.SIGTERM)
+        out, said = switching.communicate(timeout=60)
+    assert switching.returncode == 143, said
+    assert json.loads(out)["kind"] == "Terminated"
+    state = lb.state()
+    assert (state.live, state.canary) == ("blue", 0), state.describe()
+    assert not config.lock_path.exists()
+    assert load.failures == []
+    (run,) = sorted(config.runs_dir.glob("*/*/*_04_switch_*.ipynb"))
+    details = archive.show_run(run)
+    assert details.outcome == "interrupted"
+    stopped = details.records["stopped"]["value"]
+    assert stopped["how"] == "stopped by SIGTERM"
+    assert stopped["load_balancer"].startswith("blue is live")

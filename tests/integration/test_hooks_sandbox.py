@@ -75,7 +75,7 @@ def test_a_deploy_its_preflight_refuses_never_runs_the_pre_deploy_hook(
     ready = make_ready(sandbox, releases)
     marker = tmp_path / "migrated"
     config = rewrite_config(ready.path, {
-        "deploy": {"min_free_mb": 1 << 40},
+        "deploy": {"min_free_mb": 2**31 - 1},  # about 2 PiB
         "hooks": {"pre_deploy": [sys.executable, "-c", f"open({str(marker)!r}, 'w')"]}},
         name="hooked-full.toml")
     done = bgkit(config, "deploy", "--artifact", str(releases["3.0.0"].artifact))

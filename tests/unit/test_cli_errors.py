@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,14 @@ def test_python_dash_m_bgkit_is_the_same_cli(tmp_path: Path) -> None:
                           timeout=60, check=False)
     assert done.returncode == 2
     assert json.loads(done.stdout)["kind"] == "ConfigError"
+
+
+@pytest.mark.parametrize("version", ["", "1.0; ls", "1 0"])
+def test_build_refuses_a_version_that_is_not_one_before_building(
+        version: str, write_config: Callable[..., Path],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config()
+    assert main(["build", "--config", str(config), "--version", version]) == 2
+    said = capsys.readouterr().err
+    assert "--version: expected a version" in said
+    assert not list(config.parent.rglob("*.tar.gz"))

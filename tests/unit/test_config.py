@@ -124,6 +124,23 @@ def test_a_host_in_both_pools_is_refused() -> None:
     assert "green.hosts[0] is the same host and deploy root as blue.hosts[0]" in problem
 
 
+def test_an_address_in_both_pools_is_refused_even_with_another_deploy_root() -> None:
+    data = example_data()
+    data["pools"]["green"]["hosts"][0]["address"] = data["pools"]["blue"]["hosts"][0]["address"]
+    data["pools"]["green"]["hosts"][0]["deploy_root"] = "/srv/green"
+    (problem,) = problems_of(data)
+    assert "green.hosts[0] has the address" in problem and "of blue.hosts[0]" in problem
+    assert "expected each address in one pool only" in problem
+
+
+def test_two_hosts_with_one_name_are_refused() -> None:
+    data = example_data()
+    data["pools"]["blue"]["hosts"][0]["name"] = "web"
+    data["pools"]["green"]["hosts"][0]["name"] = "web"
+    (problem,) = problems_of(data)
+    assert "green.hosts[0] is named 'web' like blue.hosts[0]" in problem
+
+
 def test_the_chosen_provider_needs_its_settings_table() -> None:
     data = example_data()
     data["lb"]["provider"] = "ovh-iplb"
@@ -378,3 +395,10 @@ def test_the_examples_commented_ovh_tables_are_valid_once_uncommented(provider: 
     table = tomllib.loads("\n".join(lines))
     config = parse_config({**example_data(), "lb": table["lb"]}, path="bgkit.toml")
     assert config.lb.provider == provider
+
+
+def test_an_unknown_key_in_a_canary_step_lists_the_keys_a_step_has() -> None:
+    data = example_data()
+    data["switch"]["canary"] = [{"percent": 5, "hold": 3}]
+    (problem,) = problems_of(data)
+    assert problem == "switch.canary[0].hold: unknown key (expected one of: hold_s, percent)"

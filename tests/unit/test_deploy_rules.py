@@ -75,3 +75,16 @@ def test_deploy_refuses_before_any_host_when_the_load_balancer_and_bgkit_toml_di
         fleet.lb.addresses["green"].pop()
         with pytest.raises(DeployError, match="is a host of pools.green in bgkit.toml but not"):
             deploy(drifted, kept="fake-2.0.0-0000000", lb=fleet.lb)
+
+
+def test_deploy_refuses_a_pool_a_canary_split_still_sends_live_requests_to(
+        tmp_path: Path) -> None:
+    """A switch killed mid-canary (its lease released by force) leaves green taking 25 %
+    of live requests: green is not idle, and a deploy must not restart it."""
+    with FakeFleet(blue="1.0.0", green="2.0.0") as fleet:
+        config = fleet.config(tmp_path)
+        fleet.lb.split("green", 25, timeout_s=1)
+        with pytest.raises(DeployError, match="a canary split sends 25% of live requests to "
+                           "it, so it is not idle.*no host was touched") as refused:
+            deploy(config, kept="fake-2.0.0-0000000", lb=fleet.lb)
+        assert refused.value.results == () and fleet.lb.canary == 25
