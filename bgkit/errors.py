@@ -94,9 +94,10 @@ class StepFailed(BgkitError):
     """An archived run ended in any outcome but success; the record says why."""
 
     def __init__(self, message: str, *, run_path: Path | None = None, outcome: str = "failed",
-                 head: str | None = None, keyed_head: str | None = None):
+                 head: str | None = None, keyed_head: str | None = None, usage: bool = False):
         self.run_path = run_path
         self.outcome = outcome
+        self.usage = usage  # it stopped on bad usage or configuration (exit 2)
         self.head = head  # the archive index's head once the run was entered
         self.keyed_head = keyed_head
         super().__init__(message)

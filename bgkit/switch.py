@@ -518,8 +518,9 @@ class _Run:
             return self.end(Outcome.INCONCLUSIVE, f"not enough evidence, a human must decide: "
                             f"{reasons}", live, target, live=live, facts=facts)
         if not approve:
-            return self.end(Outcome.NOT_APPROVED, "the gates passed but the switch was not "
-                            "approved (approve=True, or the button)", live, target, live=live,
+            return self.end(Outcome.NOT_APPROVED, f"the gates passed but the {self.action} "
+                            "was not approved (--approve on the command line, approve=True "
+                            "in a notebook, or its button)", live, target, live=live,
                             facts=facts)
         if self.action == "switch":
             environment = hook_environment(self.config, "pre_switch", pool=target,

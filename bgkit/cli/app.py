@@ -5,7 +5,8 @@ Exit codes, decided here and nowhere else:
 - an error, by its family (:data:`ERROR_EXIT_CODES`): 2 for bad usage or configuration
   (nothing ran), 1 for anything else bgkit reports;
 - an outcome, by its word (:data:`bgkit.words.EXIT_CODES`): 0 it did what was asked,
-  1 it did not, 3 not enough evidence to decide;
+  1 it did not, 3 not enough evidence to decide; a step notebook whose cell stopped on
+  bad usage or configuration (``StepFailed.usage``) exits 2 like the CLI's own;
 - 130 when the user aborted (Ctrl-C), 143 when stopped by SIGTERM (after the same
   cleanup).
 """
@@ -102,7 +103,7 @@ def exit_code_for(error: BgkitError) -> int:
     """The exit code of an error: a step's by its outcome word, else by its family (the
     first row of :data:`ERROR_EXIT_CODES` it belongs to)."""
     if isinstance(error, StepFailed):
-        return exit_code(error.outcome)
+        return 2 if error.usage else exit_code(error.outcome)
     return next(code for family, code in ERROR_EXIT_CODES if isinstance(error, family))
 
 

@@ -45,6 +45,10 @@ __all__ = ["RESERVED_PARAMETERS", "Recovery", "RunResult", "archive_path", "cli_
 
 RESERVED_PARAMETERS = ("run_id",)
 HEADLESS_OFF = ("interactive",)  # a headless run never waits for a click
+# A cell that raised one of these stopped on the operator's input (a parameter's value,
+# bgkit.toml), before any change: the run is archived, and exits 2 like the CLI's own.
+USAGE_ERRORS = frozenset({"UsageError", "ConfigError"})
+
 # After SIGTERM/SIGINT the running cell may take [switch].timeout_s (a switch-back) plus
 # this margin (reading the load balancer back) to finish its own safety path.
 GRACE_MARGIN_S = 10.0
@@ -141,8 +145,8 @@ def run_step(step: str, *, config: Config, parameters: Mapping[str, Any] | None 
     begun = time.monotonic()
     if "run_id" in declared:
         given["run_id"] = run_id
-    outcome, reason, kernel = _execute(source, staged.notebook_path, given, metadata,
-                                       run_id=run_id, config=config, progress=progress)
+    outcome, reason, kernel, usage = _execute(source, staged.notebook_path, given, metadata,
+                                              run_id=run_id, config=config, progress=progress)
     duration = time.monotonic() - begun
     nb = _read_or_source(staged.notebook_path, source, metadata)
     nb.metadata.setdefault("bgkit", metadata)["kernel"] = kernel
@@ -152,7 +156,7 @@ def run_step(step: str, *, config: Config, parameters: Mapping[str, Any] | None 
     if not result.ok:
         raise StepFailed(f"{source.stem} run {run_id} {outcome}: {reason}\n"
                          f"  record: {result.path}", run_path=result.path, outcome=outcome,
-                         head=result.head, keyed_head=result.keyed_head)
+                         head=result.head, keyed_head=result.keyed_head, usage=usage)
     return result
 
 
@@ -359,7 +363,9 @@ def _check_parameters(source: Path, declared: dict[str, Declared],
 
 def _execute(source: Path, path: Path, parameters: dict[str, Any], metadata: dict[str, Any],
              *, run_id: str, config: Config,
-             progress: bool) -> tuple[str, str | None, dict[str, str]]:
+             progress: bool) -> tuple[str, str | None, dict[str, str], bool]:
+    """Run the notebook: (outcome, reason, the kernel's identity, whether a cell stopped
+    on bad usage or configuration: a UsageError or ConfigError, exit 2)."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -380,12 +386,13 @@ def _execute(source: Path, path: Path, parameters: dict[str, Any], metadata: dic
             request_save_on_cell_execute=True, autosave_cell_every=AUTOSAVE_S,
             bgkit_metadata=metadata, control=control)
     except PapermillExecutionError as error:
-        return FAILED, _raised_reason(error, control, path), control.kernel
+        usage = error.ename in USAGE_ERRORS and not control.stop_requested()
+        return FAILED, _raised_reason(error, control, path), control.kernel, usage
     except engine.StepAborted as error:
-        return FAILED, error.reason, control.kernel
+        return FAILED, error.reason, control.kernel, False
     except Exception as error:  # kernel missing, notebook unreadable...: still archive why
-        return FAILED, f"{type(error).__name__}: {error}", control.kernel
-    return (*_judge(nb, control), control.kernel)
+        return FAILED, f"{type(error).__name__}: {error}", control.kernel, False
+    return (*_judge(nb, control), control.kernel, False)
 
 
 def _judge(nb: Any, control: Any) -> tuple[str, str | None]:

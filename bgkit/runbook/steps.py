@@ -210,7 +210,7 @@ def switch_preview(config: Config, *, lb: LoadBalancer, artifact: str = "",
     step of that percent before the full switch; 0 none; -1 ``[switch].canary``.
 
     Raises:
-        UsageError: ``canary`` outside -1..99.
+        UsageError: ``canary`` outside -1..99, or a canary ``lb`` can never do.
     """
     from bgkit.release_check import artifact_for
 
@@ -219,6 +219,10 @@ def switch_preview(config: Config, *, lb: LoadBalancer, artifact: str = "",
                          f"[switch].canary; got {canary}")
     steps = tuple(p for p, _ in config.switch.canary_steps()) if canary == -1 else \
         ((canary,) if canary else ())
+    refusal = lb.split_refusal() if steps else None
+    if refusal:  # before any sampling: the switch would refuse it anyway
+        raise UsageError(f"canary: {', '.join(f'{p}%' for p in steps)} was asked for, but "
+                         f"{refusal}; nothing was changed")
 
     checked = artifact_for(config, Path(artifact) if artifact else None)
     record("release", checked.release)

@@ -60,6 +60,8 @@ def notebooks(tmp_path: Path) -> Path:
                    "    time.sleep(1)", FINISH)
     write_notebook(folder, "18_types", "import bgkit\nbgkit.record('seen', {'value': what, "
                    "'type': type(what).__name__})", FINISH)
+    write_notebook(folder, "19_usage", "from bgkit.errors import UsageError\n"
+                   "raise UsageError('canary: 100 is not a percent from 1 to 99')", FINISH)
     return folder
 
 
@@ -98,6 +100,18 @@ def test_a_notebook_that_exits_early_is_archived_as_failed_naming_the_cell(
     assert f"stopped early in cell {exit_cell + 1} of {len(nb.cells)} (SystemExit" in reason
     assert f"cell {exit_cell + 2} of {len(nb.cells)} never ran" in reason
     assert statuses(path)[-2:] == ["pending", "pending"]
+
+
+def test_a_cell_stopped_by_bad_input_is_archived_and_exits_2_like_the_cli(
+        write_config: WriteConfig, notebooks: Path) -> None:
+    """A value out of range is the operator's input, not a failure of the step: the run
+    is kept (it did run), and the exit code is the CLI's for bad usage."""
+    config_path = write_config()
+    done = cli("run", "usage", "--notebooks", str(notebooks), "--config", str(config_path))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "canary: 100 is not a percent from 1 to 99" in done.stderr
+    (run,) = sorted(load_config(config_path).runs_dir.rglob("*_19_usage_*.ipynb"))
+    assert archive.show_run(run).outcome == "failed"
 
 
 def test_a_step_that_records_no_outcome_is_archived_as_failed(
