@@ -120,8 +120,8 @@ def test_deploy_refuses_the_live_pool_and_changes_nothing(
 def test_one_unreachable_host_fails_preflight_and_no_host_changes(
         serving: Config, releases: dict[str, BuildResult]) -> None:
     hosts = [h.model_dump() for h in serving.pools.blue.hosts]
-    unreachable = {**hosts[0], "address": "127.0.1.99", "deploy_root": hosts[0]["deploy_root"]
-                   + "-unreachable"}
+    unreachable = {**hosts[0], "address": "127.0.1.99", "name": "blue-3",
+                   "deploy_root": hosts[0]["deploy_root"] + "-unreachable"}
     config = rewrite_config(serving.path, {"pools": {"blue": {"hosts": [*hosts, unreachable]}}},
                             name="unreachable.toml")
     add_server(serving, "blue", "blue-3", "127.0.1.99", check=False)  # listed in both

@@ -374,7 +374,7 @@ def test_an_empty_config_path_means_bgkit_config_and_a_config_error_is_one_line(
     done = cli("run", "19_config", *common, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     broken = cli("run", "20_broken", *common, env=env)
-    assert broken.returncode == 1
+    assert broken.returncode == 2  # a configuration error, as from the CLI itself
     paths = {p.stem.split("_", 1)[1].rsplit("_", 1)[0]: p for p in archived(config_path)}
     assert archive.show_run(paths["19_config"]).records["config"]["value"] == str(config_path)
     nb = nbformat.read(paths["20_broken"], as_version=4)

@@ -96,6 +96,12 @@ def test_a_watch_longer_than_the_ttl_keeps_its_lease_and_a_second_switch_is_refu
     assert get_provider(ready).live_pool() == "green"
 
 
+def phase_of(store: locking.LeaseStore) -> str | None:
+    """The phase the lease's intent names now (None: no lease, or no intent)."""
+    info = locking.read_lock(store)
+    return (info.intent or {}).get("phase") if info is not None else None
+
+
 def test_after_kill_9_of_the_holder_its_lease_expires_and_the_next_switch_takes_over(
         ready: Config, releases: dict[str, BuildResult], s3_server: seaweed.S3Server,
         s3_bucket: str, tmp_path: Path) -> None:
@@ -107,6 +113,7 @@ def test_after_kill_9_of_the_holder_its_lease_expires_and_the_next_switch_takes_
     holder = first.start(*switch_args(config, releases))
     lb = get_provider(ready)
     wait_for(lambda: lb.live_pool() == "green", timeout_s=120, what="the switch")
+    wait_for(lambda: phase_of(store) == "watching", timeout_s=30, what="the holder's watch")
     holder.kill()  # SIGKILL, mid-watch: nothing releases the lease
     holder.communicate()
     with pytest.raises(LockHeld, match="on machine-a"):  # not judged by a pid: still valid
