@@ -540,7 +540,8 @@ class _Run:
         except BaseException:  # interrupted before the switch: never leave the split behind
             self.end_split()
             raise
-        if self.split_to is not None:  # refused before the switch, after the canary's split
+        if self.split_to is not None and outcome.ended == Outcome.REFUSED:  # refused right
+            # before the switch, after the canary's split: end the split too
             return self.canary_stopped(outcome.reason.replace("; nothing was changed", ""),
                                        live, target, facts, ended=outcome.ended,
                                        live_now=outcome.live_pool)
