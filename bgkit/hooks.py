@@ -58,15 +58,20 @@ HOOKS: tuple[HookName, ...] = ("pre_deploy", "post_deploy", "pre_switch", "post_
 TAIL_LINES = 40
 REAP_S = 5.0  # after a kill, how long the output pipe is read before it is abandoned
 # NAME=value, NAME: value, "name": "value" (JSON); a quoted value runs to its closing
-# quote, a bare one to whitespace, a quote or a separator
+# quote (escaped quotes and the other quote inside it; an unclosed one to the end of the
+# line), a bare one to whitespace, a quote or a separator
 _ASSIGNMENT = re.compile(
     r"(?P<q>[\"']?)(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)(?P=q)(?P<sep>\s*[=:]\s*)"
-    r"(?:(?P<quote>[\"'])(?P<quoted>[^\"'\n]*)(?P=quote)|(?P<value>[^\s\"',;&]+))")
+    r"(?:(?P<quote>[\"'])(?P<quoted>(?:\\.|(?!(?P=quote))[^\\\n])*)(?P=quote)?"
+    r"|(?P<value>[^\s\"',;&]+))")
 # An HTTP Authorization header (RFC 9110 11.6.2): the credentials after the scheme
 _AUTHORIZATION = re.compile(
     r"(?i)(?P<head>\b(?:proxy-)?authorization[\"']?\s*[=:]\s*[\"']?"
     r"(?:(?:basic|bearer|digest|token|negotiate|aws4-hmac-sha256)\s+)?)(?P<value>[^\s\"']+)")
-_BEARER = re.compile(r"(?i)(?P<head>\bbearer\s+)(?P<value>[A-Za-z0-9._~+/=-]+)")
+# a Bearer token: token characters (RFC 6750 2.1) with a digit, 12 or more ("the bearer of
+# bad news" is prose)
+_BEARER = re.compile(r"(?i)(?P<head>\bbearer\s+)(?P<value>(?=[A-Za-z._~+/=-]*\d)"
+                     r"[A-Za-z0-9._~+/=-]{12,})")
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]+:)[^\s/@]+(?=@)")
 _SCHEMES = {"basic", "bearer", "digest", "token", "negotiate"}
 
@@ -165,8 +170,10 @@ def redact(text: str, config: Config | None) -> str:
         if not looks_secret(match["name"]) or value == MASK or value.lower() in _SCHEMES:
             return match[0]
         name = f"{match['q']}{match['name']}{match['q']}{match['sep']}"
-        return f"{name}{match['quote']}{MASK}{match['quote']}" if match["quote"] else \
-            f"{name}{MASK}"
+        if not match["quote"]:
+            return f"{name}{MASK}"
+        closed = len(match[0]) == len(name) + len(match["quoted"]) + 2  # both quotes
+        return f"{name}{match['quote']}{MASK}{match['quote'] if closed else ''}"
 
     text = _URL_PASSWORD.sub(lambda match: match["head"] + MASK, text)
     text = _AUTHORIZATION.sub(lambda match: match["head"] + MASK, text)

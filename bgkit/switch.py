@@ -438,9 +438,8 @@ class _Run:
         it could not be ended. Skipped for a load balancer that can never split."""
         if self.lb.split_refusal() is not None:
             return None
-        try:
-            state = self.lb.state()
-        except LoadBalancerError:
+        state = self.state()  # notes any repair the provider made (a split half-ended)
+        if isinstance(state, str):
             return None  # the live pool's read, next, says why
         if not state.canary or state.canary_pool is None:
             return None
@@ -532,7 +531,11 @@ class _Run:
                 self.ran(failed.result)
                 return self.end(Outcome.REFUSED, str(failed), live, target, live=live,
                                 facts=facts)
-            stopped = self.run_canary(live, target, evidence, version)
+            try:
+                stopped = self.run_canary(live, target, evidence, version)
+            except BaseException:  # interrupted between steps (a lease write, a progress
+                self.end_split()  # line): never leave the split behind
+                raise
             if stopped is not None:
                 return stopped
         try:

@@ -17,10 +17,12 @@ REPO = Path(__file__).resolve().parents[1]
 # Every port a test's sandbox, emulator, object store or JupyterLab listens on comes from
 # this worker's own range, below the kernel's ephemeral ports: parallel workers
 # (pytest-xdist, `-n`) never pick the same port, and the load tests' outgoing connections
-# never take one between its pick and its bind. 5,000 ports per worker, from 10000.
+# never take one between its pick and its bind: 10000-32767 shared out between the workers.
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-_BASE = 10000 + 5000 * (int(_WORKER) % 4 if _WORKER.isdigit() else 0)
-os.environ["BGKIT_PORT_RANGE"] = f"{_BASE}-{_BASE + 4999}"
+_WORKERS = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+_SPAN = (32768 - 10000) // _WORKERS
+_BASE = 10000 + _SPAN * (int(_WORKER) % _WORKERS if _WORKER.isdigit() else 0)
+os.environ["BGKIT_PORT_RANGE"] = f"{_BASE}-{_BASE + _SPAN - 1}"
 EXAMPLE_DIR = REPO / "examples" / "hello-c"
 EXAMPLE_CONFIG = EXAMPLE_DIR / "bgkit.toml"
 

@@ -417,11 +417,16 @@ def _archived_if_stopped(config: Config, step: str, started: Any,
                          pins: dict[str, str]) -> Iterator[None]:
     """A switch or rollback stopped by Ctrl-C, SIGTERM or an unexpected error still leaves
     a run (outcome ``interrupted`` or ``failed``) saying where the load balancer stands
-    after its cleanup; a usage error (nothing ran) leaves none."""
+    after its cleanup; an error raised before anything ran (bad usage, the lock held by
+    another, the live pool unreadable) leaves none."""
+    from bgkit.errors import LeaseLost, LoadBalancerError, LockHeld
+
     try:
         yield
     except (KeyboardInterrupt, Exception) as error:
-        if isinstance(error, UsageError | ConfigError):
+        before = isinstance(error, UsageError | ConfigError | LoadBalancerError) or (
+            isinstance(error, LockHeld) and not isinstance(error, LeaseLost))
+        if before:
             raise
         from bgkit.runbook.actions import archive_action
 

@@ -188,6 +188,10 @@ def ensure_free(endpoints: Iterable[tuple[str, int]], *, what: str) -> None:
 
 
 PORT_RANGE_ENV = "BGKIT_PORT_RANGE"
+# Ports this process picked from the range: never handed out twice, since a port picked for
+# one service may not be bound yet when the next is picked (the kernel's own picks avoid
+# that by spreading; a random pick from a small range does not)
+_HANDED_OUT: set[int] = set()
 
 
 def port_range() -> tuple[int, int] | None:
@@ -211,7 +215,8 @@ def free_port(address: str = "127.0.0.1") -> int:
     ``$BGKIT_PORT_RANGE`` set, one from that range. A range below the kernel's ephemeral
     ports (``/proc/sys/net/ipv4/ip_local_port_range``, 32768-60999 by default) is never
     taken by an outgoing connection between the pick and the bind, and disjoint ranges let
-    sandboxes start side by side (the test workers each get one).
+    sandboxes start side by side (the test workers each get one). A port picked from the
+    range is never picked again by this process.
 
     Raises:
         SandboxError: a bad range, or no free port in it after 500 tries.
@@ -224,11 +229,14 @@ def free_port(address: str = "127.0.0.1") -> int:
             return port
     for _ in range(500):
         candidate = random.randint(*span)  # noqa: S311 (a port, not a secret)
+        if candidate in _HANDED_OUT:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((address, candidate))
             except OSError:
                 continue
+        _HANDED_OUT.add(candidate)
         return candidate
     raise SandboxError(f"no free port on {address} in {PORT_RANGE_ENV}="
                        f"{span[0]}-{span[1]} after 500 tries")

@@ -293,6 +293,32 @@ def test_an_interrupt_inside_the_providers_split_ends_the_split(
     assert fleet.lb.canary == 0 and fleet.lb.applied == "blue"
 
 
+@pytest.mark.parametrize("where", ["the next step's progress line", "the next step's lease write",
+                                   "a held step's progress line"])
+def test_an_interrupt_between_canary_steps_ends_the_split(
+        fleet: FakeFleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    from bgkit import lock as locking
+    from bgkit.switch import switch
+
+    def on_step(text: str) -> None:
+        if (where == "the next step's progress line" and text.startswith("canary: 40%")) or \
+                (where == "a held step's progress line" and text.startswith("canary 10%")):
+            raise KeyboardInterrupt
+
+    real = locking.Lease.record_intent
+
+    def record_intent(self: locking.Lease, intent: dict[str, object] | None) -> None:
+        if where == "the next step's lease write" and intent and intent.get("percent") == 40:
+            raise KeyboardInterrupt
+        real(self, intent)
+
+    monkeypatch.setattr(locking.Lease, "record_intent", record_intent)
+    with pytest.raises(KeyboardInterrupt):
+        switch(canary_config(fleet, tmp_path), lb=fleet.lb, ledger=fleet.ledger,
+               expected_version="2.0.0", approve=True, canary=[10, 40], on_step=on_step)
+    assert fleet.lb.canary == 0 and fleet.lb.applied == "blue"
+
+
 @pytest.mark.parametrize("action", ["switch", "rollback"])
 def test_a_split_no_lease_speaks_for_is_ended_before_anything_else(
         fleet: FakeFleet, tmp_path: Path, action: str) -> None:

@@ -153,6 +153,10 @@ def test_hook_output_is_shown_as_text_never_markup() -> None:
     ("sent bearer tok_live_123 to the API", "sent bearer *** to the API"),
     ('DB_PASSWORD="two words"', 'DB_PASSWORD="***"'),
     ("PASSWORD: 'a b c' then", "PASSWORD: '***' then"),
+    ("password=\"a'b\" next", 'password="***" next'),
+    ('DB_PASSWORD="cut-off-line', 'DB_PASSWORD="***'),
+    ('{"password": "ab\\"cd", "user": "bob"}', '{"password": "***", "user": "bob"}'),
+    ("The bearer of bad news", "The bearer of bad news"),
 ])
 def test_common_secret_formats_are_redacted_whole(said: str, kept: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
