@@ -120,8 +120,9 @@ def start(folder: Path, *, s3_port: int | None = None,
     find it running; return it once it takes writes.
 
     Raises:
-        SandboxError: ``weed`` is missing, or it did not take a write in time (it is
-            stopped again, and the error shows its log's tail).
+        SandboxError: ``weed`` is missing, or it did not take a write in time, or it
+            exited twice while starting, on fresh ports the second time (it is stopped
+            again, and the error shows its log's tail).
     """
     folder = folder.resolve()
     write_identity(folder)
@@ -137,15 +138,25 @@ def start(folder: Path, *, s3_port: int | None = None,
     # default grows seven, and every bucket is a collection of its own).
     write_if_changed(folder / "master.toml", "[master.volume_growth]\ncopy_1 = 1\n"
                      "copy_2 = 2\ncopy_3 = 3\ncopy_other = 1\n")
-    pid = _spawn(folder, _argv(folder, port))
-    (folder / "s3.port").write_text(f"{port}\n")
-    server = S3Server(folder=folder, endpoint=_endpoint(port), pid=pid)
-    try:
-        _wait_writable(server, timeout_s)
-    except BaseException:
-        stop([spec], timeout_s=STOP_GRACE_S)
-        raise
-    return server
+    for attempt in (1, 2):
+        pid = _spawn(folder, _argv(folder, port))
+        (folder / "s3.port").write_text(f"{port}\n")
+        server = S3Server(folder=folder, endpoint=_endpoint(port), pid=pid)
+        try:
+            _wait_writable(server, timeout_s)
+        except Exited:
+            stop([spec], timeout_s=STOP_GRACE_S)
+            if attempt == 2:
+                raise
+            # weed takes seven ports of its own and a unix socket per gRPC port: one of
+            # them taken since it was picked makes it exit at once. Once more, fresh ports.
+            port = s3_port or free_port()
+        except BaseException:
+            stop([spec], timeout_s=STOP_GRACE_S)
+            raise
+        else:
+            return server
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def stop_server(folder: Path) -> list[StoppedProcess]:
@@ -197,13 +208,17 @@ def _spawn(folder: Path, argv: list[str]) -> int:
     return pid
 
 
+class Exited(SandboxError):
+    """``weed`` exited before it took a write (its log's tail says why)."""
+
+
 def _wait_writable(server: S3Server, timeout_s: float) -> None:
     client = _admin_client(server, attempts=1)
     deadline = time.monotonic() + timeout_s
     last = "no answer yet"
     while time.monotonic() < deadline:
         if not probe(weed_spec(server.folder)).alive:
-            raise SandboxError(f"SeaweedFS exited while starting:\n{_log_tail(server.folder)}")
+            raise Exited(f"SeaweedFS exited while starting:\n{_log_tail(server.folder)}")
         try:
             with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
                 client.create_bucket(Bucket="bgkit-ready")

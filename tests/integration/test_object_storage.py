@@ -249,3 +249,35 @@ def test_the_keys_in_the_credentials_file_bgkit_toml_names_are_scrubbed(
     assert {access_key, secret} <= archive_secrets(config)
     assert access(s3_server)["credentials_file"] in config.path.read_text()
     assert secret not in config.path.read_text()
+
+
+def test_a_weed_that_exits_on_a_port_taken_since_it_was_picked_is_started_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One of weed's seven ports taken between its pick and weed's bind (another program,
+    a stale socket): weed exits at once, and start() tries once more on fresh ports."""
+    import socket
+
+    from bgkit.sandbox import seaweed
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    real = seaweed._argv
+    calls: list[list[str]] = []
+
+    def first_one_collides(folder: Path, s3_port: int) -> list[str]:
+        argv = real(folder, s3_port)
+        if not calls:  # the filer's port is the one another program holds
+            argv = [f"-filer.port={taken.getsockname()[1]}" if a.startswith("-filer.port=")
+                    else a for a in argv]
+        calls.append(argv)
+        return argv
+
+    monkeypatch.setattr(seaweed, "_argv", first_one_collides)
+    try:
+        server = seaweed.start(tmp_path / "weed", timeout_s=60)
+        seaweed.create_bucket(server, "after-a-retry")
+    finally:
+        seaweed.stop_server(tmp_path / "weed")
+        taken.close()
+    assert len(calls) == 2
