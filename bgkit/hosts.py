@@ -155,18 +155,27 @@ class Session:
         """Run a shell command; with ``check``, a non-zero exit raises HostError."""
         from invoke.exceptions import CommandTimedOut
 
+        timeout = int(timeout_s or self._timeout)
+        started = time.monotonic()
         try:
             done = self._connection.run(command, hide=True, warn=True, in_stream=False,
-                                        timeout=int(timeout_s or self._timeout))
+                                        timeout=timeout)
         except CommandTimedOut as error:
-            raise HostError(self.host.label, f"command timed out after {error.timeout} s: "
-                            f"{command[:120]}", hint="is the host overloaded?") from error
+            raise self._timed_out(command, error.timeout) from error
         except Exception as error:
             raise _translate(self.host, error) from error
+        if done.exited == -1 and time.monotonic() - started >= timeout:
+            # invoke closed the channel at the timeout but did not say so: the exit status
+            # -1 is SSH's "no status", and the time is the timeout's
+            raise self._timed_out(command, timeout)
         result = CommandResult(command, done.exited, done.stdout, done.stderr)
         if check and not result.ok:
             raise HostError(self.host.label, f"exit {result.exit_code}: {result.tail(5)}")
         return result
+
+    def _timed_out(self, command: str, timeout: float) -> HostError:
+        return HostError(self.host.label, f"command timed out after {timeout:g} s: "
+                         f"{command[:120]}", hint="is the host overloaded?")
 
     def put(self, local: Path, remote: str) -> None:
         try:
