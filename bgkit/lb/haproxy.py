@@ -69,9 +69,10 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from bgkit.commands import haproxy as cmd
@@ -223,7 +224,7 @@ class HaproxyProvider:
         deadline = time.monotonic() + timeout_s
         with self._guarded():
             entries = self._runtime_map()
-            now = _split_of(entries.get("canary"), entries.get("idle"))
+            now = _split_of(entries.get)
             wanted = {"canary": str(percent)} if percent == 0 else \
                 {"idle": self.backends[pool], "canary": str(percent)}
             text = self._map_text()
@@ -238,8 +239,7 @@ class HaproxyProvider:
             try:
                 _replace_file(self.map_file, new_text)
             except OSError as error:
-                held = _split_of(cmd.map_file_value(text, "canary"),
-                                 cmd.map_file_value(text, "idle"))
+                held = _split_of(partial(cmd.map_file_value, text))
                 undo = {"canary": str(held[0])} | ({"idle": held[1]} if held[1] else {})
                 with contextlib.suppress(LoadBalancerError):
                     self._set_split(self._runtime_map(), undo, time.monotonic() + timeout_s,
@@ -270,18 +270,11 @@ class HaproxyProvider:
         """The canary share and its pool (0, None without one), once the runtime and the
         map file agree; if they do not (a split interrupted between the two), the split
         is ended on both (all traffic to the live pool): the third item says so."""
-        runtime = self._runtime_map()
-        now = _split_of(runtime.get("canary"), runtime.get("idle"))
-        text = self._map_text()
-        written = _split_of(cmd.map_file_value(text, "canary"), cmd.map_file_value(text, "idle"))
+        runtime, now, text, written = self._splits()
         if now == written:
             return now[0], self._pool_or_none(now[1]), ""
         with self._guarded():
-            runtime = self._runtime_map()
-            now = _split_of(runtime.get("canary"), runtime.get("idle"))
-            text = self._map_text()
-            written = _split_of(cmd.map_file_value(text, "canary"),
-                                cmd.map_file_value(text, "idle"))
+            runtime, now, text, written = self._splits()  # settled: a split may have ended
             if now == written:
                 return now[0], self._pool_or_none(now[1]), ""
             self._write_map(cmd.render_map_file(text, "canary", "0"),
@@ -292,6 +285,12 @@ class HaproxyProvider:
             f"HAProxy's runtime sent {now[0]}% of requests to {now[1] or 'no backend'} but "
             f"its map file says {written[0]}% to {written[1] or 'no backend'}: a canary split "
             "was interrupted between the two, so bgkit ended it (all traffic to the live pool)")
+
+    def _splits(self) -> tuple[dict[str, str], tuple[int, str | None], str,
+                               tuple[int, str | None]]:
+        """The runtime map, its split, the map file's text, and the file's split."""
+        runtime, text = self._runtime_map(), self._map_text()
+        return runtime, _split_of(runtime.get), text, _split_of(partial(cmd.map_file_value, text))
 
     def _pool_or_none(self, backend: str | None) -> PoolName | None:
         return next((p for p, name in self.backends.items() if name == backend), None)
@@ -600,9 +599,11 @@ def _replace_file(path: Path, text: str) -> None:
     _sync_folder(path.parent)
 
 
-def _split_of(canary: str | None, idle: str | None) -> tuple[int, str | None]:
-    """A map's ``canary`` and ``idle`` values as the split they make: (percent, backend),
-    (0, None) when there is none (no share, or no backend to send it to)."""
+def _split_of(value: Callable[[str], str | None]) -> tuple[int, str | None]:
+    """A map's ``canary`` and ``idle`` values (``value(key)``, from the runtime or the
+    file) as the split they make: (percent, backend), (0, None) when there is none (no
+    share, or no backend to send it to)."""
+    canary, idle = value("canary"), value("idle")
     percent = int(canary) if canary is not None and canary.isdigit() else 0
     return (percent, idle) if percent and idle else (0, None)
 
