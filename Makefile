@@ -64,7 +64,7 @@ typecheck: venv
 # tests/conftest.py) take about half the time on two cores. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 pytest: deps
-	$(BIN)/pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile tests
+	$(BIN)/pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --durations=30 tests
 	@tier=$$(mktemp -d /tmp/bgkit-notebooks.XXXXXX); \
 	$(BIN)/bgkit sandbox up --dir $$tier/sandbox --free-ports > /dev/null || exit $$?; \
 	status=0; BGKIT_CONFIG=$$tier/sandbox/bgkit.toml $(BIN)/pytest -p no:cacheprovider \

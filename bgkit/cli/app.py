@@ -8,11 +8,13 @@ Exit codes, decided here and nowhere else:
   1 it did not, 3 not enough evidence to decide; a step notebook whose cell stopped on
   bad usage or configuration (``StepFailed.usage``) exits 2 like the CLI's own;
 - 130 when the user aborted (Ctrl-C), 143 when stopped by SIGTERM (after the same
-  cleanup).
+  cleanup). A stop by SIGTERM still running :data:`STOP_STACKS_AFTER_S` later prints
+  every thread's stack to stderr (:mod:`faulthandler`), so a wedged cleanup says where.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 import sys
 import threading
@@ -24,7 +26,13 @@ import click
 from bgkit.errors import BgkitError, ConfigError, StepFailed, StorageError, UsageError
 from bgkit.words import exit_code
 
-__all__ = ["ERROR_EXIT_CODES", "LazyGroup", "app", "exit_code_for", "main"]
+__all__ = ["ERROR_EXIT_CODES", "STOP_STACKS_AFTER_S", "LazyGroup", "app", "exit_code_for",
+           "main"]
+
+# Seconds after SIGTERM before a process still stopping prints its threads' stacks: above
+# the usual cleanup (a split ended, a lease released, a run archived: seconds), below what
+# a CI runner waits before SIGKILL once it has been told to stop patiently.
+STOP_STACKS_AFTER_S = 120.0
 
 ERROR_EXIT_CODES: tuple[tuple[type[BgkitError], int], ...] = (
     (UsageError, 2),
@@ -119,6 +127,7 @@ def _on_sigterm(signum: int, _frame: object) -> None:
         click.echo("bgkit: already stopping (finishing what keeps traffic safe)", err=True)
         return  # a second SIGTERM must not interrupt the cleanup the first one started
     JSON_STATE["terminated"] = True
+    faulthandler.dump_traceback_later(STOP_STACKS_AFTER_S, exit=False)
     raise Terminated
 
 
@@ -154,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         _install(signal.SIGTERM, previous)
+        if argv is not None:  # called in-process: the caller lives on; a process exiting
+            faulthandler.cancel_dump_traceback_later()  # keeps the watch until it is gone
     return code if isinstance(code, int) else 0
 
 

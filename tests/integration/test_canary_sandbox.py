@@ -12,6 +12,7 @@ from collections import Counter
 import pytest
 
 from bgkit.artifact import BuildResult
+from bgkit.cli.app import STOP_STACKS_AFTER_S
 from bgkit.config import Config
 from bgkit.errors import UsageError
 from bgkit.lb import get_provider
@@ -112,7 +113,13 @@ def test_sigterm_during_a_canary_ends_the_split_releases_the_lock_and_leaves_a_r
              "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_for(lambda: lb.state().canary == 25, timeout_s=90, what="the canary's split")
         switching.send_signal(signal.SIGTERM)
-        out, said = switching.communicate(timeout=60)
+        try:  # past STOP_STACKS_AFTER_S a wedged stop prints its threads' stacks: show them
+            out, said = switching.communicate(timeout=STOP_STACKS_AFTER_S + 30)
+        except subprocess.TimeoutExpired:
+            switching.kill()
+            out, said = switching.communicate()
+            raise AssertionError(f"still stopping after {STOP_STACKS_AFTER_S + 30:g} s:\n"
+                                 f"{said}") from None
     assert switching.returncode == 143, said
     assert json.loads(out)["kind"] == "Terminated"
     state = lb.state()

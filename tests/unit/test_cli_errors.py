@@ -52,3 +52,33 @@ def test_build_refuses_a_version_that_is_not_one_before_building(
     said = capsys.readouterr().err
     assert "--version: expected a version" in said
     assert not list(config.parent.rglob("*.tar.gz"))
+
+
+WEDGED_STOP = """
+import os, signal, sys, time
+import importlib
+app = importlib.import_module("bgkit.cli.app")  # the module (bgkit.cli.app is the group)
+app.STOP_STACKS_AFTER_S = 0.3
+app.JSON_STATE.update(terminated=False)
+signal.signal(signal.SIGTERM, app._on_sigterm)
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)
+except app.Terminated:
+    if sys.argv[1] == "in-process":
+        app.main(["--help"])  # a caller that lives on: its own stop watch is not left armed
+    time.sleep(1.0)  # a cleanup that takes longer than the watch
+"""
+
+
+@pytest.mark.parametrize(("how", "dumped"), [("cli", True), ("in-process", False)])
+def test_a_stop_by_sigterm_still_running_later_prints_where_each_thread_is(
+        how: str, dumped: bool) -> None:
+    """A cleanup wedged after SIGTERM (a lock never released, a thread never joined) shows
+    every thread's stack on stderr once :data:`STOP_STACKS_AFTER_S` has passed."""
+    done = subprocess.run([sys.executable, "-c", WEDGED_STOP, how], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert ("most recent call first" in done.stderr) is dumped, done.stderr
+    if dumped:
+        assert "time.sleep(1.0)" in done.stderr or "<string>" in done.stderr
