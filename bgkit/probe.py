@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import signal
+import threading
 import time
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import FrameType
 from typing import Any, TypeVar
 
 import httpx
@@ -135,13 +138,61 @@ def reading_for(config: Config) -> Reading:
 
 
 def run_coroutine(work: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion, also from inside a running loop (a Jupyter kernel)."""
+    """Run a coroutine to completion, also from inside a running loop (a Jupyter kernel).
+
+    In the main thread a SIGTERM handler never runs inside the loop: it cancels the
+    coroutine, and the process's own handler (``bgkit`` raises ``Terminated``) runs once
+    the loop has stopped. Raised between two steps of the loop, the handler's exception
+    could drop the next step of a task, and ``asyncio.run`` would then wait forever for
+    that task to finish its cancellation.
+    """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(work)
+        return _run_here(work)
     with ThreadPoolExecutor(max_workers=1) as thread:
         return thread.submit(asyncio.run, work).result()
+
+
+def _run_here(work: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(work)``, with SIGTERM deferred as :func:`run_coroutine` says."""
+    handler = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or not callable(handler):
+        return asyncio.run(work)
+    received: list[FrameType | None] = []
+    main: list[asyncio.Task[T]] = []
+    finished: list[T] = []
+
+    async def cancellable() -> T:
+        main.append(asyncio.current_task())  # type: ignore[arg-type]
+        if received:  # the signal came while the loop was being set up
+            raise asyncio.CancelledError
+        return await work
+
+    try:
+        with asyncio.Runner() as runner:  # its close (cancelling what is left) is covered too
+            loop = runner.get_loop()
+
+            def deferred(_signum: int, frame: FrameType | None) -> None:
+                received.append(frame)
+                if main:  # only queue the cancel: the loop may be between two of its steps
+                    loop.call_soon_threadsafe(main[0].cancel)
+
+            signal.signal(signal.SIGTERM, deferred)
+            try:
+                finished.append(runner.run(cancellable()))
+            except asyncio.CancelledError:
+                if not received:
+                    raise
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+        if received:
+            work.close()  # never started if the signal came first: no "never awaited"
+    if received:
+        handler(signal.SIGTERM, received[0])  # raises (bgkit's Terminated), the loop closed
+        if not finished:  # a handler that does not raise: the work was still cancelled
+            raise asyncio.CancelledError
+    return finished[0]
 
 
 async def _sample_all(targets: Sequence[Target], *, count: int, interval: float,

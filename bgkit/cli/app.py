@@ -14,7 +14,9 @@ Exit codes, decided here and nowhere else:
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
+import os
 import signal
 import sys
 import threading
@@ -124,7 +126,9 @@ class Terminated(KeyboardInterrupt):
 
 def _on_sigterm(signum: int, _frame: object) -> None:
     if JSON_STATE.get("terminated"):
-        click.echo("bgkit: already stopping (finishing what keeps traffic safe)", err=True)
+        with contextlib.suppress(OSError):  # not click.echo: the main thread may be inside
+            # a write to stderr, and a buffered stream raises on a re-entrant call
+            os.write(2, b"bgkit: already stopping (finishing what keeps traffic safe)\n")
         return  # a second SIGTERM must not interrupt the cleanup the first one started
     JSON_STATE["terminated"] = True
     faulthandler.dump_traceback_later(STOP_STACKS_AFTER_S, exit=False)

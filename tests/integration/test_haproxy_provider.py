@@ -209,3 +209,38 @@ def test_a_crash_between_set_map_and_the_map_file_is_repaired_on_the_next_read(
         assert provider.live_pool() == "blue"
         assert public_version(sandbox) == "1.0.0-blue"
     assert load.failures == []
+
+
+def test_a_guard_left_held_by_an_interrupt_does_not_lock_its_own_cleanup_out(
+        provider: HaproxyProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM landing as a ``with self._guarded()`` leaves keeps that descriptor (and its
+    flock) alive in the traceback; the cleanup in the same thread, ending the canary split,
+    still goes through, while another thread is still kept out."""
+    import threading
+
+    from bgkit.lb import haproxy
+
+    monkeypatch.setattr(haproxy, "GUARD_TIMEOUT_S", 0.5)
+    left = provider._guarded()
+    left.__enter__()  # never left: the interrupt came before its exit ran
+    try:
+        provider.split("green", 10, timeout_s=5)
+        provider.split("green", 0, timeout_s=5)
+        assert provider.state().canary == 0
+        outside: list[BaseException] = []
+
+        def elsewhere() -> None:
+            try:
+                with provider._guarded():
+                    pass
+            except LoadBalancerError as error:
+                outside.append(error)
+
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join()
+        assert len(outside) == 1 and "is locked" in str(outside[0])
+    finally:
+        left.__exit__(None, None, None)
+    with provider._guarded():  # released once the last holder left
+        pass

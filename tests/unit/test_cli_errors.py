@@ -82,3 +82,28 @@ def test_a_stop_by_sigterm_still_running_later_prints_where_each_thread_is(
     assert ("most recent call first" in done.stderr) is dumped, done.stderr
     if dumped:
         assert "time.sleep(1.0)" in done.stderr or "<string>" in done.stderr
+
+
+SECOND_SIGTERM = """
+import importlib, os, signal, sys, time
+app = importlib.import_module("bgkit.cli.app")
+app.JSON_STATE.update(terminated=False)
+signal.signal(signal.SIGTERM, app._on_sigterm)
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)
+except app.Terminated:
+    for _ in range(200):  # the cleanup writing to stderr as the second SIGTERM lands
+        sys.stderr.write("cleaning up\\n")
+        if _ == 100:
+            os.kill(os.getpid(), signal.SIGTERM)
+    print("cleanup finished")
+"""
+
+
+def test_a_second_sigterm_says_so_and_never_interrupts_the_cleanup() -> None:
+    done = subprocess.run([sys.executable, "-c", SECOND_SIGTERM], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "cleanup finished" in done.stdout
+    assert done.stderr.count("already stopping") == 1
