@@ -14,9 +14,7 @@ Exit codes, decided here and nowhere else:
 
 from __future__ import annotations
 
-import contextlib
 import faulthandler
-import os
 import signal
 import sys
 import threading
@@ -26,6 +24,7 @@ from typing import Any
 import click
 
 from bgkit.errors import BgkitError, ConfigError, StepFailed, StorageError, UsageError
+from bgkit.signals import say
 from bgkit.words import exit_code
 
 __all__ = ["ERROR_EXIT_CODES", "STOP_STACKS_AFTER_S", "LazyGroup", "app", "exit_code_for",
@@ -126,9 +125,7 @@ class Terminated(KeyboardInterrupt):
 
 def _on_sigterm(signum: int, _frame: object) -> None:
     if JSON_STATE.get("terminated"):
-        with contextlib.suppress(OSError):  # not click.echo: the main thread may be inside
-            # a write to stderr, and a buffered stream raises on a re-entrant call
-            os.write(2, b"bgkit: already stopping (finishing what keeps traffic safe)\n")
+        say("bgkit: already stopping (finishing what keeps traffic safe)")  # bgkit.signals
         return  # a second SIGTERM must not interrupt the cleanup the first one started
     JSON_STATE["terminated"] = True
     faulthandler.dump_traceback_later(STOP_STACKS_AFTER_S, exit=False)

@@ -43,6 +43,8 @@ from nbclient.util import run_sync
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
 
+from bgkit.signals import say
+
 __all__ = ["ENGINE_NAME", "KERNEL_NAME", "RunControl", "StepAborted", "register"]
 
 ENGINE_NAME = "bgkit"
@@ -328,14 +330,13 @@ def _signals_interrupt(client: BgkitClient, control: RunControl) -> Iterator[Non
         nonlocal timer
         name = signal.Signals(signum).name
         if control.signal_name is not None:
-            print(f"bgkit: {name} again; the interrupted cell is still finishing its safety "
-                  f"path (up to {control.grace_s:g} s)", file=sys.stderr, flush=True)
+            say(f"bgkit: {name} again; the interrupted cell is still finishing its safety "
+                f"path (up to {control.grace_s:g} s)")
             return
         control.signal_name, control.signalled_at = name, time.monotonic()
         control.signal_cell = control.running_cell
-        print(f"bgkit: {name} received; interrupting the kernel and letting the running cell "
-              f"finish its safety path (up to {control.grace_s:g} s)", file=sys.stderr,
-              flush=True)
+        say(f"bgkit: {name} received; interrupting the kernel and letting the running cell "
+            f"finish its safety path (up to {control.grace_s:g} s)")
         if control.kernel_pid is not None and control.running_cell is not None:
             _signal_group(control.kernel_pid, signal.SIGINT)
             timer = threading.Timer(control.grace_s, kill_kernel)
