@@ -72,8 +72,13 @@ def test_a_canary_pool_failing_under_load_goes_back_to_zero_by_itself(
     assert (state.live, state.canary) == ("blue", 0)
     assert load.failed_after(returned) == 0
     assert lb.fired_at is not None and lb.fired_at > 0
-    print(f"failed requests between the fault and the canary's end: {len(load.failures)}")
-    assert len(load.failures) < 50  # the first probe failure ends it: tens of ms of 25%
+    assert load.failed_at, "the fault never reached a user: the test proves nothing"
+    window = max(load.failed_at) - min(load.failed_at)
+    print(f"failed requests between the fault and the canary's end: {len(load.failures)}"
+          f" over {window * 1000:.0f} ms")
+    # Judged while sampling: the first failing samples end the split, long before the 3 s
+    # hold would. A count would measure this machine's request rate; the window does not.
+    assert window < 1.0, (window, len(load.failures))
 
 
 @pytest.mark.parametrize("fixture", ["ready_ovh", "ready_cloud"])
