@@ -37,11 +37,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bgkit import flock
 from bgkit.errors import LeaseLost, LockHeld, StorageError, UsageError
-from bgkit.flock import lock_within
 from bgkit.identity import operator
 
 if TYPE_CHECKING:
@@ -271,17 +272,17 @@ class FileLeaseStore:
 
     @contextmanager
     def _guarded(self) -> Iterator[None]:
+        """The ``flock`` of the guard file beside the lease: one writer at a time, on this
+        machine (re-entrant within a thread, as :func:`bgkit.flock.guard` says: a lease
+        written in the cleanup after an interrupt must not wait behind its own process)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.guard, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            if not lock_within(descriptor, timeout_s=GUARD_TIMEOUT_S, poll_s=0.002):
-                raise LockHeld(f"the lock guard {self.guard} stayed locked for "
-                               f"{GUARD_TIMEOUT_S:g} s; is the storage of {self.path} "
-                               "hanging?")
+        busy = partial(LockHeld, f"the lock guard {self.guard} stayed locked for "
+                                 f"{GUARD_TIMEOUT_S:g} s; is the storage of {self.path} "
+                                 "hanging?")
+        with flock.guard(self.guard, timeout_s=GUARD_TIMEOUT_S, poll_s=0.002, mode=0o644,
+                         busy=busy):
             self._sweep_drafts()
             yield
-        finally:
-            os.close(descriptor)  # closing releases the flock
 
     def _sweep_drafts(self) -> None:
         """Drafts exist only while a writer holds the guard: any found now are a crash's.

@@ -68,26 +68,23 @@ import contextlib
 import os
 import re
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from bgkit import flock
 from bgkit.commands import haproxy as cmd
 from bgkit.config import HaproxySettings
 from bgkit.errors import LoadBalancerError, UsageError
-from bgkit.flock import lock_within
 from bgkit.lb.base import BackendServer, LbState, PoolName, ServerSessions, SwitchResult
 
 __all__ = ["HaproxyProvider", "RuntimeApi", "RuntimeEndpoint", "runtime_endpoint"]
 
 POLL_INTERVAL_S = 0.02
 GUARD_TIMEOUT_S = 10.0
-# (guard file, thread) -> [its locked descriptor, how many ``with`` blocks use it]
-_HELD_GUARDS: dict[tuple[str, int], list[int]] = {}
 _TCP = re.compile(r"(?:(ipv4|ipv6)@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})")
 
 
@@ -460,45 +457,21 @@ class HaproxyProvider:
                 f"`live <backend>`, e.g. `live {self.backends['blue']}`")
         return backend
 
-    @contextmanager
-    def _guarded(self) -> Iterator[None]:
-        """An ``flock`` of the guard file beside the map: one switch or repair at a time.
+    def _guarded(self) -> AbstractContextManager[None]:
+        """An ``flock`` of the guard file beside the map: one switch or repair at a time
+        (re-entrant within a thread, as :func:`bgkit.flock.guard` says)."""
+        busy = partial(LoadBalancerError,
+                       f"another bgkit process has been switching HAProxy for more than "
+                       f"{GUARD_TIMEOUT_S:g} s ({self.guard} is locked); retry")
 
-        Re-entrant within a thread: an interrupt (Ctrl-C, SIGTERM) that lands as an earlier
-        ``with`` is leaving can keep that holder's descriptor open, and its lock with it,
-        until the traceback is dropped; the cleanup that follows in the same thread (the
-        canary split ended) must not wait behind its own process's lock."""
-        key = (str(self.guard), threading.get_ident())
-        held = _HELD_GUARDS.get(key)
-        if held is None:
-            held = [self._locked_guard(), 0]
-            _HELD_GUARDS[key] = held
-        held[1] += 1
-        try:
-            yield
-        finally:
-            held[1] -= 1
-            if held[1] == 0 and _HELD_GUARDS.pop(key, None) is held:
-                os.close(held[0])
-
-    def _locked_guard(self) -> int:
-        """The guard file's descriptor, once this process holds its ``flock``."""
-        try:
-            descriptor = os.open(self.guard, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as error:
-            raise LoadBalancerError(
+        def unopenable(error: OSError) -> LoadBalancerError:
+            return LoadBalancerError(
                 f"cannot open {self.guard} ({error}); bgkit must be able to write in the "
                 f"folder of [lb.haproxy].map_file ({self.map_file.parent}); nothing was "
-                "changed") from error
-        try:
-            if not lock_within(descriptor, timeout_s=GUARD_TIMEOUT_S, poll_s=POLL_INTERVAL_S):
-                raise LoadBalancerError(
-                    f"another bgkit process has been switching HAProxy for more than "
-                    f"{GUARD_TIMEOUT_S:g} s ({self.guard} is locked); retry")
-        except BaseException:
-            os.close(descriptor)
-            raise
-        return descriptor
+                "changed")
+
+        return flock.guard(self.guard, timeout_s=GUARD_TIMEOUT_S, poll_s=POLL_INTERVAL_S,
+                           busy=busy, unopenable=unopenable)
 
     # --- steps ------------------------------------------------------------------------
 

@@ -273,3 +273,37 @@ def test_racers_over_a_stale_lease_never_hold_it_two_at_a_time(
     assert "two holders" not in outcomes and "lost while held" not in outcomes
     assert outcomes.count("won") >= 1
     assert leftovers(folder) == []
+
+
+def test_a_guard_left_held_by_an_interrupt_does_not_lock_its_own_cleanup_out(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupt landing as a lease write's ``with`` is entered keeps that descriptor
+    (and its flock) alive in the traceback. The cleanup in the same thread (the intent
+    cleared, the lease released) still writes; another thread is still kept out."""
+    monkeypatch.setattr(locking, "GUARD_TIMEOUT_S", 0.3)
+    path = tmp_path / "bgkit.lock"
+    lease = locking.acquire(path, message="switch", ttl_s=60)
+    store = lease.store
+    assert isinstance(store, locking.FileLeaseStore)
+    left = store._guarded()
+    left.__enter__()  # never left: the interrupt came before the body's try
+    try:
+        lease.record_intent({"action": "switch", "from_pool": "blue", "to_pool": "green"})
+        lease.record_intent(None)
+        outside: list[BaseException] = []
+
+        def elsewhere() -> None:
+            try:
+                with store._guarded():
+                    pass
+            except LockHeld as error:
+                outside.append(error)
+
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join()
+        assert len(outside) == 1 and "stayed locked" in str(outside[0])
+    finally:
+        left.__exit__(None, None, None)
+    lease.release()
+    assert locking.read_lock(path) is None
