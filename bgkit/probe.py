@@ -10,11 +10,13 @@ rows is ``bgkit.analysis``'s job.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import inspect
 import signal
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -140,59 +142,90 @@ def reading_for(config: Config) -> Reading:
 def run_coroutine(work: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to completion, also from inside a running loop (a Jupyter kernel).
 
-    In the main thread a SIGTERM handler never runs inside the loop: it cancels the
-    coroutine, and the process's own handler (``bgkit`` raises ``Terminated``) runs once
-    the loop has stopped. Raised between two steps of the loop, the handler's exception
-    could drop the next step of a task, and ``asyncio.run`` would then wait forever for
-    that task to finish its cancellation.
+    In the main thread a SIGTERM handler that raises never raises inside the loop: its
+    exception is kept, the coroutine is cancelled, and the exception is raised once the
+    loop has closed. Raised between two steps of the loop, it could drop the next step of
+    a task, and ``asyncio.run`` would then wait forever for that task's cancellation.
+
+    From inside a running loop the coroutine runs on a thread's own loop; an interrupt of
+    the waiting caller (the kernel's Ctrl-C) cancels it there rather than waiting out a
+    hold or a watch.
     """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return _run_here(work)
-    with ThreadPoolExecutor(max_workers=1) as thread:
-        return thread.submit(asyncio.run, work).result()
+    return _run_in_a_thread(work)
 
 
 def _run_here(work: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(work)``, with SIGTERM deferred as :func:`run_coroutine` says."""
+    """``asyncio.run(work)``, with a SIGTERM handler's exception deferred as
+    :func:`run_coroutine` says. The handler itself runs at once (what it prints, what it
+    arms); only what it raises waits for the loop to close."""
     handler = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is not threading.main_thread() or not callable(handler):
         return asyncio.run(work)
-    received: list[FrameType | None] = []
-    main: list[asyncio.Task[T]] = []
-    finished: list[T] = []
+    original: Callable[[int, FrameType | None], Any] = handler
+    raised: list[BaseException] = []
+    main: list[tuple[asyncio.AbstractEventLoop, asyncio.Task[T]]] = []
+
+    def deferred(signum: int, frame: FrameType | None) -> None:
+        try:
+            original(signum, frame)
+        except BaseException as stop:  # kept, and raised once the loop has closed
+            if raised:
+                return  # the work is already being cancelled: never interrupt its cleanup
+            raised.append(stop)
+            if main and not main[0][0].is_closed():  # only queue the cancel: the loop may
+                main[0][0].call_soon_threadsafe(main[0][1].cancel)  # be between two steps
 
     async def cancellable() -> T:
-        main.append(asyncio.current_task())  # type: ignore[arg-type]
-        if received:  # the signal came while the loop was being set up
+        main.append((asyncio.get_running_loop(), asyncio.current_task()))  # type: ignore[arg-type]
+        if raised:  # the signal came while the loop was being set up
             raise asyncio.CancelledError
         return await work
 
+    signal.signal(signal.SIGTERM, deferred)
     try:
-        with asyncio.Runner() as runner:  # its close (cancelling what is left) is covered too
-            loop = runner.get_loop()
-
-            def deferred(_signum: int, frame: FrameType | None) -> None:
-                received.append(frame)
-                if main:  # only queue the cancel: the loop may be between two of its steps
-                    loop.call_soon_threadsafe(main[0].cancel)
-
-            signal.signal(signal.SIGTERM, deferred)
-            try:
-                finished.append(runner.run(cancellable()))
-            except asyncio.CancelledError:
-                if not received:
-                    raise
+        with asyncio.Runner() as runner:  # its close (cancelling what is left) is covered
+            return runner.run(cancellable())
+    except asyncio.CancelledError:
+        if not raised:
+            raise
+        raise raised[0] from None
     finally:
-        signal.signal(signal.SIGTERM, handler)
-        if received:
-            work.close()  # never started if the signal came first: no "never awaited"
-    if received:
-        handler(signal.SIGTERM, received[0])  # raises (bgkit's Terminated), the loop closed
-        if not finished:  # a handler that does not raise: the work was still cancelled
+        signal.signal(signal.SIGTERM, original)
+        if inspect.getcoroutinestate(work) == inspect.CORO_CREATED:
+            work.close()  # never started (the signal came first): no "never awaited"
+        if raised:  # whatever the loop ended with (a result, the work's own error), the
+            raise raised[0]  # signal's exception wins, as it would without a loop
+
+
+def _run_in_a_thread(work: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(work)`` on a worker thread; an exception in the waiting caller (a
+    kernel's ``KeyboardInterrupt``) cancels the work, whose own cleanup is waited for."""
+    stop = threading.Event()
+    main: list[tuple[asyncio.AbstractEventLoop, asyncio.Task[T]]] = []
+
+    async def cancellable() -> T:
+        main.append((asyncio.get_running_loop(), asyncio.current_task()))  # type: ignore[arg-type]
+        if stop.is_set():  # the caller was interrupted before the loop started
             raise asyncio.CancelledError
-    return finished[0]
+        return await work
+
+    thread = ThreadPoolExecutor(max_workers=1)
+    try:
+        return thread.submit(asyncio.run, cancellable()).result()
+    except BaseException:
+        stop.set()  # set before looking: either the task sees it or it is in ``main``
+        if main:
+            with contextlib.suppress(RuntimeError):  # the loop had already closed
+                main[0][0].call_soon_threadsafe(main[0][1].cancel)
+        raise
+    finally:
+        thread.shutdown(wait=True)
+        if inspect.getcoroutinestate(work) == inspect.CORO_CREATED:
+            work.close()
 
 
 async def _sample_all(targets: Sequence[Target], *, count: int, interval: float,

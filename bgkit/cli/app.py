@@ -14,6 +14,7 @@ Exit codes, decided here and nowhere else:
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import signal
 import sys
@@ -44,7 +45,7 @@ ERROR_EXIT_CODES: tuple[tuple[type[BgkitError], int], ...] = (
 
 # This call's --json: asked for, and whether its object was printed (an error after it
 # must not print a second one); main() resets it, bgkit.cli.render sets it.
-JSON_STATE = {"asked": False, "printed": False, "terminated": False}
+JSON_STATE = {"asked": False, "printed": False, "terminated": False, "watching": False}
 
 # name: (module:attribute, the one-line help shown by `bgkit --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -128,14 +129,17 @@ def _on_sigterm(signum: int, _frame: object) -> None:
         say("bgkit: already stopping (finishing what keeps traffic safe)")  # bgkit.signals
         return  # a second SIGTERM must not interrupt the cleanup the first one started
     JSON_STATE["terminated"] = True
-    faulthandler.dump_traceback_later(STOP_STACKS_AFTER_S, exit=False)
+    with contextlib.suppress(OSError, ValueError):  # fd 2, not sys.stderr: a test's
+        faulthandler.dump_traceback_later(STOP_STACKS_AFTER_S, exit=False, file=2)
+        JSON_STATE["watching"] = True  # stand-in stream may have no file descriptor
     raise Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    JSON_STATE.update(asked="--json" in args, printed=False, terminated=False)
+    JSON_STATE.update(asked="--json" in args, printed=False, terminated=False,
+                      watching=False)
     previous = _install(signal.SIGTERM, _on_sigterm)
     try:
         # Without standalone mode click returns (not raises) a command's Exit code.
@@ -164,8 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         _install(signal.SIGTERM, previous)
-        if argv is not None:  # called in-process: the caller lives on; a process exiting
-            faulthandler.cancel_dump_traceback_later()  # keeps the watch until it is gone
+        if argv is not None and JSON_STATE.get("watching"):  # called in-process: the
+            faulthandler.cancel_dump_traceback_later()  # caller lives on; a process
+            # exiting keeps the watch until it is gone. Only a watch this call armed.
     return code if isinstance(code, int) else 0
 
 

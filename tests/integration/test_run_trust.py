@@ -392,6 +392,7 @@ def test_a_forged_staging_entry_gets_nothing_indexed_keyed_or_deleted(
     run_step("18_types", config=config, notebooks_dir=notebooks, progress=False)
     runs = config.runs_dir
     forged_name = "2026/11/20261130T130000Z_04_switch_deadbeef0000.ipynb"
+    (runs / forged_name).parent.mkdir(parents=True, exist_ok=True)  # a month of its own
     (runs / forged_name).write_text((runs / index.read_entries(runs)[0].path).read_text())
     victim = tmp_path / "victim.txt"
     victim.write_text("keep me")

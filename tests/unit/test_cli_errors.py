@@ -4,8 +4,10 @@ code, and under --json one object on stdout, so that a machine always reads one.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,19 +57,18 @@ def test_build_refuses_a_version_that_is_not_one_before_building(
 
 
 WEDGED_STOP = """
-import os, signal, sys, time
-import importlib
+import importlib, os, signal, sys, time
 app = importlib.import_module("bgkit.cli.app")  # the module (bgkit.cli.app is the group)
 app.STOP_STACKS_AFTER_S = 0.3
-app.JSON_STATE.update(terminated=False)
-signal.signal(signal.SIGTERM, app._on_sigterm)
-try:
+
+def wedged(**_):  # a command that SIGTERM reaches mid-way
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(5)
-except app.Terminated:
-    if sys.argv[1] == "in-process":
-        app.main(["--help"])  # a caller that lives on: its own stop watch is not left armed
-    time.sleep(1.0)  # a cleanup that takes longer than the watch
+
+app.app.main = wedged
+code = app.main(None if sys.argv[1] == "cli" else ["switch"])
+print(code)
+time.sleep(1.0)  # the process ends slowly (a cli) / the caller lives on (in-process)
 """
 
 
@@ -75,17 +76,22 @@ except app.Terminated:
 def test_a_stop_by_sigterm_still_running_later_prints_where_each_thread_is(
         how: str, dumped: bool) -> None:
     """A cleanup wedged after SIGTERM (a lock never released, a thread never joined) shows
-    every thread's stack on stderr once :data:`STOP_STACKS_AFTER_S` has passed."""
+    every thread's stack on stderr once :data:`STOP_STACKS_AFTER_S` has passed; a caller
+    of ``main(argv)`` that lives on is not left with the watch armed."""
     done = subprocess.run([sys.executable, "-c", WEDGED_STOP, how], capture_output=True,
                           text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0 and done.stdout == "143\n", done.stderr
+    assert "terminated (SIGTERM)" in done.stderr
     assert ("most recent call first" in done.stderr) is dumped, done.stderr
-    if dumped:
-        assert "time.sleep(1.0)" in done.stderr or "<string>" in done.stderr
+    if dumped:  # the stack shows where the main thread was: the slow sleep at the end
+        line = 1 + WEDGED_STOP.splitlines().index(
+            "time.sleep(1.0)  # the process ends slowly (a cli) / the caller lives on "
+            "(in-process)")
+        assert f'File "<string>", line {line} in <module>' in done.stderr, done.stderr
 
 
 SECOND_SIGTERM = """
-import importlib, os, signal, sys, time
+import importlib, os, signal, sys, threading, time
 app = importlib.import_module("bgkit.cli.app")
 app.JSON_STATE.update(terminated=False)
 signal.signal(signal.SIGTERM, app._on_sigterm)
@@ -93,17 +99,22 @@ try:
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(5)
 except app.Terminated:
-    for _ in range(200):  # the cleanup writing to stderr as the second SIGTERM lands
-        sys.stderr.write("cleaning up\\n")
-        if _ == 100:
-            os.kill(os.getpid(), signal.SIGTERM)
+    # The cleanup blocks in a write to stderr (the reader is slow) as the second SIGTERM
+    # lands: the handler runs inside that write, holding the stream's buffer.
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    sys.stderr.write("cleaning up " * 100_000 + "\\n")
+    sys.stderr.flush()
     print("cleanup finished")
 """
 
 
 def test_a_second_sigterm_says_so_and_never_interrupts_the_cleanup() -> None:
-    done = subprocess.run([sys.executable, "-c", SECOND_SIGTERM], capture_output=True,
-                          text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
-    assert "cleanup finished" in done.stdout
-    assert done.stderr.count("already stopping") == 1
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    running = subprocess.Popen([sys.executable, "-c", SECOND_SIGTERM], env=buffered,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # stderr's pipe stays full while the second SIGTERM arrives
+    out, err = running.communicate(timeout=60)
+    assert running.returncode == 0, err[-2000:]
+    assert "cleanup finished" in out
+    assert err.count("already stopping") == 1
+    assert "reentrant call" not in err

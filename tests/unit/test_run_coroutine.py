@@ -1,6 +1,8 @@
-"""``run_coroutine`` under SIGTERM: the process's handler never runs inside the event loop
-(where its exception could drop a task's next step and leave ``asyncio.run`` waiting for
-ever); the coroutine is cancelled instead, and the handler runs once the loop is closed."""
+"""``run_coroutine`` under SIGTERM: the process's handler runs at once, but what it raises
+never lands inside the event loop (where it could drop a task's next step and leave
+``asyncio.run`` waiting for ever); the coroutine is cancelled instead, and the exception is
+raised once the loop is closed. From inside a running loop (a kernel), an interrupt of the
+caller cancels the coroutine instead of waiting it out."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import asyncio
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 import pytest
@@ -37,14 +39,25 @@ def seen() -> Iterator[list[bool]]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def sigterm_in(seconds: float) -> threading.Timer:
-    timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM))
-    timer.start()
-    return timer
+@pytest.fixture
+def sigterm_in() -> Iterator[Callable[[float], None]]:
+    """Send this process SIGTERM after some seconds; timers not yet fired are cancelled at
+    teardown, so none can reach a later test."""
+    timers: list[threading.Timer] = []
+
+    def schedule(seconds: float) -> None:
+        timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM))
+        timers.append(timer)
+        timer.start()
+
+    yield schedule
+    for timer in timers:
+        timer.cancel()
+        timer.join()
 
 
 def test_sigterm_cancels_the_coroutine_then_raises_from_outside_the_loop(
-        seen: list[bool]) -> None:
+        seen: list[bool], sigterm_in: Callable[[float], None]) -> None:
     cleaned: list[str] = []
 
     async def hold() -> str:
@@ -57,12 +70,12 @@ def test_sigterm_cancels_the_coroutine_then_raises_from_outside_the_loop(
     sigterm_in(0.2)
     with pytest.raises(Stopped):
         run_coroutine(hold())
-    assert seen == [False]  # the handler ran once, with no loop running
+    assert seen == [True]  # the handler ran at once (what it prints, what it arms) ...
     assert cleaned == ["the coroutine's own cleanup ran"]
 
 
 def test_busy_tasks_are_all_cancelled_and_the_handler_still_runs_once(
-        seen: list[bool]) -> None:
+        seen: list[bool], sigterm_in: Callable[[float], None]) -> None:
     """Many tasks stepping constantly (the watch's sampler behind schedule) give the
     signal many places to land between two steps of the loop."""
     ended: list[int] = []
@@ -86,7 +99,7 @@ def test_busy_tasks_are_all_cancelled_and_the_handler_still_runs_once(
     sigterm_in(0.3)
     with pytest.raises(Stopped):
         run_coroutine(many())
-    assert seen == [False]
+    assert seen == [True]
     assert sorted(ended) == list(range(20))
 
 
@@ -101,13 +114,86 @@ def test_without_a_signal_the_result_comes_back_and_the_handler_is_put_back(
     assert signal.getsignal(signal.SIGTERM) is handler and seen == []
 
 
-def test_a_handler_that_does_not_raise_still_leaves_the_work_cancelled() -> None:
+def test_a_handler_that_does_not_raise_lets_the_work_go_on(
+        sigterm_in: Callable[[float], None]) -> None:
+    """As without a loop: a handler that only notes the signal does not stop anything."""
     calls: list[int] = []
+
+    async def answer() -> int:
+        await asyncio.sleep(0.5)
+        return 42
+
     previous = signal.signal(signal.SIGTERM, lambda signum, _frame: calls.append(signum))
     try:
-        sigterm_in(0.2)
-        with pytest.raises(asyncio.CancelledError):
-            run_coroutine(asyncio.sleep(30))
+        sigterm_in(0.1)
+        assert run_coroutine(answer()) == 42
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert calls == [signal.SIGTERM]
+
+
+def test_the_signal_wins_over_an_error_the_work_raises_as_it_is_cancelled(
+        seen: list[bool], sigterm_in: Callable[[float], None]) -> None:
+    """A cleanup that fails must not swallow the SIGTERM that caused it."""
+    async def hold() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            raise RuntimeError("the work's own cleanup failed") from None
+
+    sigterm_in(0.2)
+    with pytest.raises(Stopped) as stopped:
+        run_coroutine(hold())
+    assert seen == [True]
+    assert isinstance(stopped.value.__context__, RuntimeError)  # kept, not lost
+
+
+def test_a_second_sigterm_never_interrupts_the_works_own_cleanup(
+        seen: list[bool], sigterm_in: Callable[[float], None]) -> None:
+    cleaned: list[str] = []
+
+    async def hold() -> None:
+        try:
+            await asyncio.sleep(30)
+        finally:
+            await asyncio.sleep(0.6)  # the second signal comes in here
+            cleaned.append("the cleanup ran to its end")
+
+    sigterm_in(0.2)
+    sigterm_in(0.5)
+    with pytest.raises(Stopped):
+        run_coroutine(hold())
+    assert seen == [True, True]  # both were heard ...
+    assert cleaned == ["the cleanup ran to its end"]  # ... and neither cut the cleanup
+
+
+def test_inside_a_running_loop_an_interrupted_caller_cancels_the_work() -> None:
+    """A kernel's Ctrl-C (KeyboardInterrupt in the cell) during a hold or a watch run on a
+    worker thread: the work is cancelled and its cleanup awaited, not waited out."""
+    ended: list[str] = []
+
+    async def hold() -> None:
+        try:
+            await asyncio.sleep(30)
+            ended.append("waited out")
+        except asyncio.CancelledError:
+            ended.append("cancelled")
+            raise
+
+    async def cell() -> None:
+        # asyncio.run's own SIGINT handler only cancels; a kernel raises in the cell
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run_coroutine(hold())  # blocks this loop, as a kernel's cell does
+        finally:
+            timer.cancel()
+
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        asyncio.run(cell())
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert ended == ["cancelled"]
