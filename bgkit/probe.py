@@ -152,10 +152,14 @@ def run_coroutine(work: Coroutine[Any, Any, T]) -> T:
     hold or a watch.
     """
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return _run_here(work)
-    return _run_in_a_thread(work)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return _run_here(work)
+        return _run_in_a_thread(work)
+    finally:
+        if inspect.getcoroutinestate(work) == inspect.CORO_CREATED:
+            work.close()  # never started (a signal came first): no "never awaited"
 
 
 def _run_here(work: Coroutine[Any, Any, T]) -> T:
@@ -185,8 +189,8 @@ def _run_here(work: Coroutine[Any, Any, T]) -> T:
             raise asyncio.CancelledError
         return await work
 
-    signal.signal(signal.SIGTERM, deferred)
     try:
+        signal.signal(signal.SIGTERM, deferred)
         with asyncio.Runner() as runner:  # its close (cancelling what is left) is covered
             return runner.run(cancellable())
     except asyncio.CancelledError:
@@ -195,15 +199,16 @@ def _run_here(work: Coroutine[Any, Any, T]) -> T:
         raise raised[0] from None
     finally:
         signal.signal(signal.SIGTERM, original)
-        if inspect.getcoroutinestate(work) == inspect.CORO_CREATED:
-            work.close()  # never started (the signal came first): no "never awaited"
         if raised:  # whatever the loop ended with (a result, the work's own error), the
             raise raised[0]  # signal's exception wins, as it would without a loop
 
 
 def _run_in_a_thread(work: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run(work)`` on a worker thread; an exception in the waiting caller (a
-    kernel's ``KeyboardInterrupt``) cancels the work, whose own cleanup is waited for."""
+    kernel's ``KeyboardInterrupt``) cancels the work, whose own cleanup is waited for.
+
+    A second interrupt during that wait leaves the thread to finish on its own; work that
+    swallows its cancellation is waited out."""
     stop = threading.Event()
     main: list[tuple[asyncio.AbstractEventLoop, asyncio.Task[T]]] = []
 
@@ -224,8 +229,6 @@ def _run_in_a_thread(work: Coroutine[Any, Any, T]) -> T:
         raise
     finally:
         thread.shutdown(wait=True)
-        if inspect.getcoroutinestate(work) == inspect.CORO_CREATED:
-            work.close()
 
 
 async def _sample_all(targets: Sequence[Target], *, count: int, interval: float,

@@ -77,8 +77,9 @@ def test_a_canary_pool_failing_under_load_goes_back_to_zero_by_itself(
     print(f"failed requests between the fault and the canary's end: {len(load.failures)}"
           f" over {window * 1000:.0f} ms")
     # Judged while sampling: the first failing samples end the split, long before the 3 s
-    # hold would. A count would measure this machine's request rate; the window does not.
-    assert window < 1.0, (window, len(load.failures))
+    # hold would (half of it is the bound). A count would measure this machine's request
+    # rate; the window does not.
+    assert window < 1.5, (window, len(load.failures))
 
 
 @pytest.mark.parametrize("fixture", ["ready_ovh", "ready_cloud"])

@@ -59,7 +59,8 @@ def test_build_refuses_a_version_that_is_not_one_before_building(
 WEDGED_STOP = """
 import importlib, os, signal, sys, time
 app = importlib.import_module("bgkit.cli.app")  # the module (bgkit.cli.app is the group)
-app.STOP_STACKS_AFTER_S = 0.3
+importlib.import_module("bgkit.cli.render")  # main()'s error path, loaded ahead of the clock
+app.STOP_STACKS_AFTER_S = 1.0
 
 def wedged(**_):  # a command that SIGTERM reaches mid-way
     os.kill(os.getpid(), signal.SIGTERM)
@@ -68,7 +69,7 @@ def wedged(**_):  # a command that SIGTERM reaches mid-way
 app.app.main = wedged
 code = app.main(None if sys.argv[1] == "cli" else ["switch"])
 print(code)
-time.sleep(1.0)  # the process ends slowly (a cli) / the caller lives on (in-process)
+time.sleep(3.0)  # the process ends slowly (a cli) / the caller lives on (in-process)
 """
 
 
@@ -85,7 +86,7 @@ def test_a_stop_by_sigterm_still_running_later_prints_where_each_thread_is(
     assert ("most recent call first" in done.stderr) is dumped, done.stderr
     if dumped:  # the stack shows where the main thread was: the slow sleep at the end
         line = 1 + WEDGED_STOP.splitlines().index(
-            "time.sleep(1.0)  # the process ends slowly (a cli) / the caller lives on "
+            "time.sleep(3.0)  # the process ends slowly (a cli) / the caller lives on "
             "(in-process)")
         assert f'File "<string>", line {line} in <module>' in done.stderr, done.stderr
 
@@ -118,3 +119,5 @@ def test_a_second_sigterm_says_so_and_never_interrupts_the_cleanup() -> None:
     assert "cleanup finished" in out
     assert err.count("already stopping") == 1
     assert "reentrant call" not in err
+    # and it did land inside the cleanup's write, which the pipe held up
+    assert err.index("already stopping") < err.rindex("cleaning up"), err[-300:]

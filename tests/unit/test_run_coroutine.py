@@ -7,6 +7,7 @@ caller cancels the coroutine instead of waiting it out."""
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import os
 import signal
 import threading
@@ -74,6 +75,24 @@ def test_sigterm_cancels_the_coroutine_then_raises_from_outside_the_loop(
     assert cleaned == ["the coroutine's own cleanup ran"]
 
 
+def test_the_handlers_exception_never_lands_in_a_tasks_code(seen: list[bool]) -> None:
+    """A signal arriving while a task's code runs is handled right there; under
+    ``run_coroutine`` what the handler raises only comes out of the call, after the loop."""
+    landed: list[str] = []
+
+    async def step() -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled before the next instruction
+        except Stopped:
+            landed.append("inside the task")
+            raise
+        await asyncio.sleep(30)
+
+    with pytest.raises(Stopped):
+        run_coroutine(step())
+    assert seen == [True] and landed == []
+
+
 def test_busy_tasks_are_all_cancelled_and_the_handler_still_runs_once(
         seen: list[bool], sigterm_in: Callable[[float], None]) -> None:
     """Many tasks stepping constantly (the watch's sampler behind schedule) give the
@@ -97,8 +116,12 @@ def test_busy_tasks_are_all_cancelled_and_the_handler_still_runs_once(
             await asyncio.gather(*tasks, return_exceptions=True)
 
     sigterm_in(0.3)
-    with pytest.raises(Stopped):
-        run_coroutine(many())
+    faulthandler.dump_traceback_later(60, exit=True)  # a lost step hangs: fail instead
+    try:
+        with pytest.raises(Stopped):
+            run_coroutine(many())
+    finally:
+        faulthandler.cancel_dump_traceback_later()
     assert seen == [True]
     assert sorted(ended) == list(range(20))
 
@@ -114,18 +137,17 @@ def test_without_a_signal_the_result_comes_back_and_the_handler_is_put_back(
     assert signal.getsignal(signal.SIGTERM) is handler and seen == []
 
 
-def test_a_handler_that_does_not_raise_lets_the_work_go_on(
-        sigterm_in: Callable[[float], None]) -> None:
+def test_a_handler_that_does_not_raise_lets_the_work_go_on() -> None:
     """As without a loop: a handler that only notes the signal does not stop anything."""
     calls: list[int] = []
 
     async def answer() -> int:
-        await asyncio.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)  # handled before the next instruction
+        await asyncio.sleep(0.05)
         return 42
 
     previous = signal.signal(signal.SIGTERM, lambda signum, _frame: calls.append(signum))
     try:
-        sigterm_in(0.1)
         assert run_coroutine(answer()) == 42
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -148,19 +170,18 @@ def test_the_signal_wins_over_an_error_the_work_raises_as_it_is_cancelled(
     assert isinstance(stopped.value.__context__, RuntimeError)  # kept, not lost
 
 
-def test_a_second_sigterm_never_interrupts_the_works_own_cleanup(
-        seen: list[bool], sigterm_in: Callable[[float], None]) -> None:
+def test_a_second_sigterm_never_interrupts_the_works_own_cleanup(seen: list[bool]) -> None:
     cleaned: list[str] = []
 
     async def hold() -> None:
         try:
+            os.kill(os.getpid(), signal.SIGTERM)
             await asyncio.sleep(30)
         finally:
-            await asyncio.sleep(0.6)  # the second signal comes in here
+            os.kill(os.getpid(), signal.SIGTERM)  # the second one, during the cleanup
+            await asyncio.sleep(0.05)
             cleaned.append("the cleanup ran to its end")
 
-    sigterm_in(0.2)
-    sigterm_in(0.5)
     with pytest.raises(Stopped):
         run_coroutine(hold())
     assert seen == [True, True]  # both were heard ...
@@ -172,8 +193,11 @@ def test_inside_a_running_loop_an_interrupted_caller_cancels_the_work() -> None:
     worker thread: the work is cancelled and its cleanup awaited, not waited out."""
     ended: list[str] = []
 
+    started = threading.Event()
+
     async def hold() -> None:
         try:
+            started.set()
             await asyncio.sleep(30)
             ended.append("waited out")
         except asyncio.CancelledError:
@@ -183,13 +207,19 @@ def test_inside_a_running_loop_an_interrupted_caller_cancels_the_work() -> None:
     async def cell() -> None:
         # asyncio.run's own SIGINT handler only cancels; a kernel raises in the cell
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        cell_thread = threading.get_ident()
+
+        def interrupt() -> None:  # to the cell's thread itself: a process-wide signal may
+            if started.wait(timeout=30):  # go to any thread that does not block it
+                signal.pthread_kill(cell_thread, signal.SIGINT)
+
+        timer = threading.Thread(target=interrupt, daemon=True)
         timer.start()
         try:
             with pytest.raises(KeyboardInterrupt):
                 run_coroutine(hold())  # blocks this loop, as a kernel's cell does
         finally:
-            timer.cancel()
+            timer.join()
 
     previous = signal.getsignal(signal.SIGINT)
     try:
