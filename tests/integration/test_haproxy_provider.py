@@ -25,6 +25,7 @@ from tests.integration.sandbox_support import (
     services,
     wait_for,
 )
+from tests.thread_support import raised_in_another_thread
 
 pytestmark = pytest.mark.slow
 
@@ -216,8 +217,6 @@ def test_a_guard_left_held_by_an_interrupt_does_not_lock_its_own_cleanup_out(
     """SIGTERM landing as a ``with self._guarded()`` leaves keeps that descriptor (and its
     flock) alive in the traceback; the cleanup in the same thread, ending the canary split,
     still goes through, while another thread is still kept out."""
-    import threading
-
     from bgkit.lb import haproxy
 
     monkeypatch.setattr(haproxy, "GUARD_TIMEOUT_S", 0.5)
@@ -227,19 +226,8 @@ def test_a_guard_left_held_by_an_interrupt_does_not_lock_its_own_cleanup_out(
         provider.split("green", 10, timeout_s=5)
         provider.split("green", 0, timeout_s=5)
         assert provider.state().canary == 0
-        outside: list[BaseException] = []
-
-        def elsewhere() -> None:
-            try:
-                with provider._guarded():
-                    pass
-            except LoadBalancerError as error:
-                outside.append(error)
-
-        thread = threading.Thread(target=elsewhere)
-        thread.start()
-        thread.join()
-        assert len(outside) == 1 and "is locked" in str(outside[0])
+        outside = raised_in_another_thread(provider._guarded)
+        assert isinstance(outside, LoadBalancerError) and "is locked" in str(outside)
     finally:
         left.__exit__(None, None, None)
     with provider._guarded():  # released once the last holder left

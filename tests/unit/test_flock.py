@@ -7,7 +7,6 @@ import contextlib
 import dis
 import gc
 import sys
-import threading
 from contextlib import ExitStack
 from pathlib import Path
 from types import CodeType, FrameType
@@ -17,24 +16,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bgkit import flock
+from tests.thread_support import raised_in_another_thread
 
 
 def taken_elsewhere(path: Path) -> bool:
     """Whether another thread fails to take the guard at once."""
-    busy: list[bool] = []
-
-    def attempt() -> None:
-        try:
-            with flock.guard(path, timeout_s=0.0, poll_s=0.001):
-                busy.append(False)
-        except flock.GuardBusy:
-            busy.append(True)
-
-    thread = threading.Thread(target=attempt, daemon=True)
-    thread.start()
-    thread.join(timeout=10)
-    assert not thread.is_alive(), "another thread hung on the guard's own bookkeeping"
-    return busy == [True]
+    raised = raised_in_another_thread(
+        lambda: flock.guard(path, timeout_s=0.0, poll_s=0.001))
+    if raised is not None and not isinstance(raised, flock.GuardBusy):
+        raise raised
+    return raised is not None
 
 
 @settings(max_examples=25, deadline=None)

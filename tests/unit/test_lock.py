@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from bgkit import lock as locking
 from bgkit.errors import LeaseLost, LockHeld, UsageError
+from tests.thread_support import raised_in_another_thread
 
 FORK = multiprocessing.get_context("fork")
 
@@ -290,19 +291,8 @@ def test_a_guard_left_held_by_an_interrupt_does_not_lock_its_own_cleanup_out(
     try:
         lease.record_intent({"action": "switch", "from_pool": "blue", "to_pool": "green"})
         lease.record_intent(None)
-        outside: list[BaseException] = []
-
-        def elsewhere() -> None:
-            try:
-                with store._guarded():
-                    pass
-            except LockHeld as error:
-                outside.append(error)
-
-        thread = threading.Thread(target=elsewhere)
-        thread.start()
-        thread.join()
-        assert len(outside) == 1 and "stayed locked" in str(outside[0])
+        outside = raised_in_another_thread(store._guarded)
+        assert isinstance(outside, LockHeld) and "stayed locked" in str(outside)
     finally:
         left.__exit__(None, None, None)
     lease.release()
